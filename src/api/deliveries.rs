@@ -1,0 +1,61 @@
+//! Delivery handlers: what happened to each event at each webhook, and a manual retry.
+
+use super::{done, search_args, App};
+use crate::error::ApiError;
+use crate::model::Caller;
+use crate::store::DELIVERY_FIELDS;
+use crate::validate::{Args, Checker};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn get(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let id = check.id("delivery_id", args.get("delivery_id"));
+    check.finish()?;
+    app.store.delivery(caller.account_id, id).await
+}
+
+pub async fn search(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    check: Checker,
+) -> Result<Value, ApiError> {
+    let (filter, limit, offset) = search_args(DELIVERY_FIELDS, &args, check)?;
+    Ok(Value::Array(
+        app.store
+            .search_deliveries(caller.account_id, filter, limit, offset)
+            .await?,
+    ))
+}
+
+pub async fn count(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    check: Checker,
+) -> Result<Value, ApiError> {
+    let (filter, _, _) = search_args(DELIVERY_FIELDS, &args, check)?;
+    Ok(json!(
+        app.store
+            .count_deliveries(caller.account_id, filter)
+            .await?
+    ))
+}
+
+pub async fn retry(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let id = check.id("delivery_id", args.get("delivery_id"));
+    check.finish()?;
+    app.store.retry_delivery(caller.account_id, id).await?;
+    app.waker.wake();
+    Ok(done())
+}

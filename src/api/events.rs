@@ -1,0 +1,72 @@
+//! Event handlers: intake answers only after the events and their deliveries are committed.
+
+use super::{search_args, App};
+use crate::error::ApiError;
+use crate::model::Caller;
+use crate::store::EVENT_FIELDS;
+use crate::validate::{Args, Checker};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn add(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let event = check.event_details("", args.get("event_details"));
+    check.finish()?;
+    let ids = app.store.add_events(caller.account_id, vec![event]).await?;
+    app.waker.wake();
+    Ok(json!(ids[0]))
+}
+
+pub async fn add_many(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let events = check.events(args.get("events"));
+    check.finish()?;
+    let ids = app.store.add_events(caller.account_id, events).await?;
+    app.waker.wake();
+    Ok(json!(ids))
+}
+
+pub async fn get(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let id = check.id("event_id", args.get("event_id"));
+    check.finish()?;
+    app.store.event(caller.account_id, id).await
+}
+
+pub async fn search(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    check: Checker,
+) -> Result<Value, ApiError> {
+    let (filter, limit, offset) = search_args(EVENT_FIELDS, &args, check)?;
+    Ok(Value::Array(
+        app.store
+            .search_events(caller.account_id, filter, limit, offset)
+            .await?,
+    ))
+}
+
+pub async fn count(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    check: Checker,
+) -> Result<Value, ApiError> {
+    let (filter, _, _) = search_args(EVENT_FIELDS, &args, check)?;
+    Ok(json!(
+        app.store.count_events(caller.account_id, filter).await?
+    ))
+}

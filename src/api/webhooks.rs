@@ -1,0 +1,129 @@
+//! Webhook handlers: validate, call the store, shape the reply.
+
+use super::{done, search_args, App};
+use crate::delivery::signing;
+use crate::error::ApiError;
+use crate::model::Caller;
+use crate::store::WEBHOOK_FIELDS;
+use crate::validate::{Args, Checker};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn add(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let patch = check.webhook_details(args.get("webhook_details"), true);
+    check.finish()?;
+    let settings = patch.into_new(signing::generate_secret());
+    let id = app
+        .store
+        .add_webhook(caller.account_id, settings, app.config.max_webhooks)
+        .await?;
+    Ok(json!(id))
+}
+
+pub async fn edit(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let id = check.id("webhook_id", args.get("webhook_id"));
+    let patch = check.webhook_details(args.get("webhook_details"), false);
+    check.finish()?;
+    let current = app.store.webhook(caller.account_id, id).await?;
+    let merged = patch.apply(current.settings);
+    let mut check = Checker::default();
+    check.webhook_settings(&merged);
+    check.finish()?;
+    app.store
+        .update_webhook(caller.account_id, id, merged)
+        .await?;
+    Ok(done())
+}
+
+pub async fn delete(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let id = check.id("webhook_id", args.get("webhook_id"));
+    check.finish()?;
+    app.store.delete_webhook(caller.account_id, id).await?;
+    Ok(done())
+}
+
+pub async fn get(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let id = check.id("webhook_id", args.get("webhook_id"));
+    check.finish()?;
+    Ok(app
+        .store
+        .webhook(caller.account_id, id)
+        .await?
+        .to_json(caller.access))
+}
+
+pub async fn search(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    check: Checker,
+) -> Result<Value, ApiError> {
+    let (filter, limit, offset) = search_args(WEBHOOK_FIELDS, &args, check)?;
+    let found = app
+        .store
+        .search_webhooks(caller.account_id, filter, limit, offset)
+        .await?;
+    Ok(Value::Array(
+        found.iter().map(|w| w.to_json(caller.access)).collect(),
+    ))
+}
+
+pub async fn count(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    check: Checker,
+) -> Result<Value, ApiError> {
+    let (filter, _, _) = search_args(WEBHOOK_FIELDS, &args, check)?;
+    Ok(json!(
+        app.store.count_webhooks(caller.account_id, filter).await?
+    ))
+}
+
+pub async fn rotate_secret(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let id = check.id("webhook_id", args.get("webhook_id"));
+    check.finish()?;
+    let secret = app
+        .store
+        .rotate_secret(caller.account_id, id, signing::generate_secret())
+        .await?;
+    Ok(json!(secret))
+}
+
+pub async fn test(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    mut check: Checker,
+) -> Result<Value, ApiError> {
+    let id = check.id("webhook_id", args.get("webhook_id"));
+    check.finish()?;
+    let delivery_id = app.store.add_ping(caller.account_id, id).await?;
+    app.waker.wake();
+    Ok(json!(delivery_id))
+}

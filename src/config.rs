@@ -1,0 +1,114 @@
+//! Every tunable in one struct, from flags and `HOOKRPC_*` environment variables.
+
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The retry schedule: the delay before each retry, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    if s.trim().is_empty() {
+        return Ok(Schedule(Vec::new()));
+    }
+    s.split(',')
+        .map(parse_duration)
+        .collect::<Result<_, _>>()
+        .map(Schedule)
+}
+
+/// `hookrpc serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "HOOKRPC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Most live webhooks per account (355 past it).
+    #[arg(long, env = "HOOKRPC_MAX_WEBHOOKS", default_value_t = 1000)]
+    pub max_webhooks: u32,
+
+    /// Most concurrent calls per API key (399 past it).
+    #[arg(long, env = "HOOKRPC_MAX_CONCURRENT_CALLS", default_value_t = 10)]
+    pub max_concurrent_calls: usize,
+
+    /// Largest request body in bytes (HTTP 413 past it).
+    #[arg(long, env = "HOOKRPC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u32,
+
+    /// Delays before each retry of a failed delivery, then `failed` (±10 % jitter).
+    #[arg(long, env = "HOOKRPC_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h", value_parser = parse_schedule)]
+    pub retry_schedule: Schedule,
+
+    /// Total time one delivery attempt may take.
+    #[arg(long, env = "HOOKRPC_ATTEMPT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub attempt_timeout: Duration,
+
+    /// Time to establish a connection to a receiver.
+    #[arg(long, env = "HOOKRPC_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Consecutive failed attempts that open a webhook's circuit.
+    #[arg(long, env = "HOOKRPC_CIRCUIT_THRESHOLD", default_value_t = 20)]
+    pub circuit_threshold: i64,
+
+    /// While a circuit is open, one probe request this often.
+    #[arg(long, env = "HOOKRPC_CIRCUIT_PROBE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub circuit_probe_interval: Duration,
+
+    /// Allow deliveries to loopback, private and other non-public addresses (local testing).
+    #[arg(long, env = "HOOKRPC_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
+
+    /// Most delivery requests in flight at once, over all webhooks.
+    #[arg(long, env = "HOOKRPC_DELIVERY_CONCURRENCY", default_value_t = 64)]
+    pub delivery_concurrency: usize,
+
+    /// Most delivery requests in flight at once to one webhook.
+    #[arg(long, env = "HOOKRPC_WEBHOOK_CONCURRENCY", default_value_t = 4)]
+    pub webhook_concurrency: usize,
+
+    /// How long claimed work stays reserved before another claim may take it (after a crash).
+    #[arg(long, env = "HOOKRPC_LEASE", default_value = "60s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// On SIGINT/SIGTERM, how long in-flight deliveries may take to finish.
+    #[arg(long, env = "HOOKRPC_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Read-only database connections.
+    #[arg(long, env = "HOOKRPC_READERS", default_value_t = 4)]
+    pub readers: usize,
+
+    /// Log format on stderr.
+    #[arg(long, env = "HOOKRPC_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse_in_any_unit() {
+        let s = parse_schedule("5s,5m,30m,2h,5h").unwrap();
+        assert_eq!(s.0[0], Duration::from_secs(5));
+        assert_eq!(s.0[4], Duration::from_secs(5 * 3600));
+        assert_eq!(
+            parse_schedule("10ms, 20ms").unwrap().0[1],
+            Duration::from_millis(20)
+        );
+        assert!(parse_schedule("5x").is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! Two dialects, one server. jsonrpsee speaks strict JSON-RPC 2.0; Vision6 clients send
+//! requests without a `jsonrpc` member and expect `{"id","result","error"}` back. This module
+//! rewrites a request body into 2.0 before jsonrpsee sees it, and the reply back into the
+//! caller's dialect afterwards. It also gives every request a plain numeric id, so that
+//! notifications (and odd ids jsonrpsee would treat as notifications) still run, and their
+//! replies are dropped here, as JSON-RPC 2.0 requires.
+
+use crate::error::{INTERNAL, METHOD_NOT_FOUND_V1};
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    V2,
+    /// Vision6 / JSON-RPC 1.0 style: no `jsonrpc` member.
+    V1,
+}
+
+#[derive(Debug)]
+struct Entry {
+    flavor: Flavor,
+    /// The id the client sent; `None` for a 2.0 notification (no reply).
+    id: Option<Value>,
+}
+
+/// How to turn jsonrpsee's reply back into what the client expects.
+#[derive(Debug)]
+pub struct Plan {
+    batch: bool,
+    /// Indexed by the numeric id given to each request.
+    entries: Vec<Entry>,
+}
+
+/// What to do with a request body.
+#[derive(Debug)]
+pub enum Prepared {
+    /// A plain 2.0 request with an ordinary id: nothing to rewrite either way.
+    PassThrough,
+    Rewritten(Vec<u8>, Plan),
+    /// Not JSON, and no sign of `jsonrpc`: answer in the Vision6 dialect (code 100).
+    V1ParseError(Vec<u8>),
+}
+
+pub fn prepare(body: &[u8]) -> Prepared {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) if !contains(body, b"\"jsonrpc\"") => {
+            return Prepared::V1ParseError(v1_parse_error(&e.to_string()))
+        }
+        Err(_) => return Prepared::PassThrough,
+    };
+    let mut entries = Vec::new();
+    let rewritten = match value {
+        Value::Object(obj) => {
+            if is_plain_v2(&obj) {
+                return Prepared::PassThrough;
+            }
+            Value::Object(normalise(obj, &mut entries))
+        }
+        Value::Array(items) if !items.is_empty() => Value::Array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(obj) => Value::Object(normalise(obj, &mut entries)),
+                    other => other,
+                })
+                .collect(),
+        ),
+        _ => return Prepared::PassThrough,
+    };
+    let batch = rewritten.is_array();
+    match serde_json::to_vec(&rewritten) {
+        Ok(bytes) => Prepared::Rewritten(bytes, Plan { batch, entries }),
+        Err(_) => Prepared::PassThrough,
+    }
+}
+
+/// A 2.0 request whose id jsonrpsee echoes faithfully: a non-negative integer or a string.
+fn is_plain_v2(obj: &Map<String, Value>) -> bool {
+    obj.contains_key("jsonrpc")
+        && obj
+            .get("id")
+            .is_some_and(|id| id.is_string() || id.is_u64())
+}
+
+fn normalise(mut obj: Map<String, Value>, entries: &mut Vec<Entry>) -> Map<String, Value> {
+    let flavor = if obj.contains_key("jsonrpc") {
+        Flavor::V2
+    } else {
+        Flavor::V1
+    };
+    let id = match (obj.remove("id"), flavor) {
+        (None, Flavor::V2) => None,
+        (None, Flavor::V1) => Some(Value::Null),
+        (Some(id), _) => Some(id),
+    };
+    if flavor == Flavor::V1 {
+        obj.insert("jsonrpc".into(), json!("2.0"));
+    }
+    obj.insert("id".into(), json!(entries.len()));
+    entries.push(Entry { flavor, id });
+    obj
+}
+
+/// Turns jsonrpsee's reply into the client's dialect; `None` when nothing is to be sent back
+/// (only notifications).
+pub fn finish(reply: &[u8], plan: &Plan) -> Option<Vec<u8>> {
+    let value: Value = serde_json::from_slice(reply).ok()?;
+    let restored = match value {
+        Value::Array(items) => {
+            let kept: Vec<Value> = items
+                .into_iter()
+                .filter_map(|item| restore(item, plan))
+                .collect();
+            if kept.is_empty() {
+                return None;
+            }
+            Value::Array(kept)
+        }
+        single => {
+            let restored = restore(single, plan)?;
+            if plan.batch {
+                Value::Array(vec![restored])
+            } else {
+                restored
+            }
+        }
+    };
+    serde_json::to_vec(&restored).ok()
+}
+
+fn restore(mut reply: Value, plan: &Plan) -> Option<Value> {
+    let entry = reply
+        .get("id")
+        .and_then(Value::as_u64)
+        .and_then(|i| plan.entries.get(i as usize));
+    let Some(entry) = entry else {
+        return Some(reply); // a reply jsonrpsee made itself (invalid request, id null)
+    };
+    let id = entry.id.clone()?;
+    match entry.flavor {
+        Flavor::V2 => {
+            reply["id"] = id;
+            Some(reply)
+        }
+        Flavor::V1 => {
+            let error = reply.get_mut("error").map(Value::take).map(v1_error);
+            let result = reply.get_mut("result").map(Value::take);
+            Some(
+                json!({ "id": id, "result": result.unwrap_or(Value::Null), "error": error.unwrap_or(Value::Null) }),
+            )
+        }
+    }
+}
+
+/// Vision6 codes for the protocol errors that have one.
+fn v1_error(mut error: Value) -> Value {
+    match error.get("code").and_then(Value::as_i64) {
+        Some(-32601) => {
+            error["code"] = json!(METHOD_NOT_FOUND_V1);
+            error["message"] = json!("Method Not Found");
+        }
+        Some(-32700) => {
+            error["code"] = json!(INTERNAL);
+            error["message"] = json!("Internal Server Error");
+        }
+        _ => {}
+    }
+    error
+}
+
+fn v1_parse_error(detail: &str) -> Vec<u8> {
+    let reply = json!({
+        "id": null,
+        "result": null,
+        "error": { "code": INTERNAL, "message": "Internal Server Error", "data": format!("parse error: {detail}") },
+    });
+    serde_json::to_vec(&reply).unwrap_or_default()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(body: &str) -> (Value, Plan) {
+        match prepare(body.as_bytes()) {
+            Prepared::Rewritten(bytes, plan) => (serde_json::from_slice(&bytes).unwrap(), plan),
+            other => panic!("expected a rewrite, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_v2_passes_through() {
+        assert!(matches!(
+            prepare(br#"{"jsonrpc":"2.0","id":7,"method":"m"}"#),
+            Prepared::PassThrough
+        ));
+        assert!(matches!(
+            prepare(br#"{"jsonrpc":"2.0","id":"a","method":"m"}"#),
+            Prepared::PassThrough
+        ));
+    }
+
+    #[test]
+    fn v1_request_becomes_v2_and_reply_goes_back() {
+        let (req, plan) = rewrite(r#"{"id":"x1","method":"m","params":[]}"#);
+        assert_eq!(req["jsonrpc"], "2.0");
+        assert_eq!(req["id"], 0);
+        let out = finish(br#"{"jsonrpc":"2.0","id":0,"result":5}"#, &plan).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap(),
+            json!({"id":"x1","result":5,"error":null})
+        );
+        let out = finish(
+            br#"{"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"Method not found"}}"#,
+            &plan,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["error"]["code"], 104);
+        assert_eq!(v["result"], Value::Null);
+    }
+
+    #[test]
+    fn notifications_run_but_get_no_reply() {
+        let (req, plan) =
+            rewrite(r#"[{"jsonrpc":"2.0","method":"m"},{"jsonrpc":"2.0","id":-1,"method":"m"}]"#);
+        assert_eq!(req[0]["id"], 0);
+        assert_eq!(req[1]["id"], 1);
+        let out = finish(
+            br#"[{"jsonrpc":"2.0","id":0,"result":1},{"jsonrpc":"2.0","id":1,"result":2}]"#,
+            &plan,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap(),
+            json!([{"jsonrpc":"2.0","id":-1,"result":2}])
+        );
+        let (_, plan) = rewrite(r#"{"jsonrpc":"2.0","method":"m"}"#);
+        assert!(finish(br#"{"jsonrpc":"2.0","id":0,"result":1}"#, &plan).is_none());
+    }
+
+    #[test]
+    fn garbage_without_jsonrpc_is_a_v1_parse_error() {
+        match prepare(b"{not json") {
+            Prepared::V1ParseError(bytes) => {
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(v["error"]["code"], 100);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

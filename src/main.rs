@@ -1,0 +1,193 @@
+//! The `hookrpc` command: `serve`, and `key add|list|revoke`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hookrpc::api::{App, KeyLimiter};
+use hookrpc::config::{Config, LogFormat};
+use hookrpc::delivery::{self, Waker};
+use hookrpc::error::ApiError;
+use hookrpc::model::Access;
+use hookrpc::store::Store;
+use hookrpc::{metrics, server};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "hookrpc",
+    version,
+    about = "Self-hosted webhooks behind a Vision6-style JSON-RPC API"
+)]
+struct Cli {
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "HOOKRPC_DB", default_value = "hookrpc.db", global = true)]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server and the delivery engine.
+    Serve(Box<Config>),
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Create a key and print it (once: only its hash is stored).
+    Add {
+        #[arg(long)]
+        account: String,
+        #[arg(long, value_enum, default_value = "full")]
+        access: AccessArg,
+    },
+    /// List keys by prefix, account and access level.
+    List,
+    /// Revoke the key whose first characters are PREFIX.
+    Revoke { prefix: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccessArg {
+    Full,
+    Standard,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(config) => config.log_format,
+        Command::Key { .. } => LogFormat::Text,
+    };
+    init_tracing(log_format);
+    let result = match cli.command {
+        Command::Serve(config) => serve(cli.db, Arc::new(*config)).await,
+        Command::Key { action } => key(cli.db, action).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookrpc: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn describe(e: &ApiError) -> String {
+    match e {
+        ApiError::Internal(cause) => cause.clone(),
+        ApiError::InvalidParams(problems) => problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), ApiError> {
+    metrics::install();
+    let store = Store::open(&db, config.readers)?;
+    if let Some(key) = store.bootstrap().await? {
+        println!("created account default with full-access key: {key}");
+    }
+    let waker = Waker::default();
+    let engine = delivery::start(store.clone(), config.clone(), waker.clone())
+        .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
+    let app = Arc::new(App {
+        store,
+        limiter: KeyLimiter::new(config.max_concurrent_calls.max(1)),
+        config: config.clone(),
+        waker,
+    });
+    let (handle, addr) = server::start(app).await?;
+    println!("listening on {addr}");
+    tracing::info!(%addr, db = %db.display(), "hookrpc started");
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new calls, finishing deliveries in flight");
+    let _ = handle.stop();
+    handle.stopped().await;
+    engine.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn key(db: PathBuf, action: KeyAction) -> Result<(), ApiError> {
+    let store = Store::open(&db, 1)?;
+    match action {
+        KeyAction::Add { account, access } => {
+            let access = match access {
+                AccessArg::Full => Access::Full,
+                AccessArg::Standard => Access::Standard,
+            };
+            let key = store.add_key(&account, access).await?;
+            eprintln!(
+                "new {} key for account {account} (shown once):",
+                access.as_str()
+            );
+            println!("{key}");
+        }
+        KeyAction::List => {
+            println!(
+                "{:<10} {:<20} {:<9} {:<11} revoked",
+                "prefix", "account", "access", "created"
+            );
+            for k in store.list_keys().await? {
+                let revoked = k.revoked_time.map_or("-".to_owned(), |t| t.to_string());
+                println!(
+                    "{:<10} {:<20} {:<9} {:<11} {revoked}",
+                    k.prefix,
+                    k.account,
+                    k.access.as_str(),
+                    k.creation_time
+                );
+            }
+        }
+        KeyAction::Revoke { prefix } => {
+            store.revoke_key(&prefix).await?;
+            eprintln!("revoked");
+        }
+    }
+    Ok(())
+}

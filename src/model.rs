@@ -1,0 +1,234 @@
+//! The domain: access levels, the Vision6 object × event matrix, and the shapes the API
+//! returns. Rows are turned into JSON here so every method shows an object the same way.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What a key may do. `Standard` reads (without secrets), publishes and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Full,
+    Standard,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Full => "full",
+            Access::Standard => "standard",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(Access::Full),
+            "standard" => Some(Access::Standard),
+            _ => None,
+        }
+    }
+
+    pub fn allows(self, needed: Access) -> bool {
+        self == Access::Full || needed == Access::Standard
+    }
+}
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account_id: i64,
+    pub access: Access,
+}
+
+pub const OBJECTS: &[&str] = &["list", "contact"];
+
+/// Vision6's events per object.
+pub fn events_for(object: &str) -> &'static [&'static str] {
+    match object {
+        "list" => &["created", "updated", "removed", "bulk_updated"],
+        "contact" => &[
+            "created",
+            "updated",
+            "removed",
+            "subscribed",
+            "unsubscribed",
+            "deactivated",
+            "reactivated",
+        ],
+        _ => &[],
+    }
+}
+
+/// The `ping` event of `testWebhook` is not a Vision6 event: it is only ever created by us.
+pub const PING_EVENT: &str = "ping";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+/// A webhook's settings as the user controls them (everything `webhook_details` can hold).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSettings {
+    pub name: String,
+    pub description: String,
+    pub object: String,
+    pub event: String,
+    pub list_id: i64,
+    pub url: String,
+    pub headers: Vec<Header>,
+    pub auth: Option<BasicAuth>,
+    pub secret: String,
+    pub is_active: bool,
+    pub batch_size: i64,
+    pub metadata: Map<String, Value>,
+}
+
+/// The keys of `webhook_details` that were given; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub object: Option<String>,
+    pub event: Option<String>,
+    pub list_id: Option<i64>,
+    pub url: Option<String>,
+    pub headers: Option<Vec<Header>>,
+    pub auth: Option<Option<BasicAuth>>,
+    pub secret: Option<String>,
+    pub is_active: Option<bool>,
+    pub batch_size: Option<i64>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+impl WebhookPatch {
+    /// A new webhook: the patch over the defaults of API.md. The validator has made sure the
+    /// required keys are present.
+    pub fn into_new(self, generated_secret: String) -> WebhookSettings {
+        let object = self.object.unwrap_or_default();
+        let event = self.event.unwrap_or_default();
+        WebhookSettings {
+            name: self.name.unwrap_or_else(|| format!("{object}.{event}")),
+            description: self.description.unwrap_or_default(),
+            list_id: self.list_id.unwrap_or(0),
+            url: self.url.unwrap_or_default(),
+            headers: self.headers.unwrap_or_default(),
+            auth: self.auth.unwrap_or(None),
+            secret: self.secret.unwrap_or(generated_secret),
+            is_active: self.is_active.unwrap_or(true),
+            batch_size: self.batch_size.unwrap_or(100),
+            metadata: self.metadata.unwrap_or_default(),
+            object,
+            event,
+        }
+    }
+
+    /// An edit: only the keys given change.
+    pub fn apply(self, mut s: WebhookSettings) -> WebhookSettings {
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { s.$f = v; } )* };
+        }
+        set!(
+            name,
+            description,
+            object,
+            event,
+            list_id,
+            url,
+            headers,
+            auth,
+            secret,
+            is_active,
+            batch_size,
+            metadata
+        );
+        s
+    }
+}
+
+/// A validated `event_details`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub object: String,
+    pub event: String,
+    pub list_id: i64,
+    pub contact_id: Option<i64>,
+    pub data: Map<String, Value>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Time as the API shows it: Unix epoch seconds.
+pub fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+/// Internal scheduling runs in milliseconds so that short test schedules work.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `last_error` as the API shows it.
+pub fn last_error(time: Option<i64>, message: Option<String>) -> Value {
+    match (time, message) {
+        (Some(time), Some(message)) => json!({ "time": time, "message": message }),
+        _ => Value::Null,
+    }
+}
+
+/// A stored webhook: the user's settings plus what delivery has learnt about it.
+#[derive(Debug, Clone)]
+pub struct WebhookRecord {
+    pub id: i64,
+    pub settings: WebhookSettings,
+    pub circuit_state: String,
+    pub consecutive_failures: i64,
+    pub last_error_time: Option<i64>,
+    pub last_error_message: Option<String>,
+    pub last_success_time: Option<i64>,
+    pub creation_time: i64,
+    pub last_modified_time: i64,
+}
+
+/// What a password looks like in every reply.
+pub const MASKED_PASSWORD: &str = "********";
+
+impl WebhookRecord {
+    /// The Webhook of API.md; `secret` only for full-access callers.
+    pub fn to_json(&self, access: Access) -> Value {
+        let s = &self.settings;
+        let mut v = json!({
+            "id": self.id,
+            "name": s.name,
+            "description": s.description,
+            "object": s.object,
+            "event": s.event,
+            "list_id": s.list_id,
+            "url": s.url,
+            "headers": s.headers,
+            "auth": s.auth.as_ref().map(|a| json!({"username": a.username, "password": MASKED_PASSWORD})),
+            "is_active": s.is_active,
+            "batch_size": s.batch_size,
+            "metadata": s.metadata,
+            "circuit_state": self.circuit_state,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": last_error(self.last_error_time, self.last_error_message.clone()),
+            "last_success_time": self.last_success_time,
+            "creation_time": self.creation_time,
+            "last_modified_time": self.last_modified_time,
+        });
+        if access == Access::Full {
+            v["secret"] = json!(s.secret);
+        }
+        v
+    }
+}

@@ -1,0 +1,516 @@
+//! The SQL of `deliveries` and `attempts`: what the API shows, and the delivery engine's queue
+//! (claim due work with a lease, record what happened).
+
+use super::Store;
+use crate::error::ApiError;
+use crate::model::{now_ms, now_secs, BasicAuth, Header};
+use crate::search::{Field, Filter, Kind};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub const FIELDS: &[Field] = &[
+    Field {
+        name: "id",
+        column: "id",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "webhook_id",
+        column: "webhook_id",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "event_id",
+        column: "event_id",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "status",
+        column: "status",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "attempt_count",
+        column: "attempt_count",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "next_attempt_time",
+        column: "(CASE WHEN status = 'pending' THEN due_ms / 1000 END)",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "last_attempt_time",
+        column: "last_attempt_time",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "last_status_code",
+        column: "last_status_code",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "last_error",
+        column: "last_error",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "creation_time",
+        column: "creation_time",
+        kind: Kind::Int,
+    },
+];
+
+const COLUMNS: &str = "id, webhook_id, event_id, status, attempt_count,
+    CASE WHEN status = 'pending' THEN due_ms / 1000 END, last_attempt_time, last_status_code,
+    last_error, creation_time";
+
+fn delivery_json(r: &Row) -> rusqlite::Result<Value> {
+    Ok(json!({
+        "id": r.get::<_, i64>(0)?,
+        "webhook_id": r.get::<_, i64>(1)?,
+        "event_id": r.get::<_, i64>(2)?,
+        "status": r.get::<_, String>(3)?,
+        "attempt_count": r.get::<_, i64>(4)?,
+        "next_attempt_time": r.get::<_, Option<i64>>(5)?,
+        "last_attempt_time": r.get::<_, Option<i64>>(6)?,
+        "last_status_code": r.get::<_, Option<i64>>(7)?,
+        "last_error": r.get::<_, Option<String>>(8)?,
+        "creation_time": r.get::<_, i64>(9)?,
+    }))
+}
+
+fn attempts(conn: &Connection, delivery_id: i64) -> Result<Vec<Value>, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.time, a.duration_ms, a.status_code, a.error, a.response_body
+         FROM delivery_attempts da JOIN attempts a ON a.id = da.attempt_id
+         WHERE da.delivery_id = ?1 ORDER BY a.id",
+    )?;
+    let rows = stmt.query_map([delivery_id], |r| {
+        Ok(json!({
+            "time": r.get::<_, i64>(0)?,
+            "duration_ms": r.get::<_, i64>(1)?,
+            "status_code": r.get::<_, Option<i64>>(2)?,
+            "error": r.get::<_, Option<String>>(3)?,
+            "response_body": r.get::<_, Option<String>>(4)?,
+        }))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Where and how one webhook is sent to, as the engine needs it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub webhook_id: i64,
+    pub url: String,
+    pub headers: Vec<Header>,
+    pub auth: Option<BasicAuth>,
+    /// The current secret first; a rotated-out one while it still signs.
+    pub secrets: Vec<String>,
+}
+
+/// A claimed delivery and what the engine must know to schedule its next attempt.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    /// Attempts made in the current run of the retry schedule, before this one.
+    pub attempts_in_schedule: i64,
+    /// The item of the wire format (API.md §4).
+    pub item: Value,
+}
+
+/// One request's worth of work: up to `batch_size` deliveries for one webhook.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub target: Target,
+    pub deliveries: Vec<ClaimedDelivery>,
+}
+
+/// What becomes of one delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Succeeded,
+    RetryAt { due_ms: i64 },
+    Failed,
+}
+
+/// The result of one request, for all the deliveries it carried.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub webhook_id: i64,
+    pub next: Vec<(i64, Next)>,
+    pub time: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<u16>,
+    /// None on success; otherwise what went wrong, in words.
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    /// 410 Gone: the receiver asked to stop.
+    pub deactivate: bool,
+}
+
+/// Circuit breaker settings, passed in by the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitPolicy {
+    pub threshold: i64,
+    pub probe_interval_ms: i64,
+}
+
+struct ClaimedRow {
+    id: i64,
+    webhook_id: i64,
+    event_id: i64,
+    attempts_in_schedule: i64,
+}
+
+struct WebhookState {
+    target: Target,
+    batch_size: usize,
+    open: bool,
+    next_probe_ms: Option<i64>,
+    deleted: bool,
+}
+
+fn webhook_state(conn: &Connection, id: i64, now_ms: i64) -> Result<WebhookState, ApiError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT url, headers, auth_username, auth_password, secret, previous_secret,
+               previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time
+             FROM webhooks WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            let mut secrets = vec![r.get::<_, String>(4)?];
+            if let (Some(old), Some(until)) =
+                (r.get::<_, Option<String>>(5)?, r.get::<_, Option<i64>>(6)?)
+            {
+                if until * 1000 > now_ms {
+                    secrets.push(old);
+                }
+            }
+            let auth = match (
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ) {
+                (Some(username), Some(password)) => Some(BasicAuth { username, password }),
+                _ => None,
+            };
+            Ok(WebhookState {
+                target: Target {
+                    webhook_id: id,
+                    url: r.get(0)?,
+                    headers: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
+                    auth,
+                    secrets,
+                },
+                batch_size: r.get::<_, i64>(7)?.max(1) as usize,
+                open: r.get::<_, String>(8)? == "open",
+                next_probe_ms: r.get(9)?,
+                deleted: r.get::<_, Option<i64>>(10)?.is_some(),
+            })
+        })?)
+}
+
+fn wire_item(conn: &Connection, row: &ClaimedRow) -> Result<Value, ApiError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT object, event, list_id, contact_id, creation_time, data FROM events WHERE id = ?1",
+        )?
+        .query_row([row.event_id], |r| {
+            let data: String = r.get(5)?;
+            Ok(json!({
+                "id": row.event_id,
+                "delivery_id": row.id,
+                "webhook_id": row.webhook_id,
+                "object": r.get::<_, String>(0)?,
+                "event": r.get::<_, String>(1)?,
+                "list_id": r.get::<_, i64>(2)?,
+                "contact_id": r.get::<_, Option<i64>>(3)?,
+                "timestamp": r.get::<_, i64>(4)?,
+                "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null),
+            }))
+        })?)
+}
+
+fn set_due(conn: &Connection, ids: &[ClaimedRow], due_ms: i64) -> Result<(), ApiError> {
+    let mut stmt = conn
+        .prepare_cached("UPDATE deliveries SET due_ms = ?2 WHERE id = ?1 AND status = 'pending'")?;
+    for row in ids {
+        stmt.execute(params![row.id, due_ms])?;
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` due deliveries: each is leased by moving its due time to the end of
+/// the lease, so a crash leaves work that falls due again. Deliveries of an open circuit wait
+/// for its next probe; when a probe is due, one batch goes out as the probe.
+fn claim(
+    conn: &Connection,
+    limit: usize,
+    lease_ms: i64,
+    circuit: CircuitPolicy,
+) -> Result<Vec<Claim>, ApiError> {
+    let now = now_ms();
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET due_ms = ?2 WHERE id IN
+           (SELECT id FROM deliveries WHERE status = 'pending' AND due_ms <= ?1 ORDER BY due_ms LIMIT ?3)
+         RETURNING id, webhook_id, event_id, attempt_count - schedule_start",
+    )?;
+    let rows = stmt.query_map(params![now, now + lease_ms, limit as i64], |r| {
+        Ok(ClaimedRow {
+            id: r.get(0)?,
+            webhook_id: r.get(1)?,
+            event_id: r.get(2)?,
+            attempts_in_schedule: r.get(3)?,
+        })
+    })?;
+    let mut by_webhook: BTreeMap<i64, Vec<ClaimedRow>> = BTreeMap::new();
+    for row in rows {
+        let row = row?;
+        by_webhook.entry(row.webhook_id).or_default().push(row);
+    }
+    let mut claims = Vec::new();
+    for (webhook_id, mut rows) in by_webhook {
+        rows.sort_by_key(|r| r.id);
+        let state = webhook_state(conn, webhook_id, now)?;
+        if state.deleted {
+            super::webhooks::cancel_pending(conn, webhook_id)?;
+            continue;
+        }
+        if state.open {
+            let probe_due = state.next_probe_ms.unwrap_or(0) <= now;
+            let next_probe = if probe_due {
+                now + circuit.probe_interval_ms
+            } else {
+                state.next_probe_ms.unwrap_or(now)
+            };
+            let keep = if probe_due {
+                state.batch_size.min(rows.len())
+            } else {
+                0
+            };
+            set_due(conn, &rows[keep..], next_probe)?;
+            rows.truncate(keep);
+            if probe_due {
+                conn.prepare_cached("UPDATE webhooks SET next_probe_ms = ?2 WHERE id = ?1")?
+                    .execute(params![webhook_id, next_probe])?;
+            }
+        }
+        for chunk in rows.chunks(state.batch_size) {
+            let deliveries = chunk
+                .iter()
+                .map(|row| {
+                    Ok(ClaimedDelivery {
+                        id: row.id,
+                        attempts_in_schedule: row.attempts_in_schedule,
+                        item: wire_item(conn, row)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            claims.push(Claim {
+                target: state.target.clone(),
+                deliveries,
+            });
+        }
+    }
+    Ok(claims)
+}
+
+fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), ApiError> {
+    conn.prepare_cached(
+        "INSERT INTO attempts (webhook_id, time, duration_ms, status_code, error, response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        o.webhook_id,
+        o.time,
+        o.duration_ms,
+        o.status_code,
+        o.error,
+        o.response_body
+    ])?;
+    let attempt_id = conn.last_insert_rowid();
+    let mut link = conn.prepare_cached(
+        "INSERT INTO delivery_attempts (delivery_id, attempt_id) VALUES (?1, ?2)",
+    )?;
+    // `status = 'pending'` keeps a delivery cancelled while it was in flight cancelled.
+    let mut update = conn.prepare_cached(
+        "UPDATE deliveries SET status = ?2, due_ms = ?3, attempt_count = attempt_count + 1,
+           last_attempt_time = ?4, last_status_code = ?5, last_error = ?6
+         WHERE id = ?1 AND status = 'pending'",
+    )?;
+    for (id, next) in &o.next {
+        link.execute(params![id, attempt_id])?;
+        let (status, due) = match next {
+            Next::Succeeded => ("succeeded", None),
+            Next::RetryAt { due_ms } => ("pending", Some(*due_ms)),
+            Next::Failed => ("failed", None),
+        };
+        update.execute(params![id, status, due, o.time, o.status_code, o.error])?;
+    }
+    match &o.error {
+        None => {
+            conn.prepare_cached(
+                "UPDATE webhooks SET last_success_time = ?2, consecutive_failures = 0,
+                   circuit_state = 'closed', next_probe_ms = NULL WHERE id = ?1",
+            )?
+            .execute(params![o.webhook_id, o.time])?;
+        }
+        Some(error) => record_failure(conn, o, error, circuit)?,
+    }
+    Ok(())
+}
+
+fn record_failure(
+    conn: &Connection,
+    o: &Outcome,
+    error: &str,
+    circuit: CircuitPolicy,
+) -> Result<(), ApiError> {
+    let message = if o.deactivate {
+        format!("{error}: the receiver asked to stop, webhook deactivated")
+    } else {
+        error.to_owned()
+    };
+    let failures: i64 = conn
+        .prepare_cached(
+            "UPDATE webhooks SET last_error_time = ?2, last_error_message = ?3,
+               consecutive_failures = consecutive_failures + 1,
+               is_active = CASE WHEN ?4 THEN 0 ELSE is_active END
+             WHERE id = ?1 RETURNING consecutive_failures",
+        )?
+        .query_row(params![o.webhook_id, o.time, message, o.deactivate], |r| {
+            r.get(0)
+        })?;
+    if o.deactivate {
+        return super::webhooks::cancel_pending(conn, o.webhook_id);
+    }
+    if failures >= circuit.threshold {
+        // Open (or keep open) the circuit: everything waits for the next probe.
+        let probe_ms = now_ms() + circuit.probe_interval_ms;
+        conn.prepare_cached(
+            "UPDATE webhooks SET circuit_state = 'open', next_probe_ms = ?2 WHERE id = ?1",
+        )?
+        .execute(params![o.webhook_id, probe_ms])?;
+        conn.prepare_cached(
+            "UPDATE deliveries SET due_ms = ?2 WHERE webhook_id = ?1 AND status = 'pending' AND due_ms < ?2",
+        )?
+        .execute(params![o.webhook_id, probe_ms])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn delivery(&self, account_id: i64, id: i64) -> Result<Value, ApiError> {
+        self.read(move |conn| {
+            let mut delivery = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM deliveries WHERE id = ?1 AND account_id = ?2"
+                ))?
+                .query_row(params![id, account_id], delivery_json)
+                .optional()?
+                .ok_or(ApiError::DeliveryNotFound)?;
+            delivery["attempts"] = Value::Array(attempts(conn, id)?);
+            Ok(delivery)
+        })
+        .await
+    }
+
+    pub async fn search_deliveries(
+        &self,
+        account_id: i64,
+        filter: Filter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Value>, ApiError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM deliveries WHERE account_id = ?{} ORDER BY {} LIMIT ? OFFSET ?",
+                filter.and_clause(),
+                filter.order_by
+            );
+            super::query_filtered(conn, &sql, account_id, filter.params, Some((limit, offset)), delivery_json)
+        })
+        .await
+    }
+
+    pub async fn count_deliveries(&self, account_id: i64, filter: Filter) -> Result<i64, ApiError> {
+        let sql = format!(
+            "SELECT count(*) FROM deliveries WHERE account_id = ?{}",
+            filter.and_clause()
+        );
+        self.count(sql, account_id, filter).await
+    }
+
+    /// `retryDelivery`: a failed or cancelled delivery is due again now, with a fresh run of
+    /// the retry schedule. Its webhook must still exist and be active.
+    pub async fn retry_delivery(&self, account_id: i64, id: i64) -> Result<(), ApiError> {
+        self.write(move |conn| {
+            let (status, webhook_id): (String, i64) = conn
+                .prepare_cached("SELECT status, webhook_id FROM deliveries WHERE id = ?1 AND account_id = ?2")?
+                .query_row(params![id, account_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or(ApiError::DeliveryNotFound)?;
+            if status != "failed" && status != "cancelled" {
+                return Err(ApiError::invalid("delivery_id", format!("only a failed or cancelled delivery can be retried; this one is {status}")));
+            }
+            let active: bool = conn
+                .prepare_cached("SELECT is_active AND deleted_time IS NULL FROM webhooks WHERE id = ?1")?
+                .query_row([webhook_id], |r| r.get(0))?;
+            if !active {
+                return Err(ApiError::invalid("delivery_id", "its webhook is inactive or deleted: activate it first"));
+            }
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 'pending', due_ms = ?2, schedule_start = attempt_count WHERE id = ?1",
+            )?
+            .execute(params![id, now_ms()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The engine's claim (see [`claim`]).
+    pub async fn claim_due(
+        &self,
+        limit: usize,
+        lease_ms: i64,
+        circuit: CircuitPolicy,
+    ) -> Result<Vec<Claim>, ApiError> {
+        self.write(move |conn| claim(conn, limit, lease_ms, circuit))
+            .await
+    }
+
+    /// Records one attempt for all the deliveries it carried, and what the webhook learnt.
+    pub async fn record_outcome(
+        &self,
+        outcome: Outcome,
+        circuit: CircuitPolicy,
+    ) -> Result<(), ApiError> {
+        self.write(move |conn| record(conn, &outcome, circuit))
+            .await
+    }
+
+    /// When the earliest pending delivery falls due (epoch ms), if any.
+    pub async fn next_due_ms(&self) -> Result<Option<i64>, ApiError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT min(due_ms) FROM deliveries WHERE status = 'pending'")?
+                .query_row([], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    /// For /metrics: pending deliveries, the age of the oldest (s), open circuits.
+    pub async fn queue_stats(&self) -> Result<(i64, i64, i64), ApiError> {
+        self.read(|conn| {
+            let (pending, oldest): (i64, Option<i64>) = conn
+                .prepare_cached("SELECT count(*), min(creation_time) FROM deliveries WHERE status = 'pending'")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let open: i64 = conn
+                .prepare_cached("SELECT count(*) FROM webhooks WHERE circuit_state = 'open' AND deleted_time IS NULL")?
+                .query_row([], |r| r.get(0))?;
+            Ok((pending, oldest.map_or(0, |t| now_secs() - t), open))
+        })
+        .await
+    }
+}

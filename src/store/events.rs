@@ -1,0 +1,230 @@
+//! The SQL of the `events` table, and the fan-out: an event and its deliveries are written in
+//! one transaction, and that commit is the acknowledgement (the outbox is the queue).
+
+use super::Store;
+use crate::error::ApiError;
+use crate::model::{now_ms, NewEvent, PING_EVENT};
+use crate::search::{Field, Filter, Kind};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{json, Value};
+
+/// How long an idempotency key is remembered (API.md: 24 h).
+const IDEMPOTENCY_SECS: i64 = 24 * 3600;
+
+pub const FIELDS: &[Field] = &[
+    Field {
+        name: "id",
+        column: "id",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "object",
+        column: "object",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "event",
+        column: "event",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "list_id",
+        column: "list_id",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "contact_id",
+        column: "contact_id",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "idempotency_key",
+        column: "idempotency_key",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "creation_time",
+        column: "creation_time",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "delivery_count",
+        column: "delivery_count",
+        kind: Kind::Int,
+    },
+];
+
+const COLUMNS: &str =
+    "id, object, event, list_id, contact_id, data, idempotency_key, creation_time, delivery_count";
+
+fn event_json(r: &Row) -> rusqlite::Result<Value> {
+    let data: String = r.get(5)?;
+    Ok(json!({
+        "id": r.get::<_, i64>(0)?,
+        "object": r.get::<_, String>(1)?,
+        "event": r.get::<_, String>(2)?,
+        "list_id": r.get::<_, i64>(3)?,
+        "contact_id": r.get::<_, Option<i64>>(4)?,
+        "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null),
+        "idempotency_key": r.get::<_, Option<String>>(6)?,
+        "creation_time": r.get::<_, i64>(7)?,
+        "delivery_count": r.get::<_, i64>(8)?,
+    }))
+}
+
+/// Inserts one event and a delivery for each of `webhook_ids`, due now.
+fn insert_event(
+    conn: &Connection,
+    account_id: i64,
+    e: &NewEvent,
+    webhook_ids: &[i64],
+    now_ms: i64,
+) -> Result<i64, ApiError> {
+    let now = now_ms / 1000;
+    conn.prepare_cached(
+        "INSERT INTO events (account_id, object, event, list_id, contact_id, data, idempotency_key,
+           creation_time, delivery_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        account_id,
+        e.object,
+        e.event,
+        e.list_id,
+        e.contact_id,
+        serde_json::to_string(&e.data)?,
+        e.idempotency_key,
+        now,
+        webhook_ids.len() as i64,
+    ])?;
+    let event_id = conn.last_insert_rowid();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO deliveries (account_id, webhook_id, event_id, status, due_ms, creation_time)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
+    )?;
+    for webhook_id in webhook_ids {
+        insert.execute(params![account_id, webhook_id, event_id, now_ms, now])?;
+    }
+    Ok(event_id)
+}
+
+fn matching_webhooks(
+    conn: &Connection,
+    account_id: i64,
+    e: &NewEvent,
+) -> Result<Vec<i64>, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM webhooks WHERE account_id = ?1 AND object = ?2 AND event = ?3
+           AND (list_id = 0 OR list_id = ?4) AND is_active = 1 AND deleted_time IS NULL",
+    )?;
+    let ids = stmt.query_map(params![account_id, e.object, e.event, e.list_id], |r| {
+        r.get(0)
+    })?;
+    Ok(ids.collect::<Result<_, _>>()?)
+}
+
+fn earlier_event(
+    conn: &Connection,
+    account_id: i64,
+    key: &str,
+    now: i64,
+) -> Result<Option<i64>, ApiError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM events WHERE account_id = ?1 AND idempotency_key = ?2
+               AND creation_time > ?3 ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![account_id, key, now - IDEMPOTENCY_SECS], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+impl Store {
+    /// Stores events and fans them out, all or nothing; returns their ids in order. A repeated
+    /// idempotency key returns the first event's id and creates nothing.
+    pub async fn add_events(
+        &self,
+        account_id: i64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<i64>, ApiError> {
+        self.write(move |conn| {
+            let now_ms = now_ms();
+            events
+                .iter()
+                .map(|e| {
+                    if let Some(key) = &e.idempotency_key {
+                        if let Some(id) = earlier_event(conn, account_id, key, now_ms / 1000)? {
+                            return Ok(id);
+                        }
+                    }
+                    let webhooks = matching_webhooks(conn, account_id, e)?;
+                    insert_event(conn, account_id, e, &webhooks, now_ms)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// `testWebhook`: a `ping` event for one webhook, delivered now; returns the delivery id.
+    pub async fn add_ping(&self, account_id: i64, webhook_id: i64) -> Result<i64, ApiError> {
+        self.write(move |conn| {
+            let webhook = super::webhooks::load(conn, account_id, webhook_id)?;
+            let ping = NewEvent {
+                object: webhook.settings.object,
+                event: PING_EVENT.to_owned(),
+                list_id: webhook.settings.list_id,
+                contact_id: None,
+                data: serde_json::Map::new(),
+                idempotency_key: None,
+            };
+            insert_event(conn, account_id, &ping, &[webhook_id], now_ms())?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    pub async fn event(&self, account_id: i64, id: i64) -> Result<Value, ApiError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE id = ?1 AND account_id = ?2"
+            ))?
+            .query_row(params![id, account_id], event_json)
+            .optional()?
+            .ok_or(ApiError::EventNotFound)
+        })
+        .await
+    }
+
+    pub async fn search_events(
+        &self,
+        account_id: i64,
+        filter: Filter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Value>, ApiError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE account_id = ?{} ORDER BY {} LIMIT ? OFFSET ?",
+                filter.and_clause(),
+                filter.order_by
+            );
+            super::query_filtered(
+                conn,
+                &sql,
+                account_id,
+                filter.params,
+                Some((limit, offset)),
+                event_json,
+            )
+        })
+        .await
+    }
+
+    pub async fn count_events(&self, account_id: i64, filter: Filter) -> Result<i64, ApiError> {
+        let sql = format!(
+            "SELECT count(*) FROM events WHERE account_id = ?{}",
+            filter.and_clause()
+        );
+        self.count(sql, account_id, filter).await
+    }
+}

@@ -1,0 +1,228 @@
+//! The store owns every line of SQL. Writes go to one writer thread that commits whatever is
+//! queued in one transaction (group commit: each caller is answered only after its write is on
+//! disk, and throughput comes from batching, not from weaker durability). Each write runs in its
+//! own savepoint, so a failing call never leaves a partial row and never spoils its neighbours.
+//! Reads use a small pool of read-only connections.
+
+mod deliveries;
+mod events;
+mod keys;
+mod migrate;
+mod webhooks;
+
+pub use deliveries::FIELDS as DELIVERY_FIELDS;
+pub use deliveries::{CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Target};
+pub use events::FIELDS as EVENT_FIELDS;
+pub use keys::KeyInfo;
+pub use webhooks::FIELDS as WEBHOOK_FIELDS;
+
+use crate::error::ApiError;
+use crate::search;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{oneshot, Semaphore};
+
+/// How many queued writes one transaction may take at most.
+const MAX_GROUP: usize = 512;
+
+type Finish = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+
+#[derive(Clone)]
+pub struct Store {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<ReadPool>,
+}
+
+struct ReadPool {
+    connections: Mutex<Vec<Connection>>,
+    available: Semaphore,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies migrations and starts the writer.
+    pub fn open(path: &Path, reader_count: usize) -> Result<Store, ApiError> {
+        let mut conn = Connection::open(path)?;
+        configure(&conn)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+        migrate::apply(&mut conn)?;
+
+        let readers = (0..reader_count.max(1))
+            .map(|_| open_reader(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("hookrpc-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| ApiError::Internal(format!("spawn writer: {e}")))?;
+        Ok(Store {
+            writer: tx,
+            readers: Arc::new(ReadPool {
+                available: Semaphore::new(readers.len()),
+                connections: Mutex::new(readers),
+            }),
+        })
+    }
+
+    /// Runs `f` on the writer connection inside a savepoint; resolves after the commit.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |committed| {
+                let _ = tx.send(committed.and(result));
+            })
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| ApiError::Internal("writer thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| ApiError::Internal("writer dropped a job".into()))?
+    }
+
+    /// Runs `f` on a read-only connection off the async threads.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let _permit = pool
+            .available
+            .acquire()
+            .await
+            .map_err(|_| ApiError::Internal("reader pool closed".into()))?;
+        let pool = pool.clone(); // the permit above borrows the other handle
+        tokio::task::spawn_blocking(move || {
+            let conn = lock(&pool.connections)
+                .pop()
+                .expect("a permit guarantees a connection");
+            let result = f(&conn);
+            lock(&pool.connections).push(conn);
+            result
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("reader task: {e}")))?
+    }
+
+    /// True while the database answers a trivial query (for `/health`).
+    pub async fn healthy(&self) -> bool {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .is_ok()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn configure(conn: &Connection) -> Result<(), ApiError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -8000;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, ApiError> {
+    let conn = Connection::open_with_flags(
+        PathBuf::from(path),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    conn.execute_batch("SAVEPOINT call")?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE call"
+    } else {
+        "ROLLBACK TO call; RELEASE call"
+    };
+    conn.execute_batch(end)?;
+    result
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&conn, jobs);
+    }
+}
+
+/// One transaction for the whole group; every caller hears the commit's outcome.
+fn commit_group(conn: &Connection, jobs: Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping the jobs drops their reply channels: each caller gets an internal error.
+        tracing::error!(error = %e, "cannot begin a write transaction");
+        return;
+    }
+    let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(conn)).collect();
+    let committed = conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        format!("sqlite: commit: {e}")
+    });
+    for finish in finishes {
+        finish(committed.clone().map_err(ApiError::Internal));
+    }
+}
+
+/// Runs a search: `sql` has `?` for the account, then the filter's parameters, then (when
+/// paging) limit and offset. Limit 0 means no limit.
+fn query_filtered<T>(
+    conn: &Connection,
+    sql: &str,
+    account_id: i64,
+    filter_params: Vec<rusqlite::types::Value>,
+    page: Option<(i64, i64)>,
+    map: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, ApiError> {
+    use rusqlite::types::Value as Sql;
+    let mut values = Vec::with_capacity(filter_params.len() + 3);
+    values.push(Sql::Integer(account_id));
+    values.extend(filter_params);
+    if let Some((limit, offset)) = page {
+        values.push(Sql::Integer(if limit == 0 { -1 } else { limit }));
+        values.push(Sql::Integer(offset));
+    }
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), map)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+impl Store {
+    /// Runs a `SELECT count(*) …` built like a search.
+    async fn count(
+        &self,
+        sql: String,
+        account_id: i64,
+        filter: search::Filter,
+    ) -> Result<i64, ApiError> {
+        self.read(move |conn| {
+            let counts = query_filtered(conn, &sql, account_id, filter.params, None, |r| r.get(0))?;
+            Ok(counts.first().copied().unwrap_or(0))
+        })
+        .await
+    }
+}

@@ -1,0 +1,310 @@
+//! The SQL of the `webhooks` table.
+
+use super::Store;
+use crate::error::ApiError;
+use crate::model::{now_secs, BasicAuth, WebhookRecord, WebhookSettings};
+use crate::search::{Field, Filter, Kind};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+/// How long a rotated-out secret still signs (API.md §4).
+const PREVIOUS_SECRET_SECS: i64 = 24 * 3600;
+
+/// The fields `searchWebhooks` and `countWebhooks` accept.
+pub const FIELDS: &[Field] = &[
+    Field {
+        name: "id",
+        column: "id",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "name",
+        column: "name",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "description",
+        column: "description",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "object",
+        column: "object",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "event",
+        column: "event",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "list_id",
+        column: "list_id",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "url",
+        column: "url",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "is_active",
+        column: "is_active",
+        kind: Kind::Bool,
+    },
+    Field {
+        name: "batch_size",
+        column: "batch_size",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "circuit_state",
+        column: "circuit_state",
+        kind: Kind::Text,
+    },
+    Field {
+        name: "consecutive_failures",
+        column: "consecutive_failures",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "last_success_time",
+        column: "last_success_time",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "creation_time",
+        column: "creation_time",
+        kind: Kind::Int,
+    },
+    Field {
+        name: "last_modified_time",
+        column: "last_modified_time",
+        kind: Kind::Int,
+    },
+];
+
+const COLUMNS: &str = "id, name, description, object, event, list_id, url, headers, auth_username,
+    auth_password, secret, is_active, batch_size, metadata, circuit_state, consecutive_failures,
+    last_error_time, last_error_message, last_success_time, creation_time, last_modified_time";
+
+fn record(r: &Row) -> rusqlite::Result<WebhookRecord> {
+    let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let auth = match (
+        r.get::<_, Option<String>>(8)?,
+        r.get::<_, Option<String>>(9)?,
+    ) {
+        (Some(username), Some(password)) => Some(BasicAuth { username, password }),
+        _ => None,
+    };
+    Ok(WebhookRecord {
+        id: r.get(0)?,
+        settings: WebhookSettings {
+            name: r.get(1)?,
+            description: r.get(2)?,
+            object: r.get(3)?,
+            event: r.get(4)?,
+            list_id: r.get(5)?,
+            url: r.get(6)?,
+            headers: serde_json::from_str(&json(7)?).unwrap_or_default(),
+            auth,
+            secret: r.get(10)?,
+            is_active: r.get(11)?,
+            batch_size: r.get(12)?,
+            metadata: serde_json::from_str(&json(13)?).unwrap_or_default(),
+        },
+        circuit_state: r.get(14)?,
+        consecutive_failures: r.get(15)?,
+        last_error_time: r.get(16)?,
+        last_error_message: r.get(17)?,
+        last_success_time: r.get(18)?,
+        creation_time: r.get(19)?,
+        last_modified_time: r.get(20)?,
+    })
+}
+
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// 351 when the settings would collide with another live webhook of the account.
+fn map_duplicate(e: rusqlite::Error) -> ApiError {
+    if is_unique_violation(&e) {
+        ApiError::DuplicateWebhook
+    } else {
+        e.into()
+    }
+}
+
+pub(super) fn load(conn: &Connection, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE id = ?1 AND account_id = ?2 AND deleted_time IS NULL"
+    ))?
+    .query_row(params![id, account_id], record)
+    .optional()?
+    .ok_or(ApiError::WebhookNotFound)
+}
+
+/// Pending deliveries of a webhook that will get nothing any more become `cancelled`.
+pub(super) fn cancel_pending(conn: &Connection, webhook_id: i64) -> Result<(), ApiError> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL
+         WHERE webhook_id = ?1 AND status = 'pending'",
+    )?
+    .execute([webhook_id])?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn add_webhook(
+        &self,
+        account_id: i64,
+        s: WebhookSettings,
+        max_webhooks: u32,
+    ) -> Result<i64, ApiError> {
+        self.write(move |conn| {
+            let count: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM webhooks WHERE account_id = ?1 AND deleted_time IS NULL",
+                )?
+                .query_row([account_id], |r| r.get(0))?;
+            if count >= i64::from(max_webhooks) {
+                return Err(ApiError::WebhookLimit {
+                    limit: max_webhooks,
+                });
+            }
+            let now = now_secs();
+            conn.prepare_cached(
+                "INSERT INTO webhooks (account_id, name, description, object, event, list_id, url,
+                   headers, auth_username, auth_password, secret, is_active, batch_size, metadata,
+                   creation_time, last_modified_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
+            )?
+            .execute(params![
+                account_id,
+                s.name,
+                s.description,
+                s.object,
+                s.event,
+                s.list_id,
+                s.url,
+                serde_json::to_string(&s.headers)?,
+                s.auth.as_ref().map(|a| &a.username),
+                s.auth.as_ref().map(|a| &a.password),
+                s.secret,
+                s.is_active,
+                s.batch_size,
+                serde_json::to_string(&s.metadata)?,
+                now,
+            ])
+            .map_err(map_duplicate)?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    pub async fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError> {
+        self.read(move |conn| load(conn, account_id, id)).await
+    }
+
+    /// Stores merged settings. A webhook that becomes inactive has its pending work cancelled.
+    pub async fn update_webhook(
+        &self,
+        account_id: i64,
+        id: i64,
+        s: WebhookSettings,
+    ) -> Result<(), ApiError> {
+        self.write(move |conn| {
+            load(conn, account_id, id)?;
+            conn.prepare_cached(
+                "UPDATE webhooks SET name = ?3, description = ?4, object = ?5, event = ?6, list_id = ?7,
+                   url = ?8, headers = ?9, auth_username = ?10, auth_password = ?11, secret = ?12,
+                   is_active = ?13, batch_size = ?14, metadata = ?15, last_modified_time = ?16
+                 WHERE id = ?1 AND account_id = ?2",
+            )?
+            .execute(params![
+                id,
+                account_id,
+                s.name,
+                s.description,
+                s.object,
+                s.event,
+                s.list_id,
+                s.url,
+                serde_json::to_string(&s.headers)?,
+                s.auth.as_ref().map(|a| &a.username),
+                s.auth.as_ref().map(|a| &a.password),
+                s.secret,
+                s.is_active,
+                s.batch_size,
+                serde_json::to_string(&s.metadata)?,
+                now_secs(),
+            ])
+            .map_err(map_duplicate)?;
+            if !s.is_active {
+                cancel_pending(conn, id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Soft delete: the row stays so its deliveries keep pointing at something.
+    pub async fn delete_webhook(&self, account_id: i64, id: i64) -> Result<(), ApiError> {
+        self.write(move |conn| {
+            load(conn, account_id, id)?;
+            conn.prepare_cached(
+                "UPDATE webhooks SET deleted_time = ?2, is_active = 0 WHERE id = ?1",
+            )?
+            .execute(params![id, now_secs()])?;
+            cancel_pending(conn, id)
+        })
+        .await
+    }
+
+    /// The old secret keeps signing beside the new one for 24 h, so receivers can switch over.
+    pub async fn rotate_secret(
+        &self,
+        account_id: i64,
+        id: i64,
+        secret: String,
+    ) -> Result<String, ApiError> {
+        self.write(move |conn| {
+            load(conn, account_id, id)?;
+            let now = now_secs();
+            conn.prepare_cached(
+                "UPDATE webhooks SET previous_secret = secret, previous_secret_until = ?2,
+                   secret = ?3, last_modified_time = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, now + PREVIOUS_SECRET_SECS, secret, now])?;
+            Ok(secret)
+        })
+        .await
+    }
+
+    pub async fn search_webhooks(
+        &self,
+        account_id: i64,
+        filter: Filter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<WebhookRecord>, ApiError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM webhooks WHERE account_id = ? AND deleted_time IS NULL{} ORDER BY {} LIMIT ? OFFSET ?",
+                filter.and_clause(),
+                filter.order_by
+            );
+            super::query_filtered(conn, &sql, account_id, filter.params, Some((limit, offset)), record)
+        })
+        .await
+    }
+
+    pub async fn count_webhooks(&self, account_id: i64, filter: Filter) -> Result<i64, ApiError> {
+        let sql = format!(
+            "SELECT count(*) FROM webhooks WHERE account_id = ? AND deleted_time IS NULL{}",
+            filter.and_clause()
+        );
+        self.count(sql, account_id, filter).await
+    }
+}

@@ -1,0 +1,518 @@
+//! THE validator: raw JSON in, typed values out, and every problem collected at once (310).
+//! The rules of API.md live here and nowhere else, so a client always hears the same words
+//! for the same mistake.
+
+use crate::error::{ApiError, Problem};
+use crate::model::{
+    events_for, BasicAuth, Header, NewEvent, WebhookPatch, WebhookSettings, OBJECTS,
+};
+use base64::Engine;
+use serde_json::{Map, Value};
+
+/// Header names a webhook may not set: we own them (framing, identity and signing).
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+];
+const MAX_URL: usize = 2048;
+const MAX_HEADERS: usize = 99;
+const MAX_METADATA_BYTES: usize = 4 * 1024;
+const MAX_EVENT_DATA_BYTES: usize = 256 * 1024;
+pub const MAX_EVENTS_PER_CALL: usize = 1000;
+
+/// The top-level params of a call, bound to the method's parameter names whether the client
+/// sent them by position (Vision6) or by name (generated SDKs).
+pub struct Args {
+    names: &'static [&'static str],
+    values: Vec<Option<Value>>,
+}
+
+impl Args {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let index = self.names.iter().position(|n| *n == name)?;
+        self.values[index].as_ref().filter(|v| !v.is_null())
+    }
+
+    pub fn take(&mut self, name: &str) -> Option<Value> {
+        let index = self.names.iter().position(|n| *n == name)?;
+        self.values[index].take().filter(|v| !v.is_null())
+    }
+}
+
+/// Binds raw params to `names`; the first `required` names must be present. Problems (extra
+/// positional params, unknown names, missing ones) go to `check`.
+pub fn bind(
+    raw: Option<Value>,
+    names: &'static [&'static str],
+    required: usize,
+    check: &mut Checker,
+) -> Args {
+    let mut values = vec![None; names.len()];
+    match raw {
+        None => {}
+        Some(Value::Array(items)) => {
+            if items.len() > names.len() {
+                check.problem(
+                    "params",
+                    format!(
+                        "expected at most {} parameters, got {}",
+                        names.len(),
+                        items.len()
+                    ),
+                );
+            }
+            for (slot, item) in values.iter_mut().zip(items) {
+                *slot = Some(item);
+            }
+        }
+        Some(Value::Object(map)) => {
+            for (key, value) in map {
+                match names.iter().position(|n| *n == key) {
+                    Some(index) => values[index] = Some(value),
+                    None => check.problem(key.clone(), format!("Unknown argument {key}")),
+                }
+            }
+        }
+        Some(_) => check.problem("params", "params must be an array or an object"),
+    }
+    for (name, value) in names.iter().zip(&values).take(required).skip(1) {
+        // The key (always first) is checked by authentication, which answers 300 instead.
+        if value.as_ref().is_none_or(Value::is_null) {
+            check.problem(*name, format!("{name} is required"));
+        }
+    }
+    Args { names, values }
+}
+
+/// Collects problems while typed values are read. Values returned while a problem is pending
+/// are placeholders: use them only after [`Checker::finish`] succeeded.
+#[derive(Default)]
+pub struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    pub fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(field, message));
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidParams(self.problems))
+        }
+    }
+
+    /// An id parameter: a positive integer. A missing one was reported by [`bind`].
+    pub fn id(&mut self, field: &str, value: Option<&Value>) -> i64 {
+        match value {
+            None => 0,
+            Some(v) => self.int_in(field, v, 1, i64::MAX).unwrap_or(0),
+        }
+    }
+
+    /// An optional integer parameter in `min..=max`.
+    pub fn opt_int(
+        &mut self,
+        field: &str,
+        value: Option<&Value>,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
+        value.and_then(|v| self.int_in(field, v, min, max))
+    }
+
+    fn int_in(&mut self, field: &str, v: &Value, min: i64, max: i64) -> Option<i64> {
+        match v.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(_) if max == i64::MAX => {
+                self.problem(field, format!("must be an integer of at least {min}"));
+                None
+            }
+            Some(_) => {
+                self.problem(field, format!("must be an integer from {min} to {max}"));
+                None
+            }
+            None => {
+                self.problem(field, "must be an integer");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, field: &str, v: &Value, min: usize, max: usize) -> Option<String> {
+        let Some(s) = v.as_str() else {
+            self.problem(field, "must be a string");
+            return None;
+        };
+        let len = s.chars().count();
+        if len < min || len > max {
+            let rule = if min == 0 {
+                format!("must be at most {max} characters")
+            } else {
+                format!("must be {min} to {max} characters")
+            };
+            self.problem(field, rule);
+            return None;
+        }
+        Some(s.to_owned())
+    }
+
+    fn boolean(&mut self, field: &str, v: &Value) -> Option<bool> {
+        let b = v.as_bool();
+        if b.is_none() {
+            self.problem(field, "must be true or false");
+        }
+        b
+    }
+
+    fn object(&mut self, field: &str, v: &Value, max_bytes: usize) -> Option<Map<String, Value>> {
+        let Some(map) = v.as_object() else {
+            self.problem(field, "must be an object");
+            return None;
+        };
+        let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+        if size > max_bytes {
+            self.problem(
+                field,
+                format!("must be at most {max_bytes} bytes serialized"),
+            );
+            return None;
+        }
+        Some(map.clone())
+    }
+
+    /// `details` must be an object whose keys are all in `allowed`; unknown keys are named
+    /// with `prefix` in front (their place inside an array or a nested object).
+    fn details<'a>(
+        &mut self,
+        field: &str,
+        prefix: &str,
+        v: Option<&'a Value>,
+        allowed: &[&str],
+    ) -> Option<&'a Map<String, Value>> {
+        let map = match v {
+            None => return None, // reported by `bind`
+            Some(Value::Object(map)) => map,
+            Some(_) => {
+                self.problem(field, "must be an object");
+                return None;
+            }
+        };
+        for key in map.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            self.problem(format!("{prefix}{key}"), format!("Unknown argument {key}"));
+        }
+        Some(map)
+    }
+
+    /// `object` and `event`, and whether the event applies to the object.
+    fn object_event(
+        &mut self,
+        prefix: &str,
+        map: &Map<String, Value>,
+        required: bool,
+    ) -> (Option<String>, Option<String>) {
+        let field = |name: &str| format!("{prefix}{name}");
+        let object = map.get("object").and_then(|v| {
+            let s = self.string(&field("object"), v, 1, 32)?;
+            if OBJECTS.contains(&s.as_str()) {
+                Some(s)
+            } else {
+                self.problem(
+                    field("object"),
+                    format!("must be one of: {}", OBJECTS.join(", ")),
+                );
+                None
+            }
+        });
+        let event = map
+            .get("event")
+            .and_then(|v| self.string(&field("event"), v, 1, 32));
+        if required {
+            for name in ["object", "event"] {
+                if !map.contains_key(name) {
+                    self.problem(field(name), format!("{name} is required"));
+                }
+            }
+        }
+        if let (Some(o), Some(e)) = (&object, &event) {
+            self.event_applies(&field("event"), o, e);
+        }
+        (object, event)
+    }
+
+    fn event_applies(&mut self, field: &str, object: &str, event: &str) -> bool {
+        let valid = events_for(object);
+        let ok = valid.contains(&event);
+        if !ok {
+            self.problem(
+                field,
+                format!(
+                    "event {event:?} is not valid for object {object:?}; valid: {}",
+                    valid.join(", ")
+                ),
+            );
+        }
+        ok
+    }
+
+    /// `webhook_details` of addWebhook (`new`: object, event and url required) or editWebhook.
+    pub fn webhook_details(&mut self, v: Option<&Value>, new: bool) -> WebhookPatch {
+        const KEYS: &[&str] = &[
+            "object",
+            "event",
+            "list_id",
+            "url",
+            "name",
+            "description",
+            "headers",
+            "auth",
+            "secret",
+            "is_active",
+            "batch_size",
+            "metadata",
+        ];
+        let mut patch = WebhookPatch::default();
+        let Some(map) = self.details("webhook_details", "", v, KEYS) else {
+            return patch;
+        };
+        (patch.object, patch.event) = self.object_event("", map, new);
+        if new && !map.contains_key("url") {
+            self.problem("url", "url is required");
+        }
+        for (key, v) in map {
+            match key.as_str() {
+                "list_id" => patch.list_id = self.int_in(key, v, 0, i64::MAX),
+                "url" => patch.url = self.url(v),
+                "name" => patch.name = self.string(key, v, 1, 250),
+                "description" => patch.description = self.string(key, v, 0, 1024),
+                "headers" => patch.headers = self.headers(v),
+                "auth" => patch.auth = self.auth(v),
+                "secret" => patch.secret = self.secret(v),
+                "is_active" => patch.is_active = self.boolean(key, v),
+                "batch_size" => patch.batch_size = self.int_in(key, v, 1, 1000),
+                "metadata" => patch.metadata = self.object(key, v, MAX_METADATA_BYTES),
+                _ => {}
+            }
+        }
+        patch
+    }
+
+    /// After an edit is merged: the event must still apply to the object.
+    pub fn webhook_settings(&mut self, s: &WebhookSettings) {
+        self.event_applies("event", &s.object, &s.event);
+    }
+
+    fn url(&mut self, v: &Value) -> Option<String> {
+        let s = self.string("url", v, 1, MAX_URL)?;
+        match url::Url::parse(&s) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                self.problem("url", "must be an absolute http or https URL");
+                None
+            }
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                self.problem("url", "must name a host");
+                None
+            }
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                self.problem("url", "must not contain user info: use auth instead");
+                None
+            }
+            Ok(_) => Some(s),
+            Err(e) => {
+                self.problem(
+                    "url",
+                    format!("must be an absolute http or https URL ({e})"),
+                );
+                None
+            }
+        }
+    }
+
+    fn headers(&mut self, v: &Value) -> Option<Vec<Header>> {
+        let Some(items) = v.as_array() else {
+            self.problem("headers", "must be an array of {name, value}");
+            return None;
+        };
+        if items.len() > MAX_HEADERS {
+            self.problem("headers", format!("must have at most {MAX_HEADERS} items"));
+            return None;
+        }
+        let before = self.problems.len();
+        let headers: Vec<Header> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.header(&format!("headers[{i}]"), item))
+            .collect();
+        (self.problems.len() == before).then_some(headers)
+    }
+
+    fn header(&mut self, field: &str, item: &Value) -> Option<Header> {
+        let map = self.details(field, &format!("{field}."), Some(item), &["name", "value"])?;
+        let name = match map.get("name") {
+            Some(v) => self.string(&format!("{field}.name"), v, 1, 128),
+            None => {
+                self.problem(format!("{field}.name"), "name is required");
+                None
+            }
+        };
+        let value = match map.get("value") {
+            Some(v) => self.string(&format!("{field}.value"), v, 1, 1024),
+            None => {
+                self.problem(format!("{field}.value"), "value is required");
+                None
+            }
+        };
+        let (name, value) = (name?, value?);
+        let lower = name.to_ascii_lowercase();
+        if !name.bytes().all(is_token_byte) {
+            self.problem(
+                format!("{field}.name"),
+                "must contain only HTTP token characters",
+            );
+            return None;
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
+            self.problem(
+                format!("{field}.name"),
+                format!("{name} is reserved and set by hookrpc"),
+            );
+            return None;
+        }
+        if value.contains(['\r', '\n']) {
+            self.problem(format!("{field}.value"), "must not contain CR or LF");
+            return None;
+        }
+        Some(Header { name, value })
+    }
+
+    fn auth(&mut self, v: &Value) -> Option<Option<BasicAuth>> {
+        if v.is_null() {
+            return Some(None);
+        }
+        let map = self.details("auth", "auth.", Some(v), &["username", "password"])?;
+        let mut part = |name: &str| match map.get(name) {
+            Some(v) => self.string(&format!("auth.{name}"), v, 1, 1024),
+            None => {
+                self.problem(format!("auth.{name}"), format!("{name} is required"));
+                None
+            }
+        };
+        let (username, password) = (part("username"), part("password"));
+        Some(Some(BasicAuth {
+            username: username?,
+            password: password?,
+        }))
+    }
+
+    fn secret(&mut self, v: &Value) -> Option<String> {
+        let s = self.string("secret", v, 1, 200)?;
+        let decoded = s
+            .strip_prefix("whsec_")
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+        match decoded {
+            Some(bytes) if (24..=64).contains(&bytes.len()) => Some(s),
+            _ => {
+                self.problem(
+                    "secret",
+                    "must be whsec_ followed by the base64 of 24 to 64 bytes",
+                );
+                None
+            }
+        }
+    }
+
+    /// One `event_details`; `prefix` names its place in an `events` array.
+    pub fn event_details(&mut self, prefix: &str, v: Option<&Value>) -> NewEvent {
+        const KEYS: &[&str] = &[
+            "object",
+            "event",
+            "list_id",
+            "contact_id",
+            "data",
+            "idempotency_key",
+        ];
+        let mut event = NewEvent {
+            object: String::new(),
+            event: String::new(),
+            list_id: 0,
+            contact_id: None,
+            data: Map::new(),
+            idempotency_key: None,
+        };
+        let name = match prefix.strip_suffix('.') {
+            Some(place) => place.to_owned(),
+            None => "event_details".to_owned(),
+        };
+        let Some(map) = self.details(&name, prefix, v, KEYS) else {
+            return event;
+        };
+        let (object, kind) = self.object_event(prefix, map, true);
+        event.object = object.unwrap_or_default();
+        event.event = kind.unwrap_or_default();
+        let field = |name: &str| format!("{prefix}{name}");
+        for (key, v) in map {
+            match key.as_str() {
+                "list_id" => event.list_id = self.int_in(&field(key), v, 0, i64::MAX).unwrap_or(0),
+                "contact_id" if !v.is_null() => {
+                    event.contact_id = self.int_in(&field(key), v, 0, i64::MAX)
+                }
+                "data" => {
+                    event.data = self
+                        .object(&field(key), v, MAX_EVENT_DATA_BYTES)
+                        .unwrap_or_default()
+                }
+                "idempotency_key" => event.idempotency_key = self.string(&field(key), v, 1, 255),
+                _ => {}
+            }
+        }
+        event
+    }
+
+    /// `events` of addEvents: 1 to 1000 event_details.
+    pub fn events(&mut self, v: Option<&Value>) -> Vec<NewEvent> {
+        match v {
+            None => Vec::new(),
+            Some(Value::Array(items)) if (1..=MAX_EVENTS_PER_CALL).contains(&items.len()) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.event_details(&format!("events[{i}]."), Some(item)))
+                .collect(),
+            Some(_) => {
+                self.problem(
+                    "events",
+                    format!("must be an array of 1 to {MAX_EVENTS_PER_CALL} event_details"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// `sort_order`: ASC or DESC (any case); DESC when absent.
+    pub fn sort_order(&mut self, v: Option<&Value>) -> bool {
+        match v.map(|v| v.as_str().map(str::to_ascii_uppercase)) {
+            None => true,
+            Some(Some(s)) if s == "DESC" => true,
+            Some(Some(s)) if s == "ASC" => false,
+            Some(_) => {
+                self.problem("sort_order", "must be ASC or DESC");
+                true
+            }
+        }
+    }
+
+    /// `sort_by`: a string; whether it names a field is the search module's call (311).
+    pub fn sort_by(&mut self, v: Option<&Value>) -> Option<String> {
+        v.and_then(|v| self.string("sort_by", v, 1, 64))
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
