@@ -1,0 +1,370 @@
+//! Test harness: the real `hookrpc` binary on an ephemeral port with a temporary database, a
+//! real HTTP client, and a real receiver on 127.0.0.1. Tests talk to the server exactly as a
+//! client would.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Flags for tests that deliver to the local receiver quickly.
+pub const FAST: &[&str] = &[
+    "--allow-private-targets",
+    "--retry-schedule",
+    "50ms,100ms,150ms",
+    "--attempt-timeout",
+    "2s",
+];
+
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    /// The default account's full-access key, printed at first start.
+    pub key: String,
+    pub dir: Arc<tempfile::TempDir>,
+    args: Vec<String>,
+    client: reqwest::Client,
+    next_id: AtomicU64,
+    pub stderr_path: PathBuf,
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hookrpc")
+}
+
+impl Server {
+    /// A fresh server with an empty database.
+    pub fn start(args: &[&str]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::spawn(dir, args.iter().map(|s| s.to_string()).collect(), None)
+    }
+
+    /// The same database again (after `stop` or `kill9`), with the same flags.
+    pub fn restart(&mut self) {
+        self.stop();
+        let again = Self::spawn(self.dir.clone(), self.args.clone(), Some(self.key.clone()));
+        *self = again;
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("hookrpc.db")
+    }
+
+    fn spawn(dir: Arc<tempfile::TempDir>, args: Vec<String>, key: Option<String>) -> Server {
+        let db = dir.path().join("hookrpc.db");
+        let stderr_path = dir.path().join(format!(
+            "stderr-{}.log",
+            std::process::id() as u64 + rand_u64() % 1000
+        ));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(&db)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn hookrpc");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut key = key;
+        let addr = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "hookrpc exited early: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    )
+                })
+                .expect("read stdout");
+            if let Some(k) = line.strip_prefix("created account default with full-access key: ") {
+                key = Some(k.trim().to_owned());
+            }
+            if let Some(a) = line.strip_prefix("listening on ") {
+                break a.trim().parse().expect("address");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child: Some(child),
+            addr,
+            key: key.expect("a key is printed on first start"),
+            dir,
+            args,
+            client: reqwest::Client::new(),
+            next_id: AtomicU64::new(1),
+            stderr_path,
+        }
+    }
+
+    /// `hookrpc key add` against this server's database; returns the new key.
+    pub fn add_key(&self, account: &str, access: &str) -> String {
+        let out = Command::new(bin())
+            .args([
+                "key",
+                "add",
+                "--account",
+                account,
+                "--access",
+                access,
+                "--db",
+            ])
+            .arg(self.db())
+            .output()
+            .expect("key add");
+        assert!(
+            out.status.success(),
+            "key add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// POSTs `body` as JSON to `path`; returns the status and the body text.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let r = self
+            .client
+            .post(format!("http://{}{}", self.addr, path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
+    /// A JSON-RPC 2.0 call; returns the whole reply object.
+    pub async fn rpc(&self, method: &str, params: Value) -> Value {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let (status, text) = self.post_raw("/", body.to_string()).await;
+        assert_eq!(status, 200, "{method}: HTTP {status}: {text}");
+        let reply: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method}: bad JSON {e}: {text}"));
+        assert_eq!(reply["id"], json!(id), "{method}: id echoed");
+        reply
+    }
+
+    /// A call that must succeed; returns `result`.
+    pub async fn ok(&self, method: &str, params: Value) -> Value {
+        let reply = self.rpc(method, params).await;
+        assert!(reply.get("error").is_none(), "{method} failed: {reply}");
+        reply["result"].clone()
+    }
+
+    /// A call that must fail; returns (code, data).
+    pub async fn err(&self, method: &str, params: Value) -> (i64, Value) {
+        let reply = self.rpc(method, params).await;
+        assert!(
+            reply.get("result").is_none(),
+            "{method} should fail: {reply}"
+        );
+        (
+            reply["error"]["code"].as_i64().expect("code"),
+            reply["error"].get("data").cloned().unwrap_or(Value::Null),
+        )
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_kill(child.id(), "TERM");
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+fn rand_u64() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}
+
+/// A minimal valid webhook_details for `url`.
+pub fn webhook(url: &str) -> Value {
+    json!({"object": "contact", "event": "subscribed", "url": url})
+}
+
+/// Polls `check` until it returns Some, for at most `limit`; panics with `what` otherwise.
+/// This bounds a wait for something that must happen; it asserts nothing about speed.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn items(&self) -> Vec<Value> {
+        serde_json::from_slice::<Vec<Value>>(&self.body).expect("body is a JSON array")
+    }
+}
+
+/// What the receiver answers.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Status(u16),
+    /// Status with extra headers.
+    WithHeaders(u16, Vec<(&'static str, String)>),
+    /// Sleep, then 200.
+    Slow(Duration),
+    /// Drop the connection without answering.
+    Hangup,
+}
+
+/// A real HTTP receiver on 127.0.0.1 that records every request and answers as told.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    reply: Arc<Mutex<Reply>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let receiver = Receiver {
+            addr: listener.local_addr().unwrap(),
+            received: Arc::default(),
+            reply: Arc::new(Mutex::new(Reply::Status(200))),
+        };
+        let r = receiver.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let r = r.clone();
+                        async move { r.answer(req).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        receiver
+    }
+
+    async fn answer(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
+        let (parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        self.received.lock().unwrap().push(Received {
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            body,
+        });
+        let reply = self.reply.lock().unwrap().clone();
+        let (status, headers) = match reply {
+            Reply::Status(s) => (s, vec![]),
+            Reply::WithHeaders(s, h) => (s, h),
+            Reply::Slow(d) => {
+                tokio::time::sleep(d).await;
+                (200, vec![])
+            }
+            Reply::Hangup => return Err(std::io::Error::other("hang up")),
+        };
+        let mut response = hyper::Response::builder().status(status);
+        for (name, value) in headers {
+            response = response.header(name, value);
+        }
+        Ok(response.body(Full::new(Bytes::from_static(b"ok"))).unwrap())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn set_reply(&self, reply: Reply) {
+        *self.reply.lock().unwrap() = reply;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Every item of every request received so far.
+    pub fn items(&self) -> Vec<Value> {
+        self.received().iter().flat_map(Received::items).collect()
+    }
+}
+
+/// Where the test binary is, for tests that need the path.
+pub fn binary() -> &'static Path {
+    Path::new(bin())
+}
