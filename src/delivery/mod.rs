@@ -161,6 +161,22 @@ fn webhook_slots(shared: &Shared, webhook_id: i64) -> Arc<Semaphore> {
         .clone()
 }
 
+/// Drops a webhook's slots once nobody uses them, so memory follows the busy webhooks only.
+fn forget_idle_slots(shared: &Shared, webhook_id: i64, slots: Arc<Semaphore>) {
+    let mut map = shared.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
+    // One reference in the map, one here: nobody else is waiting on or holding them.
+    if Arc::strong_count(&slots) == 2 {
+        map.remove(&webhook_id);
+    }
+}
+
+async fn release(shared: &Shared, claim: &Claim) {
+    let ids: Vec<i64> = claim.deliveries.iter().map(|d| d.id).collect();
+    if let Err(e) = shared.store.release(ids).await {
+        tracing::warn!(error = %e, "could not hand back unsent deliveries; their lease will expire");
+    }
+}
+
 /// One batch: wait for a slot, send, record.
 async fn deliver(shared: Arc<Shared>, claim: Claim, lease_end: i64) {
     let count = claim.deliveries.len();
@@ -171,14 +187,19 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, lease_end: i64) {
     );
     async {
         let slots = webhook_slots(&shared, claim.target.webhook_id);
-        let _webhook = slots.acquire().await;
-        let _global = shared.global.acquire().await;
-        // Past its lease, a claim may have been taken again: leave it to that claim. A
-        // stopping engine sends nothing new; the leases hand the work to the next start.
-        if now_ms() < lease_end && !shared.stopping.load(Ordering::SeqCst) {
-            let attempt = shared.sender.send(&claim).await;
-            record(&shared, &claim, attempt).await;
+        {
+            let _webhook = slots.acquire().await;
+            let _global = shared.global.acquire().await;
+            if shared.stopping.load(Ordering::SeqCst) {
+                // Not sent: hand it back so the next start need not wait for the lease.
+                release(&shared, &claim).await;
+            } else if now_ms() < lease_end {
+                // Past its lease, a claim may have been taken again: leave it to that claim.
+                let attempt = shared.sender.send(&claim).await;
+                record(&shared, &claim, attempt).await;
+            }
         }
+        forget_idle_slots(&shared, claim.target.webhook_id, slots);
     }
     .instrument(span)
     .await;

@@ -289,7 +289,7 @@ fn claim(
             } else {
                 0
             };
-            set_due(conn, &rows[keep..], next_probe)?;
+            set_due(conn, rows[keep..].iter().map(|r| r.id), next_probe)?;
             rows.truncate(keep);
             if probe_due {
                 conn.prepare_cached("UPDATE webhooks SET next_probe_ms = ?2 WHERE id = ?1")?
@@ -488,6 +488,11 @@ impl Store {
     ) -> Result<(), ApiError> {
         self.write(move |conn| record(conn, &outcome, circuit))
             .await
+    }
+
+    /// Claimed deliveries that were not sent are due again now (graceful shutdown).
+    pub async fn release(&self, ids: Vec<i64>) -> Result<(), ApiError> {
+        self.write(move |conn| set_due(conn, ids, now_ms())).await
     }
 
     /// When the earliest pending delivery falls due (epoch ms), if any.

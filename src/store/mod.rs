@@ -45,7 +45,7 @@ impl Store {
     /// Opens (creating if needed) the database, applies migrations and starts the writer.
     pub fn open(path: &Path, reader_count: usize) -> Result<Store, ApiError> {
         let mut conn = Connection::open(path)?;
-        configure(&conn)?;
+        configure(&conn, 8192)?;
         conn.execute_batch("PRAGMA journal_mode = WAL;")?;
         migrate::apply(&mut conn)?;
 
@@ -123,11 +123,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn configure(conn: &Connection) -> Result<(), ApiError> {
+/// `cache_kib` bounds the page cache: the writer gets more, each reader a little, which keeps
+/// the resident size small however large the database grows.
+fn configure(conn: &Connection, cache_kib: u32) -> Result<(), ApiError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -8000;",
-    )?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -139,7 +141,7 @@ fn open_reader(path: &Path) -> Result<Connection, ApiError> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
-    configure(&conn)?;
+    configure(&conn, 2048)?;
     Ok(conn)
 }
 
