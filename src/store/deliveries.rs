@@ -232,11 +232,16 @@ fn wire_item(conn: &Connection, row: &ClaimedRow) -> Result<Value, ApiError> {
         })?)
 }
 
-fn set_due(conn: &Connection, ids: &[ClaimedRow], due_ms: i64) -> Result<(), ApiError> {
+/// Moves pending deliveries' due time (deferring, or handing back a claim).
+fn set_due(
+    conn: &Connection,
+    ids: impl IntoIterator<Item = i64>,
+    due_ms: i64,
+) -> Result<(), ApiError> {
     let mut stmt = conn
         .prepare_cached("UPDATE deliveries SET due_ms = ?2 WHERE id = ?1 AND status = 'pending'")?;
-    for row in ids {
-        stmt.execute(params![row.id, due_ms])?;
+    for id in ids {
+        stmt.execute(params![id, due_ms])?;
     }
     Ok(())
 }
