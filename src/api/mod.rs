@@ -184,7 +184,7 @@ async fn call(
         Err(ApiError::Internal(cause)) => {
             tracing::error!(code, duration_us = elapsed.as_micros() as u64, %cause, "call failed")
         }
-        _ => tracing::info!(code, duration_us = elapsed.as_micros() as u64, "call"),
+        _ => tracing::debug!(code, duration_us = elapsed.as_micros() as u64, "call"),
     }
     result.map_err(|e| e.into_error_object(&request_id))
 }
