@@ -24,6 +24,8 @@ use tracing::Instrument;
 const CLAIM_LIMIT: usize = 1000;
 /// The longest the engine sleeps without looking at the queue.
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// The shortest sleep, so that a queue that cannot be claimed never spins the CPU.
+const MIN_IDLE_MS: i64 = 5;
 
 /// Wakes the engine: new work was committed.
 #[derive(Clone, Default)]
@@ -105,12 +107,15 @@ async fn run(shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        fill(&shared).await;
-        let sleep = match shared.store.next_due_ms().await {
-            Ok(Some(due)) => {
-                Duration::from_millis((due - now_ms()).clamp(1, MAX_IDLE.as_millis() as i64) as u64)
-            }
-            _ => MAX_IDLE,
+        // At capacity, only a finished batch (which wakes us) can make room.
+        let sleep = match fill(&shared).await {
+            Fill::AtCapacity => MAX_IDLE,
+            Fill::Drained => match shared.store.next_due_ms().await {
+                Ok(Some(due)) => Duration::from_millis(
+                    (due - now_ms()).clamp(MIN_IDLE_MS, MAX_IDLE.as_millis() as i64) as u64,
+                ),
+                _ => MAX_IDLE,
+            },
         };
         tokio::select! {
             _ = shared.waker.0.notified() => {}
@@ -119,13 +124,23 @@ async fn run(shared: Arc<Shared>) {
     }
 }
 
+enum Fill {
+    /// Nothing more is due (or claiming failed): sleep until the next due time.
+    Drained,
+    /// As many deliveries are held in memory as allowed.
+    AtCapacity,
+}
+
 /// Claims while there is room in memory, and starts a task per batch.
-async fn fill(shared: &Arc<Shared>) {
+async fn fill(shared: &Arc<Shared>) -> Fill {
     let max_held = shared.config.delivery_concurrency.max(1) * 100;
     loop {
         let held = shared.held.load(Ordering::SeqCst);
-        if held >= max_held || shared.stopping.load(Ordering::SeqCst) {
-            return;
+        if held >= max_held {
+            return Fill::AtCapacity;
+        }
+        if shared.stopping.load(Ordering::SeqCst) {
+            return Fill::Drained;
         }
         let limit = CLAIM_LIMIT.min(max_held - held);
         let lease_ms = shared.config.lease.as_millis() as i64;
@@ -137,7 +152,7 @@ async fn fill(shared: &Arc<Shared>) {
             Ok(claims) => claims,
             Err(e) => {
                 tracing::error!(error = %e, "claiming deliveries failed");
-                return;
+                return Fill::Drained;
             }
         };
         let claimed: usize = claims.iter().map(|c| c.deliveries.len()).sum();
@@ -149,7 +164,7 @@ async fn fill(shared: &Arc<Shared>) {
             tokio::spawn(deliver(shared.clone(), claim, lease_end));
         }
         if claimed < limit {
-            return;
+            return Fill::Drained;
         }
     }
 }
