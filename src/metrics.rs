@@ -22,8 +22,10 @@ pub fn install() {
     });
 }
 
-pub fn record_call(method: &'static str, code: i32, elapsed: Duration) {
-    counter!("hookrpc_calls_total", "method" => method, "code" => code.to_string()).increment(1);
+/// `code` is None for a success (labelled `ok`), else the error code.
+pub fn record_call(method: &'static str, code: Option<i32>, elapsed: Duration) {
+    let code = code.map_or_else(|| "ok".to_owned(), |c| c.to_string());
+    counter!("hookrpc_calls_total", "method" => method, "code" => code).increment(1);
     histogram!("hookrpc_call_duration_seconds", "method" => method).record(elapsed.as_secs_f64());
 }
 

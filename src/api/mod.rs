@@ -176,7 +176,7 @@ async fn call(
     let span = tracing::info_span!("rpc", method = method.name, request_id = %request_id, account = tracing::field::Empty);
     let started = Instant::now();
     let result = run(method, &app, raw).instrument(span.clone()).await;
-    let code = result.as_ref().err().map_or(0, ApiError::code);
+    let code = result.as_ref().err().map(ApiError::code);
     let elapsed = started.elapsed();
     metrics::record_call(method.name, code, elapsed);
     let _enter = span.enter();

@@ -50,6 +50,29 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64: may reach private IPv4
 }
 
+/// Names reserved for documentation and testing (RFC 2606, RFC 6761) never receive webhooks:
+/// a delivery there is a configuration mistake, so it is refused before any lookup, even with
+/// `--allow-private-targets`.
+pub fn check_reserved_name(url: &url::Url) -> Result<(), String> {
+    let Some(url::Host::Domain(host)) = url.host() else {
+        return Ok(());
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let reserved_domain = ["example.com", "example.net", "example.org"]
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")));
+    let reserved_tld = ["example", "invalid", "test"]
+        .iter()
+        .any(|tld| host == *tld || host.ends_with(&format!(".{tld}")));
+    if reserved_domain || reserved_tld {
+        Err(format!(
+            "refused: {host} is reserved for documentation and testing"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// A literal IP host is checked here, since no resolver sees it.
 pub fn check_literal(url: &url::Url) -> Result<(), Refused> {
     let ip = match url.host() {
@@ -129,6 +152,25 @@ mod tests {
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} should be allowed");
         }
+    }
+
+    #[test]
+    fn documentation_names_are_refused() {
+        for url in [
+            "https://example.com/x",
+            "http://hooks.example.org/",
+            "http://a.invalid/",
+            "http://x.test:80/",
+        ] {
+            assert!(
+                check_reserved_name(&url::Url::parse(url).unwrap()).is_err(),
+                "{url}"
+            );
+        }
+        assert!(
+            check_reserved_name(&url::Url::parse("https://example.community/").unwrap()).is_ok()
+        );
+        assert!(check_reserved_name(&url::Url::parse("http://127.0.0.1:9/").unwrap()).is_ok());
     }
 
     #[test]

@@ -74,6 +74,7 @@ impl Sender {
     async fn request(&self, claim: &Claim) -> Result<Attempt, String> {
         let target = &claim.target;
         let url = url::Url::parse(&target.url).map_err(|e| format!("invalid url: {e}"))?;
+        guard::check_reserved_name(&url)?;
         if !self.allow_private {
             guard::check_literal(&url).map_err(|e| e.to_string())?;
         }
