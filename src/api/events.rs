@@ -42,7 +42,7 @@ pub async fn get(
 ) -> Result<Value, ApiError> {
     let id = check.id("event_id", args.get("event_id"));
     check.finish()?;
-    app.store.event(caller.account_id, id).await
+    app.store.event(caller.account_id, id)
 }
 
 pub async fn search(

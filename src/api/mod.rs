@@ -203,7 +203,7 @@ async fn run(
         .ok_or(ApiError::InvalidKey)?
         .to_owned();
     let _permit = app.limiter.acquire(&key)?;
-    let caller = app.store.authenticate(&key).await?;
+    let caller = app.store.authenticate(&key)?;
     tracing::Span::current().record("account", caller.account_id);
     if !caller.access.allows(method.access) {
         return Err(ApiError::AccessDenied {

@@ -34,7 +34,7 @@ pub async fn edit(
     let id = check.id("webhook_id", args.get("webhook_id"));
     let patch = check.webhook_details(args.get("webhook_details"), false);
     check.finish()?;
-    let current = app.store.webhook(caller.account_id, id).await?;
+    let current = app.store.webhook(caller.account_id, id)?;
     let merged = patch.apply(current.settings);
     let mut check = Checker::default();
     check.webhook_settings(&merged);
@@ -67,8 +67,7 @@ pub async fn get(
     check.finish()?;
     Ok(app
         .store
-        .webhook(caller.account_id, id)
-        .await?
+        .webhook(caller.account_id, id)?
         .to_json(caller.access))
 }
 

@@ -183,8 +183,8 @@ impl Store {
         .await
     }
 
-    pub async fn event(&self, account_id: i64, id: i64) -> Result<Value, ApiError> {
-        self.read(move |conn| {
+    pub fn event(&self, account_id: i64, id: i64) -> Result<Value, ApiError> {
+        self.lookup(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM events WHERE id = ?1 AND account_id = ?2"
             ))?
@@ -192,7 +192,6 @@ impl Store {
             .optional()?
             .ok_or(ApiError::EventNotFound)
         })
-        .await
     }
 
     pub async fn search_events(

@@ -135,9 +135,9 @@ impl Store {
     }
 
     /// Who is calling: the account and access level of a live key.
-    pub async fn authenticate(&self, key: &str) -> Result<Caller, ApiError> {
+    pub fn authenticate(&self, key: &str) -> Result<Caller, ApiError> {
         let hash = hash_key(key);
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             conn.prepare_cached(
                 "SELECT account_id, access FROM api_keys WHERE key_hash = ?1 AND revoked_time IS NULL",
             )?
@@ -150,6 +150,5 @@ impl Store {
             .optional()?
             .ok_or(ApiError::InvalidKey)
         })
-        .await
     }
 }

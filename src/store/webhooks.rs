@@ -203,8 +203,8 @@ impl Store {
         .await
     }
 
-    pub async fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError> {
-        self.read(move |conn| load(conn, account_id, id)).await
+    pub fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError> {
+        self.lookup(|conn| load(conn, account_id, id))
     }
 
     /// Stores merged settings. A webhook that becomes inactive has its pending work cancelled.
