@@ -58,7 +58,7 @@ fn document_and_server_name_the_same_methods_and_params() {
             method.name
         );
         assert!(
-            !m["examples"].as_array().map_or(true, Vec::is_empty),
+            m["examples"].as_array().is_some_and(|e| !e.is_empty()),
             "{}: at least one example",
             method.name
         );
