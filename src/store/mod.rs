@@ -181,6 +181,20 @@ fn in_savepoint<T>(
     result
 }
 
+/// A job that panics must not take the writer thread (and every later write) with it: its
+/// savepoint is rolled back and its caller, whose reply channel unwinding dropped, gets an
+/// internal error.
+fn run_job(conn: &Connection, job: Job) -> Finish {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))) {
+        Ok(finish) => finish,
+        Err(_) => {
+            tracing::error!("a write job panicked; its changes are rolled back");
+            let _ = conn.execute_batch("ROLLBACK TO call; RELEASE call");
+            Box::new(|_| {})
+        }
+    }
+}
+
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -201,7 +215,7 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) {
         tracing::error!(error = %e, "cannot begin a write transaction");
         return;
     }
-    let finishes: Vec<Finish> = jobs.into_iter().map(|job| job(conn)).collect();
+    let finishes: Vec<Finish> = jobs.into_iter().map(|job| run_job(conn, job)).collect();
     let committed = conn.execute_batch("COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         format!("sqlite: commit: {e}")
