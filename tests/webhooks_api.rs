@@ -1,0 +1,1100 @@
+//! The webhook methods over HTTP, as a client uses them: every method's happy path, the
+//! Webhook shape with its defaults, the validation rules of `webhook_details`, and the errors
+//! each method can answer with (310, 321, 350, 351, 355).
+mod common;
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+/// A webhook_details that differs from `webhook()` only in its url path.
+fn hook(path: &str) -> Value {
+    webhook(&format!("https://example.com/{path}"))
+}
+
+/// The fields named by a 310's `data`.
+fn fields(data: &Value) -> Vec<String> {
+    data.as_array()
+        .unwrap_or_else(|| panic!("310 data is an array: {data}"))
+        .iter()
+        .map(|p| {
+            assert!(p["message"].as_str().is_some_and(|m| !m.is_empty()), "{p}");
+            p["field"].as_str().expect("field").to_owned()
+        })
+        .collect()
+}
+
+/// The message of the problem about `field`.
+fn message_for(data: &Value, field: &str) -> String {
+    data.as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["field"] == field)
+        .unwrap_or_else(|| panic!("no problem about {field}: {data}"))["message"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `whsec_` + standard base64 of 24 to 64 bytes.
+fn assert_secret_format(secret: &str) {
+    let b64 = secret
+        .strip_prefix("whsec_")
+        .unwrap_or_else(|| panic!("secret starts with whsec_: {secret}"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_else(|e| panic!("secret is base64 ({e}): {secret}"));
+    assert!((24..=64).contains(&bytes.len()), "{} bytes", bytes.len());
+}
+
+async fn count(server: &Server) -> i64 {
+    server
+        .ok("countWebhooks", json!([server.key]))
+        .await
+        .as_i64()
+        .expect("count is an integer")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Happy paths
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn add_then_get_shows_every_field_with_its_default() {
+    let server = Server::start(&[]);
+    let before = now();
+    let id = server
+        .ok(
+            "addWebhook",
+            json!([server.key, {"object": "contact", "event": "subscribed", "url": "https://example.com/in"}]),
+        )
+        .await;
+    let id = id.as_i64().expect("addWebhook returns an int id");
+    assert!(id > 0);
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    let mut keys: Vec<&str> = w.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "auth",
+            "batch_size",
+            "circuit_state",
+            "consecutive_failures",
+            "creation_time",
+            "description",
+            "event",
+            "headers",
+            "id",
+            "is_active",
+            "last_error",
+            "last_modified_time",
+            "last_success_time",
+            "list_id",
+            "metadata",
+            "name",
+            "object",
+            "secret",
+            "url",
+        ]
+    );
+    assert_eq!(w["id"], id);
+    assert_eq!(w["name"], "contact.subscribed");
+    assert_eq!(w["description"], "");
+    assert_eq!(w["object"], "contact");
+    assert_eq!(w["event"], "subscribed");
+    assert_eq!(w["list_id"], 0);
+    assert_eq!(w["url"], "https://example.com/in");
+    assert_eq!(w["headers"], json!([]));
+    assert_eq!(w["auth"], Value::Null);
+    assert_secret_format(w["secret"].as_str().unwrap());
+    assert_eq!(w["is_active"], true);
+    assert_eq!(w["batch_size"], 100);
+    assert_eq!(w["metadata"], json!({}));
+    assert_eq!(w["circuit_state"], "closed");
+    assert_eq!(w["consecutive_failures"], 0);
+    assert_eq!(w["last_error"], Value::Null);
+    assert_eq!(w["last_success_time"], Value::Null);
+    let created = w["creation_time"]
+        .as_i64()
+        .expect("creation_time is an int");
+    assert!(created >= before - 1 && created <= now() + 1, "{created}");
+    assert_eq!(w["last_modified_time"], created);
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn add_with_every_field_returns_them_as_given_with_the_password_masked() {
+    let server = Server::start(&[]);
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let metadata = json!({"zeta": 1, "alpha": {"nested": [1, "two", null]}, "mid": true});
+    let details = json!({
+        "object": "list",
+        "event": "bulk_updated",
+        "list_id": 42,
+        "url": "http://hooks.example.org:8443/path?q=1",
+        "name": "My list hook",
+        "description": "watches list 42",
+        "headers": [{"name": "X-Token", "value": "abc"}, {"name": "X-Other", "value": "d e f"}],
+        "auth": {"username": "user", "password": "s3cret"},
+        "secret": secret,
+        "is_active": false,
+        "batch_size": 7,
+        "metadata": metadata,
+    });
+    let id = server.ok("addWebhook", json!([server.key, details])).await;
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    for key in [
+        "object",
+        "event",
+        "list_id",
+        "url",
+        "name",
+        "description",
+        "headers",
+        "secret",
+        "is_active",
+        "batch_size",
+    ] {
+        assert_eq!(w[key], details[key], "{key}");
+    }
+    assert_eq!(
+        w["auth"],
+        json!({"username": "user", "password": "********"})
+    );
+    // Returned as given, key order included.
+    assert_eq!(
+        serde_json::to_string(&w["metadata"]).unwrap(),
+        serde_json::to_string(&metadata).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn edit_changes_only_the_keys_given() {
+    let server = Server::start(&[]);
+    let details = json!({
+        "object": "contact", "event": "updated", "url": "https://example.com/a",
+        "name": "before", "description": "desc", "headers": [{"name": "X-A", "value": "1"}],
+        "auth": {"username": "u", "password": "p"}, "batch_size": 5, "metadata": {"k": "v"},
+    });
+    let id = server.ok("addWebhook", json!([server.key, details])).await;
+    let before = server.ok("getWebhookById", json!([server.key, id])).await;
+
+    let reply = server
+        .ok(
+            "editWebhook",
+            json!([server.key, id, {"name": "after", "batch_size": 9}]),
+        )
+        .await;
+    assert_eq!(reply, true);
+    let after = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(after["name"], "after");
+    assert_eq!(after["batch_size"], 9);
+    for (key, value) in before.as_object().unwrap() {
+        if !["name", "batch_size", "last_modified_time"].contains(&key.as_str()) {
+            assert_eq!(&after[key], value, "{key} must not change");
+        }
+    }
+    assert!(after["last_modified_time"].as_i64() >= before["last_modified_time"].as_i64());
+
+    // Every other editable key, including clearing auth with null.
+    let patch = json!({
+        "object": "list", "event": "removed", "list_id": 3, "url": "https://example.com/b",
+        "description": "", "headers": [], "auth": null, "is_active": false,
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "metadata": {},
+    });
+    server
+        .ok("editWebhook", json!([server.key, id, patch]))
+        .await;
+    let after = server.ok("getWebhookById", json!([server.key, id])).await;
+    for (key, value) in patch.as_object().unwrap() {
+        assert_eq!(&after[key], value, "{key}");
+    }
+    assert_eq!(after["name"], "after", "name was not given: unchanged");
+
+    // An empty patch changes nothing and still answers true.
+    assert_eq!(
+        server.ok("editWebhook", json!([server.key, id, {}])).await,
+        true
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_the_webhook_and_frees_its_identity() {
+    let server = Server::start(&[]);
+    let id = server
+        .ok("addWebhook", json!([server.key, hook("d")]))
+        .await;
+    let other = server
+        .ok("addWebhook", json!([server.key, hook("e")]))
+        .await;
+    assert_eq!(count(&server).await, 2);
+    assert_eq!(
+        server.ok("deleteWebhook", json!([server.key, id])).await,
+        true
+    );
+    assert_eq!(count(&server).await, 1);
+    let (code, _) = server.err("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(code, 350);
+    let (code, _) = server.err("deleteWebhook", json!([server.key, id])).await;
+    assert_eq!(code, 350, "deleting twice");
+    let (code, _) = server
+        .err("editWebhook", json!([server.key, id, {"name": "x"}]))
+        .await;
+    assert_eq!(code, 350, "editing a deleted webhook");
+    let found = server.ok("searchWebhooks", json!([server.key])).await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["id"], other);
+    // The same details may be added again: a deleted webhook is no duplicate.
+    let again = server
+        .ok("addWebhook", json!([server.key, hook("d")]))
+        .await;
+    assert_ne!(again, id);
+}
+
+#[tokio::test]
+async fn search_and_count_list_the_accounts_webhooks() {
+    let server = Server::start(&[]);
+    let a = server
+        .ok("addWebhook", json!([server.key, hook("a")]))
+        .await;
+    let b = server
+        .ok("addWebhook", json!([server.key, hook("b")]))
+        .await;
+    let found = server.ok("searchWebhooks", json!([server.key])).await;
+    let ids: Vec<&Value> = found.as_array().unwrap().iter().map(|w| &w["id"]).collect();
+    assert_eq!(ids, [&a, &b]);
+    assert_eq!(found[0]["url"], "https://example.com/a");
+    assert_secret_format(found[0]["secret"].as_str().unwrap());
+    assert_eq!(count(&server).await, 2);
+    // Search shows a webhook exactly as get does.
+    let got = server.ok("getWebhookById", json!([server.key, b])).await;
+    assert_eq!(found[1], got);
+}
+
+#[tokio::test]
+async fn rotate_returns_a_new_secret_that_get_then_shows() {
+    let server = Server::start(&[]);
+    let id = server
+        .ok("addWebhook", json!([server.key, hook("r")]))
+        .await;
+    let old = server.ok("getWebhookById", json!([server.key, id])).await["secret"].clone();
+    let new = server
+        .ok("rotateWebhookSecret", json!([server.key, id]))
+        .await;
+    let new = new.as_str().expect("the new secret is a string");
+    assert_secret_format(new);
+    assert_ne!(json!(new), old);
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(w["secret"], new);
+    let again = server
+        .ok("rotateWebhookSecret", json!([server.key, id]))
+        .await;
+    assert_ne!(again, json!(new), "every rotation makes a new secret");
+}
+
+#[tokio::test]
+async fn test_webhook_returns_the_id_of_a_ping_delivery() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(FAST);
+    let id = server
+        .ok(
+            "addWebhook",
+            json!([server.key, webhook(&receiver.url("/t"))]),
+        )
+        .await;
+    let delivery = server.ok("testWebhook", json!([server.key, id])).await;
+    let delivery_id = delivery.as_i64().expect("testWebhook returns an int id");
+    assert!(delivery_id > 0);
+    let d = server
+        .ok("getDeliveryById", json!([server.key, delivery_id]))
+        .await;
+    assert_eq!(d["id"], delivery_id);
+    assert_eq!(d["webhook_id"], id);
+    let (code, _) = server
+        .err("testWebhook", json!([server.key, 999_999]))
+        .await;
+    assert_eq!(code, 350);
+}
+
+#[tokio::test]
+async fn restart_keeps_the_data() {
+    let mut server = Server::start(&[]);
+    let details = json!({
+        "object": "contact", "event": "created", "url": "https://example.com/keep",
+        "name": "kept", "metadata": {"a": [1, 2]}, "auth": {"username": "u", "password": "p"},
+    });
+    let id = server.ok("addWebhook", json!([server.key, details])).await;
+    let before = server.ok("getWebhookById", json!([server.key, id])).await;
+    server.restart();
+    let after = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(after, before);
+    assert_eq!(count(&server).await, 1);
+    // And the identity survives too.
+    let (code, _) = server.err("addWebhook", json!([server.key, details])).await;
+    assert_eq!(code, 351);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: 321 (access), 350 (not found / other account), 351 (duplicate), 355 (limit)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_standard_key_reads_but_cannot_change_webhooks_and_never_sees_secrets() {
+    let server = Server::start(&[]);
+    let standard = server.add_key("default", "standard");
+    let id = server
+        .ok("addWebhook", json!([server.key, hook("s")]))
+        .await;
+
+    for (method, params) in [
+        ("addWebhook", json!([standard, hook("s2")])),
+        ("editWebhook", json!([standard, id, {"name": "x"}])),
+        ("deleteWebhook", json!([standard, id])),
+        ("rotateWebhookSecret", json!([standard, id])),
+        ("retryDelivery", json!([standard, 1])),
+    ] {
+        let reply = server.rpc(method, params).await;
+        assert_eq!(reply["error"]["code"], 321, "{method}: {reply}");
+        assert_eq!(reply["error"]["message"], "Access Denied");
+        assert_eq!(
+            reply["error"]["data"]["required_access"], "full",
+            "{method}: data names the level needed"
+        );
+    }
+    // Nothing changed.
+    assert_eq!(count(&server).await, 1);
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(w["name"], "contact.subscribed");
+
+    let w = server.ok("getWebhookById", json!([standard, id])).await;
+    assert_eq!(w["id"], id);
+    assert_eq!(w["url"], "https://example.com/s");
+    assert!(w.get("secret").is_none(), "no secret for standard: {w}");
+    let found = server.ok("searchWebhooks", json!([standard])).await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert!(found[0].get("secret").is_none(), "{found}");
+    assert_eq!(server.ok("countWebhooks", json!([standard])).await, 1);
+    let delivery = server.ok("testWebhook", json!([standard, id])).await;
+    assert!(delivery.as_i64().is_some_and(|d| d > 0));
+}
+
+#[tokio::test]
+async fn unknown_webhook_ids_are_350() {
+    let server = Server::start(&[]);
+    for (method, params) in [
+        ("getWebhookById", json!([server.key, 12345])),
+        ("editWebhook", json!([server.key, 12345, {"name": "x"}])),
+        ("deleteWebhook", json!([server.key, 12345])),
+        ("rotateWebhookSecret", json!([server.key, 12345])),
+        ("testWebhook", json!([server.key, 12345])),
+    ] {
+        let reply = server.rpc(method, params).await;
+        assert_eq!(reply["error"]["code"], 350, "{method}: {reply}");
+        assert_eq!(reply["error"]["message"], "Unable to Load Webhook");
+    }
+}
+
+#[tokio::test]
+async fn another_accounts_webhook_is_350_and_invisible() {
+    let server = Server::start(&[]);
+    let other = server.add_key("other", "full");
+    let other_standard = server.add_key("other", "standard");
+    let id = server
+        .ok("addWebhook", json!([server.key, hook("mine")]))
+        .await;
+
+    for key in [&other, &other_standard] {
+        let (code, _) = server.err("getWebhookById", json!([key, id])).await;
+        assert_eq!(code, 350);
+        let (code, _) = server.err("testWebhook", json!([key, id])).await;
+        assert_eq!(code, 350);
+        assert_eq!(server.ok("searchWebhooks", json!([key])).await, json!([]));
+        assert_eq!(server.ok("countWebhooks", json!([key])).await, 0);
+        let found = server
+            .ok(
+                "searchWebhooks",
+                json!([key, [["id", "exactly", id.clone()]]]),
+            )
+            .await;
+        assert_eq!(found, json!([]));
+    }
+    for (method, params) in [
+        ("editWebhook", json!([other, id, {"name": "stolen"}])),
+        ("deleteWebhook", json!([other, id])),
+        ("rotateWebhookSecret", json!([other, id])),
+    ] {
+        let (code, _) = server.err(method, params).await;
+        assert_eq!(code, 350, "{method}");
+    }
+    // Untouched, still there for its owner.
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(w["name"], "contact.subscribed");
+    // The same details in another account are no duplicate.
+    let theirs = server.ok("addWebhook", json!([other, hook("mine")])).await;
+    assert_ne!(theirs, id);
+    assert_eq!(count(&server).await, 1);
+}
+
+#[tokio::test]
+async fn duplicates_are_351_on_add_and_on_edit() {
+    let server = Server::start(&[]);
+    let details = json!({"object": "list", "event": "created", "list_id": 5, "url": "https://example.com/dup"});
+    let first = server.ok("addWebhook", json!([server.key, details])).await;
+    let reply = server.rpc("addWebhook", json!([server.key, details])).await;
+    assert_eq!(reply["error"]["code"], 351, "{reply}");
+    assert_eq!(
+        reply["error"]["message"],
+        "Duplicate Webhook details not allowed"
+    );
+    // Other names and settings do not make it different: the identity is
+    // (object, event, list_id, url).
+    let mut renamed = details.clone();
+    renamed["name"] = json!("another name");
+    renamed["batch_size"] = json!(1);
+    let (code, _) = server.err("addWebhook", json!([server.key, renamed])).await;
+    assert_eq!(code, 351);
+    assert_eq!(count(&server).await, 1);
+
+    // Each part of the identity makes a webhook distinct.
+    for change in [
+        json!({"event": "updated"}),
+        json!({"list_id": 6}),
+        json!({"url": "https://example.com/dup2"}),
+        json!({"object": "contact"}),
+    ] {
+        let mut d = details.clone();
+        for (k, v) in change.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        server.ok("addWebhook", json!([server.key, d])).await;
+    }
+    assert_eq!(count(&server).await, 5);
+
+    // An edit that would make a duplicate is refused and changes nothing.
+    let second = server
+        .ok(
+            "addWebhook",
+            json!([server.key, {"object": "list", "event": "created", "list_id": 5, "url": "https://example.com/other"}]),
+        )
+        .await;
+    let before = server
+        .ok("getWebhookById", json!([server.key, second]))
+        .await;
+    let (code, _) = server
+        .err(
+            "editWebhook",
+            json!([server.key, second, {"url": "https://example.com/dup", "name": "renamed"}]),
+        )
+        .await;
+    assert_eq!(code, 351);
+    assert_eq!(
+        server
+            .ok("getWebhookById", json!([server.key, second]))
+            .await,
+        before
+    );
+    // Editing a webhook to its own identity is no duplicate.
+    server
+        .ok(
+            "editWebhook",
+            json!([server.key, first, {"url": "https://example.com/dup", "name": "same"}]),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn the_webhook_limit_is_355() {
+    let server = Server::start(&["--max-webhooks", "2"]);
+    let other = server.add_key("other", "full");
+    let a = server
+        .ok("addWebhook", json!([server.key, hook("1")]))
+        .await;
+    server
+        .ok("addWebhook", json!([server.key, hook("2")]))
+        .await;
+    let reply = server
+        .rpc("addWebhook", json!([server.key, hook("3")]))
+        .await;
+    assert_eq!(reply["error"]["code"], 355, "{reply}");
+    assert_eq!(reply["error"]["message"], "Webhook limit reached");
+    assert_eq!(reply["error"]["data"]["limit"], 2);
+    assert_eq!(count(&server).await, 2);
+    // The limit is per account.
+    server.ok("addWebhook", json!([other, hook("1")])).await;
+    // Deleting makes room again.
+    server.ok("deleteWebhook", json!([server.key, a])).await;
+    server
+        .ok("addWebhook", json!([server.key, hook("3")]))
+        .await;
+    assert_eq!(count(&server).await, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 310: the rules of webhook_details, each with an accepted edge and a refused value
+// ---------------------------------------------------------------------------------------------
+
+/// addWebhook with `webhook()` plus `extra`; `Ok(id)` or `Err(data)` of a 310.
+async fn try_add(server: &Server, extra: Value) -> Result<Value, Value> {
+    let mut details = hook(&format!("v{}", rand_suffix()));
+    for (k, v) in extra.as_object().unwrap() {
+        details[k] = v.clone();
+    }
+    let reply = server.rpc("addWebhook", json!([server.key, details])).await;
+    match reply.get("error") {
+        None => Ok(reply["result"].clone()),
+        Some(e) => {
+            assert_eq!(e["code"], 310, "{reply}");
+            assert_eq!(e["message"], "Invalid Method Parameters");
+            Err(e["data"].clone())
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// `extra` is accepted, and get shows the value it set under `key`.
+async fn accepted(server: &Server, extra: Value, key: &str) {
+    let id = try_add(server, extra.clone())
+        .await
+        .unwrap_or_else(|data| panic!("{extra} refused: {data}"));
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(w[key], extra[key], "{key}");
+}
+
+/// `extra` is refused with a problem naming `field`.
+async fn refused(server: &Server, extra: Value, field: &str) {
+    let before = count(server).await;
+    let data = try_add(server, extra.clone())
+        .await
+        .expect_err(&format!("{extra} must be refused"));
+    assert!(
+        fields(&data).iter().any(|f| f == field),
+        "{extra}: problems {data} do not name {field}"
+    );
+    assert_eq!(count(server).await, before, "{extra}: nothing added");
+}
+
+fn text(n: usize) -> String {
+    "x".repeat(n)
+}
+
+#[tokio::test]
+async fn object_and_event() {
+    let server = Server::start(&[]);
+    for (object, events) in [
+        (
+            "list",
+            &["created", "updated", "removed", "bulk_updated"][..],
+        ),
+        (
+            "contact",
+            &[
+                "created",
+                "updated",
+                "removed",
+                "subscribed",
+                "unsubscribed",
+                "deactivated",
+                "reactivated",
+            ][..],
+        ),
+    ] {
+        for event in events {
+            accepted(&server, json!({"object": object, "event": event}), "event").await;
+        }
+    }
+    refused(&server, json!({"object": "campaign"}), "object").await;
+    refused(&server, json!({"object": ""}), "object").await;
+    refused(&server, json!({"object": 1}), "object").await;
+    refused(&server, json!({"event": "exploded"}), "event").await;
+    refused(&server, json!({"event": 7}), "event").await;
+    for event in ["subscribed", "unsubscribed", "deactivated", "reactivated"] {
+        refused(&server, json!({"object": "list", "event": event}), "event").await;
+    }
+    refused(
+        &server,
+        json!({"object": "contact", "event": "bulk_updated"}),
+        "event",
+    )
+    .await;
+    let data = try_add(&server, json!({"object": "list", "event": "subscribed"}))
+        .await
+        .unwrap_err();
+    let message = message_for(&data, "event");
+    assert!(
+        message.contains("bulk_updated"),
+        "lists the valid events: {message}"
+    );
+}
+
+#[tokio::test]
+async fn required_keys() {
+    let server = Server::start(&[]);
+    for missing in ["object", "event", "url"] {
+        let mut details = hook("req");
+        details.as_object_mut().unwrap().remove(missing);
+        let (code, data) = server.err("addWebhook", json!([server.key, details])).await;
+        assert_eq!(code, 310);
+        assert_eq!(fields(&data), [missing], "{data}");
+    }
+    let (code, data) = server.err("addWebhook", json!([server.key, {}])).await;
+    assert_eq!(code, 310);
+    let mut got = fields(&data);
+    got.sort();
+    assert_eq!(got, ["event", "object", "url"], "all three at once: {data}");
+    let (code, data) = server.err("addWebhook", json!([server.key])).await;
+    assert_eq!(code, 310);
+    assert_eq!(fields(&data), ["webhook_details"]);
+    let (code, data) = server.err("addWebhook", json!([server.key, null])).await;
+    assert_eq!(code, 310);
+    assert_eq!(fields(&data), ["webhook_details"]);
+    assert_eq!(count(&server).await, 0);
+}
+
+#[tokio::test]
+async fn list_id() {
+    let server = Server::start(&[]);
+    accepted(&server, json!({"list_id": 0}), "list_id").await;
+    accepted(&server, json!({"list_id": 1}), "list_id").await;
+    accepted(&server, json!({"list_id": i64::MAX}), "list_id").await;
+    refused(&server, json!({"list_id": -1}), "list_id").await;
+    refused(&server, json!({"list_id": "5"}), "list_id").await;
+    refused(&server, json!({"list_id": 1.5}), "list_id").await;
+    refused(&server, json!({"list_id": null}), "list_id").await;
+}
+
+#[tokio::test]
+async fn url() {
+    let server = Server::start(&[]);
+    accepted(&server, json!({"url": "http://example.com"}), "url").await;
+    accepted(
+        &server,
+        json!({"url": "https://example.com:8443/a/b?c=d#e"}),
+        "url",
+    )
+    .await;
+    // Exactly 2048 characters.
+    let prefix = "https://example.com/";
+    let long = format!("{prefix}{}", text(2048 - prefix.len()));
+    assert_eq!(long.len(), 2048);
+    accepted(&server, json!({ "url": long }), "url").await;
+    refused(&server, json!({ "url": format!("{long}y") }), "url").await;
+    for bad in [
+        "",
+        "example.com/hook",
+        "/relative/path",
+        "ftp://example.com/x",
+        "mailto:someone@example.com",
+        "javascript:alert(1)",
+        "http://",
+        "https://user:pass@example.com/x",
+        "https://user@example.com/x",
+        "not a url",
+    ] {
+        refused(&server, json!({ "url": bad }), "url").await;
+    }
+    refused(&server, json!({"url": 5}), "url").await;
+    let data = try_add(&server, json!({"url": "https://u:p@example.com/"}))
+        .await
+        .unwrap_err();
+    assert!(message_for(&data, "url").contains("user info"), "{data}");
+}
+
+#[tokio::test]
+async fn name_and_description() {
+    let server = Server::start(&[]);
+    accepted(&server, json!({"name": "n"}), "name").await;
+    accepted(&server, json!({ "name": text(250) }), "name").await;
+    // Characters, not bytes.
+    accepted(&server, json!({ "name": "é".repeat(250) }), "name").await;
+    refused(&server, json!({"name": ""}), "name").await;
+    refused(&server, json!({ "name": text(251) }), "name").await;
+    refused(&server, json!({"name": 3}), "name").await;
+
+    accepted(&server, json!({"description": ""}), "description").await;
+    accepted(&server, json!({ "description": text(1024) }), "description").await;
+    refused(&server, json!({ "description": text(1025) }), "description").await;
+    refused(&server, json!({"description": ["a"]}), "description").await;
+}
+
+#[tokio::test]
+async fn headers() {
+    let server = Server::start(&[]);
+    let h = |name: &str, value: &str| json!({"headers": [{"name": name, "value": value}]});
+    accepted(&server, json!({"headers": []}), "headers").await;
+    accepted(&server, h("X-Api-Key", "v"), "headers").await;
+    accepted(&server, h(&text(128), &text(1024)), "headers").await;
+    accepted(
+        &server,
+        h("x!#$%&'*+-.^_`|~9", "any value: with spaces"),
+        "headers",
+    )
+    .await;
+    let many: Vec<Value> = (0..99)
+        .map(|i| json!({"name": format!("X-H{i}"), "value": "v"}))
+        .collect();
+    accepted(&server, json!({ "headers": many }), "headers").await;
+    let too_many: Vec<Value> = (0..100)
+        .map(|i| json!({"name": format!("X-H{i}"), "value": "v"}))
+        .collect();
+    refused(&server, json!({ "headers": too_many }), "headers").await;
+
+    refused(&server, json!({"headers": {"X-A": "b"}}), "headers").await;
+    refused(&server, json!({"headers": ["X-A: b"]}), "headers[0]").await;
+    refused(&server, h("", "v"), "headers[0].name").await;
+    refused(&server, h(&text(129), "v"), "headers[0].name").await;
+    refused(&server, h("X A", "v"), "headers[0].name").await;
+    refused(&server, h("X:A", "v"), "headers[0].name").await;
+    refused(&server, h("X-Ä", "v"), "headers[0].name").await;
+    refused(&server, h("X-A", ""), "headers[0].value").await;
+    refused(&server, h("X-A", &text(1025)), "headers[0].value").await;
+    refused(&server, h("X-A", "a\r\nInjected: yes"), "headers[0].value").await;
+    refused(&server, h("X-A", "a\nb"), "headers[0].value").await;
+    refused(&server, h("X-A", "a\rb"), "headers[0].value").await;
+    for reserved in [
+        "Host",
+        "content-length",
+        "Content-Type",
+        "transfer-encoding",
+        "Connection",
+        "USER-AGENT",
+        "webhook-id",
+        "Webhook-Signature",
+        "webhook-timestamp",
+        "webhook-anything",
+    ] {
+        refused(&server, h(reserved, "v"), "headers[0].name").await;
+    }
+    refused(
+        &server,
+        json!({"headers": [{"name": "X-A"}]}),
+        "headers[0].value",
+    )
+    .await;
+    refused(
+        &server,
+        json!({"headers": [{"value": "v"}]}),
+        "headers[0].name",
+    )
+    .await;
+    refused(
+        &server,
+        json!({"headers": [{"name": "X-A", "value": "v", "extra": 1}]}),
+        "headers[0].extra",
+    )
+    .await;
+    // The index names the bad item.
+    refused(
+        &server,
+        json!({"headers": [{"name": "X-A", "value": "v"}, {"name": "Host", "value": "v"}]}),
+        "headers[1].name",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn auth() {
+    let server = Server::start(&[]);
+    accepted(&server, json!({ "auth": null }), "auth").await;
+    let id = try_add(
+        &server,
+        json!({"auth": {"username": text(1024), "password": "p"}}),
+    )
+    .await
+    .unwrap();
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(
+        w["auth"],
+        json!({"username": text(1024), "password": "********"})
+    );
+    try_add(
+        &server,
+        json!({"auth": {"username": "u", "password": text(1024)}}),
+    )
+    .await
+    .unwrap();
+    try_add(&server, json!({"auth": {"username": "u", "password": "p"}}))
+        .await
+        .unwrap();
+    refused(
+        &server,
+        json!({"auth": {"username": "", "password": "p"}}),
+        "auth.username",
+    )
+    .await;
+    refused(
+        &server,
+        json!({"auth": {"username": "u", "password": ""}}),
+        "auth.password",
+    )
+    .await;
+    refused(
+        &server,
+        json!({"auth": {"username": text(1025), "password": "p"}}),
+        "auth.username",
+    )
+    .await;
+    refused(
+        &server,
+        json!({"auth": {"username": "u", "password": text(1025)}}),
+        "auth.password",
+    )
+    .await;
+    refused(&server, json!({"auth": {"username": "u"}}), "auth.password").await;
+    refused(&server, json!({"auth": {"password": "p"}}), "auth.username").await;
+    refused(
+        &server,
+        json!({"auth": {"username": "u", "password": "p", "realm": "r"}}),
+        "auth.realm",
+    )
+    .await;
+    refused(&server, json!({"auth": "user:pass"}), "auth").await;
+}
+
+#[tokio::test]
+async fn secret() {
+    let server = Server::start(&[]);
+    let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+    accepted(
+        &server,
+        json!({ "secret": format!("whsec_{}", b64(24)) }),
+        "secret",
+    )
+    .await;
+    accepted(
+        &server,
+        json!({ "secret": format!("whsec_{}", b64(64)) }),
+        "secret",
+    )
+    .await;
+    accepted(
+        &server,
+        json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+        "secret",
+    )
+    .await;
+    refused(
+        &server,
+        json!({ "secret": format!("whsec_{}", b64(23)) }),
+        "secret",
+    )
+    .await;
+    refused(
+        &server,
+        json!({ "secret": format!("whsec_{}", b64(65)) }),
+        "secret",
+    )
+    .await;
+    refused(&server, json!({ "secret": b64(32) }), "secret").await;
+    refused(
+        &server,
+        json!({ "secret": format!("whsk_{}", b64(32)) }),
+        "secret",
+    )
+    .await;
+    refused(
+        &server,
+        json!({"secret": "whsec_not base64 at all!!!!!!!!!!!!"}),
+        "secret",
+    )
+    .await;
+    refused(&server, json!({"secret": ""}), "secret").await;
+    refused(&server, json!({"secret": 12}), "secret").await;
+}
+
+#[tokio::test]
+async fn is_active_and_batch_size() {
+    let server = Server::start(&[]);
+    accepted(&server, json!({"is_active": true}), "is_active").await;
+    accepted(&server, json!({"is_active": false}), "is_active").await;
+    refused(&server, json!({"is_active": "true"}), "is_active").await;
+    refused(&server, json!({"is_active": 1}), "is_active").await;
+
+    accepted(&server, json!({"batch_size": 1}), "batch_size").await;
+    accepted(&server, json!({"batch_size": 1000}), "batch_size").await;
+    refused(&server, json!({"batch_size": 0}), "batch_size").await;
+    refused(&server, json!({"batch_size": 1001}), "batch_size").await;
+    refused(&server, json!({"batch_size": -5}), "batch_size").await;
+    refused(&server, json!({"batch_size": "10"}), "batch_size").await;
+}
+
+#[tokio::test]
+async fn metadata() {
+    let server = Server::start(&[]);
+    accepted(&server, json!({"metadata": {}}), "metadata").await;
+    // {"k":"xxx…"} is 8 bytes of framing around the value: exactly 4 KiB, then one more.
+    let exactly = json!({ "k": text(4096 - 8) });
+    assert_eq!(serde_json::to_vec(&exactly).unwrap().len(), 4096);
+    accepted(&server, json!({ "metadata": exactly }), "metadata").await;
+    refused(
+        &server,
+        json!({ "metadata": {"k": text(4096 - 7)} }),
+        "metadata",
+    )
+    .await;
+    refused(&server, json!({"metadata": [1, 2]}), "metadata").await;
+    refused(&server, json!({"metadata": "{}"}), "metadata").await;
+}
+
+#[tokio::test]
+async fn unknown_keys_are_named() {
+    let server = Server::start(&[]);
+    let data = try_add(&server, json!({"foo": 1})).await.unwrap_err();
+    assert_eq!(fields(&data), ["foo"]);
+    assert_eq!(message_for(&data, "foo"), "Unknown argument foo");
+    // A typo never passes silently, on edit either.
+    let id = try_add(&server, json!({})).await.unwrap();
+    let (code, data) = server
+        .err("editWebhook", json!([server.key, id, {"is_activ": false}]))
+        .await;
+    assert_eq!(code, 310);
+    assert_eq!(message_for(&data, "is_activ"), "Unknown argument is_activ");
+    assert_eq!(
+        server.ok("getWebhookById", json!([server.key, id])).await["is_active"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn every_problem_is_reported_at_once() {
+    let server = Server::start(&[]);
+    let data = try_add(
+        &server,
+        json!({
+            "object": "list", "event": "subscribed", "url": "ftp://x", "name": "",
+            "batch_size": 0, "list_id": -1, "is_active": "yes", "foo": 1,
+            "headers": [{"name": "Host", "value": "v"}],
+        }),
+    )
+    .await
+    .unwrap_err();
+    let mut got = fields(&data);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "batch_size",
+            "event",
+            "foo",
+            "headers[0].name",
+            "is_active",
+            "list_id",
+            "name",
+            "url"
+        ],
+        "{data}"
+    );
+    assert_eq!(count(&server).await, 0);
+}
+
+#[tokio::test]
+async fn edit_validates_the_same_rules_and_the_merged_result() {
+    let server = Server::start(&[]);
+    let id = server
+        .ok("addWebhook", json!([server.key, hook("e")]))
+        .await;
+    let before = server.ok("getWebhookById", json!([server.key, id])).await;
+    for (patch, field) in [
+        (json!({"url": "ftp://x"}), "url"),
+        (json!({"name": ""}), "name"),
+        (json!({"batch_size": 1001}), "batch_size"),
+        (
+            json!({"headers": [{"name": "Content-Type", "value": "x"}]}),
+            "headers[0].name",
+        ),
+        (json!({"secret": "whsec_short"}), "secret"),
+        (json!({"object": "dog"}), "object"),
+        // The event alone is fine for a list, not for this contact webhook's object…
+        (json!({"event": "bulk_updated"}), "event"),
+        // …and the object alone leaves the contact event behind.
+        (json!({"object": "list"}), "event"),
+        (json!({"metadata": null}), "metadata"),
+    ] {
+        let (code, data) = server
+            .err("editWebhook", json!([server.key, id, patch]))
+            .await;
+        assert_eq!(code, 310, "{patch}");
+        assert!(fields(&data).iter().any(|f| f == field), "{patch}: {data}");
+    }
+    // A patch with a good key and a bad one changes nothing.
+    let (code, data) = server
+        .err(
+            "editWebhook",
+            json!([server.key, id, {"name": "good", "batch_size": 0, "url": "nope"}]),
+        )
+        .await;
+    assert_eq!(code, 310);
+    assert_eq!(fields(&data).len(), 2, "{data}");
+    assert_eq!(
+        server.ok("getWebhookById", json!([server.key, id])).await,
+        before
+    );
+    // Both object and event together are fine.
+    server
+        .ok(
+            "editWebhook",
+            json!([server.key, id, {"object": "list", "event": "bulk_updated"}]),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn webhook_ids_must_be_positive_integers() {
+    let server = Server::start(&[]);
+    let id = server
+        .ok("addWebhook", json!([server.key, hook("i")]))
+        .await;
+    for bad in [
+        json!("1"),
+        json!(0),
+        json!(-3),
+        json!(1.5),
+        json!([1]),
+        json!({}),
+    ] {
+        for method in [
+            "getWebhookById",
+            "deleteWebhook",
+            "rotateWebhookSecret",
+            "testWebhook",
+        ] {
+            let (code, data) = server.err(method, json!([server.key, bad])).await;
+            assert_eq!(code, 310, "{method} {bad}");
+            assert_eq!(fields(&data), ["webhook_id"], "{method} {bad}: {data}");
+        }
+        let (code, data) = server
+            .err("editWebhook", json!([server.key, bad, {"name": "x"}]))
+            .await;
+        assert_eq!(code, 310);
+        assert_eq!(fields(&data), ["webhook_id"]);
+    }
+    for method in [
+        "getWebhookById",
+        "deleteWebhook",
+        "rotateWebhookSecret",
+        "testWebhook",
+    ] {
+        let (code, data) = server.err(method, json!([server.key])).await;
+        assert_eq!(code, 310, "{method} without an id");
+        assert_eq!(fields(&data), ["webhook_id"]);
+    }
+    let (code, data) = server.err("editWebhook", json!([server.key, id])).await;
+    assert_eq!(code, 310);
+    assert_eq!(fields(&data), ["webhook_details"]);
+    let (code, data) = server
+        .err("editWebhook", json!([server.key, id, "name=x"]))
+        .await;
+    assert_eq!(code, 310);
+    assert_eq!(fields(&data), ["webhook_details"]);
+    assert_eq!(count(&server).await, 1);
+}
