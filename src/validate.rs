@@ -44,13 +44,14 @@ impl Args {
 }
 
 /// Binds raw params to `names`; the first `required` names must be present. Problems (extra
-/// positional params, unknown names, missing ones) go to `check`.
+/// positional params, unknown names, missing ones) go to `check`. Params that are neither an
+/// array nor an object bind nothing, not even the key: that is a 310 straight away.
 pub fn bind(
     raw: Option<Value>,
     names: &'static [&'static str],
     required: usize,
     check: &mut Checker,
-) -> Args {
+) -> Result<Args, ApiError> {
     let mut values = vec![None; names.len()];
     match raw {
         None => {}
@@ -77,7 +78,12 @@ pub fn bind(
                 }
             }
         }
-        Some(_) => check.problem("params", "params must be an array or an object"),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "params",
+                "params must be an array or an object",
+            ))
+        }
     }
     for (name, value) in names.iter().zip(&values).take(required).skip(1) {
         // The key (always first) is checked by authentication, which answers 300 instead.
@@ -85,7 +91,7 @@ pub fn bind(
             check.problem(*name, format!("{name} is required"));
         }
     }
-    Args { names, values }
+    Ok(Args { names, values })
 }
 
 /// Collects problems while typed values are read. Values returned while a problem is pending

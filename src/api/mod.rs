@@ -196,7 +196,7 @@ async fn run(
 ) -> Result<Value, ApiError> {
     let mut check = Checker::default();
     let raw = raw.map(|s| serde_json::from_str::<Value>(&s)).transpose()?;
-    let args = bind(raw, method.params, method.required, &mut check);
+    let args = bind(raw, method.params, method.required, &mut check)?;
     let key = args
         .get("api_key")
         .and_then(Value::as_str)
