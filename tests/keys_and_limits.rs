@@ -1,0 +1,415 @@
+//! Keys (300, the `key` commands, revocation) and the transport limits: 399 per-key
+//! concurrency, 413 body size, 415 content type, 405 verb.
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Every method that takes a key, with otherwise plausible params.
+fn every_method(key: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("addWebhook", json!([key, webhook("https://example.com/k")])),
+        ("editWebhook", json!([key, 1, {"name": "x"}])),
+        ("deleteWebhook", json!([key, 1])),
+        ("getWebhookById", json!([key, 1])),
+        ("searchWebhooks", json!([key])),
+        ("countWebhooks", json!([key])),
+        ("rotateWebhookSecret", json!([key, 1])),
+        ("testWebhook", json!([key, 1])),
+        (
+            "addEvent",
+            json!([key, {"object": "list", "event": "created"}]),
+        ),
+        (
+            "addEvents",
+            json!([key, [{"object": "list", "event": "created"}]]),
+        ),
+        ("getEventById", json!([key, 1])),
+        ("searchEvents", json!([key])),
+        ("countEvents", json!([key])),
+        ("getDeliveryById", json!([key, 1])),
+        ("searchDeliveries", json!([key])),
+        ("countDeliveries", json!([key])),
+        ("retryDelivery", json!([key, 1])),
+    ]
+}
+
+fn hookrpc(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .arg("--db")
+        .arg(server.db())
+        .output()
+        .expect("run hookrpc")
+}
+
+async fn assert_300(server: &Server, method: &str, params: Value) {
+    let reply = server.rpc(method, params.clone()).await;
+    assert_eq!(reply["error"]["code"], 300, "{method} {params}: {reply}");
+    assert_eq!(
+        reply["error"]["message"],
+        "Authorisation Failed - Invalid API Key"
+    );
+}
+
+#[tokio::test]
+async fn missing_unknown_and_malformed_keys_are_300_on_every_method() {
+    let server = Server::start(&[]);
+    let unknown = "0".repeat(64);
+    for (method, params) in every_method(&unknown) {
+        assert_300(&server, method, params).await;
+    }
+    for (method, params) in every_method(&server.key.to_uppercase()) {
+        assert_300(&server, method, params).await;
+    }
+    for (method, params) in every_method(&server.key[..63]) {
+        assert_300(&server, method, params).await;
+    }
+    for (method, _) in every_method("") {
+        assert_300(&server, method, json!([])).await;
+        assert_300(&server, method, json!([null])).await;
+        assert_300(&server, method, json!([""])).await;
+        assert_300(&server, method, json!([12345])).await;
+        assert_300(&server, method, json!({})).await;
+        assert_300(&server, method, json!({"api_key": null})).await;
+        // No params at all.
+        let (status, text) = server
+            .post_raw(
+                "/",
+                json!({"jsonrpc": "2.0", "id": 1, "method": method}).to_string(),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            reply["error"]["code"], 300,
+            "{method} without params: {reply}"
+        );
+    }
+    // Nothing was created by any of it.
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 0);
+    assert_eq!(server.ok("countEvents", json!([server.key])).await, 0);
+    // rpc.discover needs no key.
+    assert!(server.ok("rpc.discover", json!([])).await.is_object());
+}
+
+#[tokio::test]
+async fn key_add_prints_a_new_key_once_and_it_works() {
+    let server = Server::start(&[]);
+    let is_key = |k: &str| {
+        k.len() == 64
+            && k.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    assert!(is_key(&server.key), "{}", server.key);
+    let full = server.add_key("acme", "full");
+    let standard = server.add_key("acme", "standard");
+    assert!(is_key(&full) && is_key(&standard));
+    assert_ne!(full, standard);
+    // Both keys belong to the same account, which is not `default`.
+    let id = server
+        .ok(
+            "addWebhook",
+            json!([full, webhook("https://acme.example.com/")]),
+        )
+        .await;
+    assert_eq!(
+        server.ok("getWebhookById", json!([standard, id])).await["id"],
+        id
+    );
+    let (code, _) = server.err("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(code, 350);
+
+    // `key list` names keys by prefix and never shows a key.
+    let out = hookrpc(&server, &["key", "list"]);
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    for key in [&server.key, &full, &standard] {
+        assert!(listing.contains(&key[..8]), "{listing}");
+        assert!(
+            !listing.contains(key.as_str()),
+            "the key itself is never listed"
+        );
+    }
+    assert!(
+        listing.contains("acme") && listing.contains("standard"),
+        "{listing}"
+    );
+    // The database holds no key either, only hashes.
+    let db = std::fs::read(server.db()).unwrap();
+    let wal = std::fs::read(server.db().with_extension("db-wal")).unwrap_or_default();
+    for key in [&server.key, &full, &standard] {
+        let needle = key.as_bytes();
+        for bytes in [&db, &wal] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "a key is stored in clear"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_300_at_once_and_other_keys_keep_working() {
+    let server = Server::start(&[]);
+    let doomed = server.add_key("default", "full");
+    let id = server
+        .ok(
+            "addWebhook",
+            json!([doomed, webhook("https://example.com/rev")]),
+        )
+        .await;
+    let out = hookrpc(&server, &["key", "revoke", &doomed[..8]]);
+    assert!(
+        out.status.success(),
+        "revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (method, params) in every_method(&doomed) {
+        assert_300(&server, method, params).await;
+    }
+    // The account and its data are untouched; its other key still works.
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(w["id"], id);
+    // `key list` shows it revoked.
+    let out = hookrpc(&server, &["key", "list"]);
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with(&doomed[..8]))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(
+        !line.trim_end().ends_with('-'),
+        "revoked time shown: {line}"
+    );
+    // Revoking it again, or a prefix nobody has, fails and says so.
+    let out = hookrpc(&server, &["key", "revoke", &doomed[..8]]);
+    assert!(!out.status.success());
+    assert!(!out.stderr.is_empty());
+    // Still revoked after a restart.
+    let mut server = server;
+    server.restart();
+    assert_300(&server, "countWebhooks", json!([doomed])).await;
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
+}
+
+#[tokio::test]
+async fn restart_prints_no_new_key_and_keeps_the_old_ones() {
+    let mut server = Server::start(&[]);
+    let first = server.key.clone();
+    server.restart();
+    assert_eq!(server.key, first);
+    let out = hookrpc(&server, &["key", "list"]);
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let keys = listing.lines().filter(|l| l.contains("default")).count();
+    assert_eq!(keys, 1, "one key for default after a restart: {listing}");
+    assert_eq!(server.ok("countWebhooks", json!([first])).await, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 399: per-key concurrency
+// ---------------------------------------------------------------------------------------------
+
+fn thousand_events() -> Value {
+    let events: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"object": "contact", "event": "updated", "list_id": i % 7, "contact_id": i,
+                        "data": {"n": i, "padding": "abcdefghijklmnopqrstuvwxyz"}})
+        })
+        .collect();
+    Value::Array(events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrent_call_limit_a_key_gets_399() {
+    let server = Arc::new(Server::start(&["--max-concurrent-calls", "1"]));
+    let events = Arc::new(thousand_events());
+    let mut succeeded = 0usize;
+    let mut refused = 0usize;
+    // Each round fires 50 calls of 1000 events at once for one key; a round in which the
+    // calls happened not to overlap proves nothing, so a few rounds are allowed.
+    for _round in 0..5 {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let server = server.clone();
+            let events = events.clone();
+            calls.spawn(async move { server.rpc("addEvents", json!([server.key, *events])).await });
+        }
+        while let Some(reply) = calls.join_next().await {
+            let reply = reply.expect("task");
+            match reply.get("error") {
+                None => {
+                    assert_eq!(reply["result"].as_array().map(Vec::len), Some(1000));
+                    succeeded += 1;
+                }
+                Some(e) => {
+                    assert_eq!(e["code"], 399, "only 399 may fail: {reply}");
+                    assert_eq!(
+                        e["message"],
+                        "You have reached the maximum number of allowed concurrent API requests"
+                    );
+                    assert_eq!(e["data"]["limit"], 1);
+                    refused += 1;
+                }
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "50 concurrent calls never met the limit of 1");
+    assert!(succeeded > 0, "the first call always gets through");
+    // A refused call created nothing; the accepted ones all of theirs.
+    let count = server.ok("countEvents", json!([server.key])).await;
+    assert_eq!(count, json!(succeeded * 1000));
+    // The slots were all given back: calls one at a time all succeed.
+    for _ in 0..3 {
+        server.ok("countWebhooks", json!([server.key])).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport: 413, 415, 405
+// ---------------------------------------------------------------------------------------------
+
+/// A valid addWebhook request of exactly `size` bytes.
+fn add_request_of_size(key: &str, size: usize) -> String {
+    let body = |pad: usize| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "addWebhook",
+               "params": [key, {"object": "list", "event": "created",
+                                "url": format!("https://example.com/{size}"),
+                                "metadata": {"pad": "x".repeat(pad)}}]})
+        .to_string()
+    };
+    let bare = body(0).len();
+    let sized = body(size - bare);
+    assert_eq!(sized.len(), size);
+    sized
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let server = Server::start(&["--max-body-bytes", "2000"]);
+    let (status, text) = server
+        .post_raw("/", add_request_of_size(&server.key, 2000))
+        .await;
+    assert_eq!(status, 200, "exactly the limit is fine: {text}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert!(reply["result"].is_i64(), "{reply}");
+
+    let (status, _) = server
+        .post_raw("/", add_request_of_size(&server.key, 2001))
+        .await;
+    assert_eq!(status, 413);
+    let (status, _) = server
+        .post_raw(
+            "/api/jsonrpcserver.php?version=3.3",
+            "x".repeat(1024 * 1024),
+        )
+        .await;
+    assert_eq!(status, 413);
+    // Without a Content-Length (chunked), the limit holds too.
+    let chunked = add_request_of_size(&server.key, 2500);
+    let status = raw_http(
+        &server,
+        &format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunked}\r\n0\r\n\r\n",
+            chunked.len()
+        ),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
+}
+
+#[tokio::test]
+async fn the_default_body_limit_is_one_mib() {
+    let server = Server::start(&[]);
+    let (status, text) = server
+        .post_raw("/", add_request_of_size(&server.key, 1024 * 1024))
+        .await;
+    // Within the transport limit; the metadata itself is over its own 4 KiB rule.
+    assert_eq!(status, 200);
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["error"]["code"], 310, "{reply}");
+    let (status, _) = server
+        .post_raw("/", add_request_of_size(&server.key, 1024 * 1024 + 1))
+        .await;
+    assert_eq!(status, 413);
+}
+
+/// Sends `request` as is over a new connection; returns the status of the reply.
+async fn raw_http(server: &Server, request: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply).await;
+    let text = String::from_utf8_lossy(&reply);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"))
+}
+
+#[tokio::test]
+async fn a_wrong_content_type_is_415_and_a_wrong_verb_405() {
+    let server = Server::start(&[]);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/api/jsonrpcserver.php?version=3.3", server.addr);
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "addWebhook",
+                      "params": [server.key, webhook("https://example.com/ct")]})
+    .to_string();
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "text/json",
+    ] {
+        let r = client
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 415, "{content_type}");
+    }
+    let r = client.post(&url).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 415, "no content type");
+    // A charset parameter is still JSON.
+    let r = client
+        .post(&url)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
+
+    for path in ["/", "/api/jsonrpcserver.php?version=3.3"] {
+        let r = client
+            .get(format!("http://{}{path}", server.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "GET {path}");
+    }
+    for verb in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
+        let r = client
+            .request(verb.clone(), format!("http://{}/", server.addr))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{verb}");
+    }
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
+}
