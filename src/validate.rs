@@ -316,6 +316,23 @@ impl Checker {
 
     fn url(&mut self, v: &Value) -> Option<String> {
         let s = self.string("url", v, 1, MAX_URL)?;
+        // The URL parser forgives what a person would call a typo (spaces, tabs, newlines,
+        // backslashes, `http:host` without `//`) and would deliver somewhere other than the
+        // stored text says: refuse those instead.
+        if s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+        {
+            self.problem(
+                "url",
+                "must not contain spaces, control characters or backslashes",
+            );
+            return None;
+        }
+        let lower = s.to_ascii_lowercase();
+        if !lower.starts_with("http://") && !lower.starts_with("https://") {
+            self.problem("url", "must be an absolute http or https URL");
+            return None;
+        }
         match url::Url::parse(&s) {
             Ok(u) if !matches!(u.scheme(), "http" | "https") => {
                 self.problem("url", "must be an absolute http or https URL");
@@ -390,8 +407,12 @@ impl Checker {
             );
             return None;
         }
-        if value.contains(['\r', '\n']) {
-            self.problem(format!("{field}.value"), "must not contain CR or LF");
+        // Tab is the one control character a header value may hold (RFC 9110).
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            self.problem(
+                format!("{field}.value"),
+                "must not contain CR, LF or other control characters",
+            );
             return None;
         }
         Some(Header { name, value })

@@ -700,6 +700,16 @@ async fn url() {
         "https://user:pass@example.com/x",
         "https://user@example.com/x",
         "not a url",
+        // What a lenient URL parser would quietly repair, delivering elsewhere than stored.
+        " https://example.com/lead",
+        "https://example.com/trail ",
+        "https://exa\nmple.com/newline",
+        "https://example.com/tab\there",
+        "https://example.com/a space",
+        "https://example.com/nul\u{0}",
+        "http:example.com/no-slashes",
+        "http:/example.com/one-slash",
+        "https:\\\\example.com\\back",
     ] {
         refused(&server, json!({ "url": bad }), "url").await;
     }
@@ -761,6 +771,12 @@ async fn headers() {
     refused(&server, h("X-A", "a\r\nInjected: yes"), "headers[0].value").await;
     refused(&server, h("X-A", "a\nb"), "headers[0].value").await;
     refused(&server, h("X-A", "a\rb"), "headers[0].value").await;
+    // Other control characters could never be sent: refused now, not dropped later.
+    refused(&server, h("X-A", "a\u{0}b"), "headers[0].value").await;
+    refused(&server, h("X-A", "a\u{7f}b"), "headers[0].value").await;
+    refused(&server, h("X-A", "a\u{1b}b"), "headers[0].value").await;
+    accepted(&server, h("X-A", "tab\tinside"), "headers").await;
+    accepted(&server, h("X-A", "naïve café"), "headers").await;
     for reserved in [
         "Host",
         "content-length",
