@@ -188,6 +188,11 @@ async fn a_revoked_key_is_300_at_once_and_other_keys_keep_working() {
     let out = hookrpc(&server, &["key", "revoke", &doomed[..8]]);
     assert!(!out.status.success());
     assert!(!out.stderr.is_empty());
+    // The whole key works as a prefix too.
+    let second = server.add_key("default", "standard");
+    let out = hookrpc(&server, &["key", "revoke", &second]);
+    assert!(out.status.success());
+    assert_300(&server, "countWebhooks", json!([second])).await;
     // Still revoked after a restart.
     let mut server = server;
     server.restart();
@@ -225,6 +230,7 @@ fn thousand_events() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrent_call_limit_a_key_gets_399() {
     let server = Arc::new(Server::start(&["--max-concurrent-calls", "1"]));
+    let bystander = server.add_key("default", "standard");
     let events = Arc::new(thousand_events());
     let mut succeeded = 0usize;
     let mut refused = 0usize;
@@ -232,6 +238,17 @@ async fn past_the_concurrent_call_limit_a_key_gets_399() {
     // calls happened not to overlap proves nothing, so a few rounds are allowed.
     for _round in 0..5 {
         let mut calls = tokio::task::JoinSet::new();
+        // Another key calling one at a time meanwhile is never limited by the flood.
+        let other = {
+            let server = server.clone();
+            let key = bystander.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let reply = server.rpc("countWebhooks", json!([key])).await;
+                    assert_eq!(reply["result"], 0, "another key: {reply}");
+                }
+            })
+        };
         for _ in 0..50 {
             let server = server.clone();
             let events = events.clone();
@@ -255,6 +272,7 @@ async fn past_the_concurrent_call_limit_a_key_gets_399() {
                 }
             }
         }
+        other.await.expect("the other key was never refused");
         if refused > 0 {
             break;
         }

@@ -5,6 +5,7 @@ mod common;
 use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// A webhook_details that differs from `webhook()` only in its url path.
 fn hook(path: &str) -> Value {
@@ -1113,4 +1114,132 @@ async fn webhook_ids_must_be_positive_integers() {
     assert_eq!(code, 310);
     assert_eq!(fields(&data), ["webhook_details"]);
     assert_eq!(count(&server).await, 1);
+}
+
+#[tokio::test]
+async fn an_acknowledged_add_survives_kill_9() {
+    let mut server = Server::start(&[]);
+    let id = server
+        .ok("addWebhook", json!([server.key, hook("crash")]))
+        .await;
+    server
+        .ok("editWebhook", json!([server.key, id, {"name": "edited"}]))
+        .await;
+    let before = server.ok("getWebhookById", json!([server.key, id])).await;
+    server.kill9();
+    server.restart();
+    assert_eq!(
+        server.ok("getWebhookById", json!([server.key, id])).await,
+        before
+    );
+    assert_eq!(before["name"], "edited");
+}
+
+#[tokio::test]
+async fn read_only_fields_are_unknown_arguments() {
+    let server = Server::start(&[]);
+    let id = server
+        .ok("addWebhook", json!([server.key, hook("ro")]))
+        .await;
+    let before = server.ok("getWebhookById", json!([server.key, id])).await;
+    for field in [
+        "id",
+        "circuit_state",
+        "consecutive_failures",
+        "last_error",
+        "last_success_time",
+        "creation_time",
+        "last_modified_time",
+    ] {
+        let (code, data) = server
+            .err(
+                "editWebhook",
+                json!([server.key, id, {field: before[field]}]),
+            )
+            .await;
+        assert_eq!(code, 310, "{field}");
+        assert_eq!(
+            message_for(&data, field),
+            format!("Unknown argument {field}")
+        );
+        let (code, _) = server
+            .err(
+                "addWebhook",
+                json!([server.key, {"object": "list", "event": "created",
+                "url": "https://example.com/ro2", field: before[field]}]),
+            )
+            .await;
+        assert_eq!(code, 310, "{field}");
+    }
+    assert_eq!(
+        server.ok("getWebhookById", json!([server.key, id])).await,
+        before
+    );
+    assert_eq!(count(&server).await, 1);
+}
+
+#[tokio::test]
+async fn an_edit_may_take_the_identity_of_a_deleted_webhook() {
+    let server = Server::start(&[]);
+    let gone = server
+        .ok("addWebhook", json!([server.key, hook("x")]))
+        .await;
+    let kept = server
+        .ok("addWebhook", json!([server.key, hook("y")]))
+        .await;
+    server.ok("deleteWebhook", json!([server.key, gone])).await;
+    server
+        .ok(
+            "editWebhook",
+            json!([server.key, kept, {"url": "https://example.com/x"}]),
+        )
+        .await;
+    let w = server.ok("getWebhookById", json!([server.key, kept])).await;
+    assert_eq!(w["url"], "https://example.com/x");
+}
+
+/// Fires `n` addWebhook calls at once; returns each reply.
+async fn concurrent_adds(server: &Arc<Server>, details: impl Fn(usize) -> Value) -> Vec<Value> {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let server = server.clone();
+        let d = details(i);
+        calls.spawn(async move { server.rpc("addWebhook", json!([server.key, d])).await });
+    }
+    let mut replies = Vec::new();
+    while let Some(r) = calls.join_next().await {
+        replies.push(r.expect("task"));
+    }
+    replies
+}
+
+fn codes(replies: &[Value]) -> (usize, Vec<i64>) {
+    let ok = replies.iter().filter(|r| r.get("error").is_none()).count();
+    let mut errors: Vec<i64> = replies
+        .iter()
+        .filter_map(|r| r["error"]["code"].as_i64())
+        .collect();
+    errors.dedup();
+    (ok, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_let_exactly_one_through() {
+    let server = Arc::new(Server::start(&["--max-concurrent-calls", "100"]));
+    let replies = concurrent_adds(&server, |_| hook("same")).await;
+    assert_eq!(codes(&replies), (1, vec![351]), "{replies:?}");
+    assert_eq!(count(&server).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_never_pass_the_limit() {
+    let server = Arc::new(Server::start(&[
+        "--max-concurrent-calls",
+        "100",
+        "--max-webhooks",
+        "5",
+    ]));
+    let replies = concurrent_adds(&server, |i| hook(&format!("n{i}"))).await;
+    assert_eq!(codes(&replies), (5, vec![355]), "{replies:?}");
+    assert_eq!(count(&server).await, 5);
 }
