@@ -36,14 +36,17 @@ pub enum Prepared {
     /// A plain 2.0 request with an ordinary id: nothing to rewrite either way.
     PassThrough,
     Rewritten(Vec<u8>, Plan),
-    /// Not JSON, and no sign of `jsonrpc`: answer in the Vision6 dialect (code 100).
+    /// No request at all: not JSON with no sign of `jsonrpc`, or anything that is neither an
+    /// object nor an array (jsonrpsee would answer those with HTTP 400). Answered in the
+    /// Vision6 dialect (code 100), with HTTP 200 like every reply.
     V1ParseError(Vec<u8>),
 }
 
 pub fn prepare(body: &[u8]) -> Prepared {
+    let object_or_array = matches!(body.trim_ascii_start().first(), Some(b'{' | b'['));
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) if !contains(body, b"\"jsonrpc\"") => {
+        Err(e) if !object_or_array || !contains(body, b"\"jsonrpc\"") => {
             return Prepared::V1ParseError(v1_parse_error(&e.to_string()))
         }
         Err(_) => return Prepared::PassThrough,
@@ -65,7 +68,12 @@ pub fn prepare(body: &[u8]) -> Prepared {
                 })
                 .collect(),
         ),
-        _ => return Prepared::PassThrough,
+        Value::Array(_) => return Prepared::PassThrough, // empty: jsonrpsee's -32600
+        _ => {
+            return Prepared::V1ParseError(v1_parse_error(
+                "a request is a JSON object, or an array of them",
+            ))
+        }
     };
     let batch = rewritten.is_array();
     match serde_json::to_vec(&rewritten) {
@@ -251,6 +259,12 @@ mod tests {
                 assert_eq!(v["error"]["code"], 100);
             }
             other => panic!("{other:?}"),
+        }
+        for body in [&b"5"[..], b"null", b"\"m\"", b"x \"jsonrpc\""] {
+            assert!(
+                matches!(prepare(body), Prepared::V1ParseError(_)),
+                "{body:?}"
+            );
         }
     }
 }

@@ -130,12 +130,14 @@ where
         }
     };
     parts.headers.remove(header::CONTENT_LENGTH);
-    match dialect::prepare(&bytes) {
+    // jsonrpsee answers HTTP 400 when the first 128 bytes are all whitespace.
+    let body = bytes.trim_ascii_start();
+    match dialect::prepare(body) {
         Prepared::PassThrough => {
             inner
                 .call(HttpRequest::from_parts(
                     parts,
-                    HttpBody::from(bytes.to_vec()),
+                    HttpBody::from(body.to_vec()),
                 ))
                 .await
         }

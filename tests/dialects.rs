@@ -578,3 +578,45 @@ async fn rpc_discover_answers_in_both_dialects() {
     assert_eq!(reply["error"], Value::Null);
     assert_eq!(reply["result"], doc);
 }
+
+#[tokio::test]
+async fn bodies_that_are_no_request_still_get_http_200() {
+    let server = Server::start(&[]);
+    // Valid JSON that is no request, and text that is no JSON at all.
+    for body in [
+        "5",
+        "\"addWebhook\"",
+        "null",
+        "true",
+        "hello",
+        "jsonrpc \"jsonrpc\"",
+        "",
+        "   ",
+    ] {
+        let (status, text) = server.post_raw(V6, body).await;
+        assert_eq!(status, 200, "{body:?}: {text}");
+        let reply: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{body:?}: bad JSON {e}: {text}"));
+        assert_eq!(reply["id"], Value::Null, "{body:?}: {reply}");
+        assert_eq!(reply["result"], Value::Null, "{body:?}: {reply}");
+        assert_eq!(reply["error"]["code"], 100, "{body:?}: {reply}");
+    }
+    // Leading whitespace, however much, is no reason to refuse a request.
+    let request =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "countWebhooks", "params": [server.key]});
+    for padding in [" ", "\n\t ", &" ".repeat(200)] {
+        let (status, text) = server.post_raw("/", format!("{padding}{request}")).await;
+        assert_eq!(status, 200, "{} spaces: {text}", padding.len());
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(reply["result"], 0, "{reply}");
+    }
+    let v6 = json!({"id": 1, "method": "countWebhooks", "params": [server.key]});
+    let (status, text) = server
+        .post_raw(V6, format!("{}{v6}", " ".repeat(200)))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"id": 1, "result": 0, "error": null})
+    );
+}
