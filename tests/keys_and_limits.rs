@@ -431,3 +431,22 @@ async fn a_wrong_content_type_is_415_and_a_wrong_verb_405() {
     }
     assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
 }
+
+#[tokio::test]
+async fn a_batch_runs_its_entries_one_at_a_time_within_the_limit() {
+    let server = Server::start(&["--max-concurrent-calls", "1"]);
+    let batch: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"jsonrpc": "2.0", "id": i, "method": "addWebhook",
+                   "params": [server.key, webhook(&format!("https://example.com/b{i}"))]})
+        })
+        .collect();
+    let (status, text) = server.post_raw("/", Value::Array(batch).to_string()).await;
+    assert_eq!(status, 200);
+    let replies: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(replies.len(), 20);
+    for r in &replies {
+        assert!(r["result"].is_i64(), "{r}");
+    }
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 20);
+}
