@@ -1,0 +1,56 @@
+// The PHP demo's session, in JavaScript, through the OpenRPC-driven SDK:
+//   node demo.mjs http://127.0.0.1:8080/ KEY
+// Exits non-zero on any surprise, so CI can run it.
+import assert from "node:assert/strict";
+import { connect } from "./hookrpc.mjs";
+
+const [url = "http://127.0.0.1:8080/", key = process.env.HOOKRPC_KEY] = process.argv.slice(2);
+const api = await connect(url, key);
+console.log(`ok   rpc.discover: ${api.document.methods.length} methods`);
+
+// example.com never receives anything: hookrpc refuses names reserved for documentation.
+const details = { object: "list", event: "updated", list_id: 7, url: "https://example.com/hooks/js-demo" };
+const id = await api.addWebhook({ webhook_details: details });
+console.log(`ok   addWebhook: ${id}`);
+
+const webhook = await api.getWebhookById({ webhook_id: id });
+assert.equal(webhook.url, details.url);
+assert.equal(webhook.batch_size, 100);
+console.log(`ok   getWebhookById: ${webhook.name}`);
+
+const found = await api.searchWebhooks({ search_criteria: [["url", "contains", "js-demo"]], sort_by: "id" });
+assert.deepEqual(found.map((w) => w.id), [id]);
+assert.equal(await api.countWebhooks({ search_criteria: [["list_id", "in", [7, 8]]] }), 1);
+console.log("ok   searchWebhooks and countWebhooks find it");
+
+const [eventId] = await api.addEvents({ events: [{ object: "list", event: "updated", list_id: 7 }] });
+assert.equal((await api.getEventById({ event_id: eventId })).delivery_count, 1);
+const deliveries = await api.searchDeliveries({ search_criteria: [["event_id", "exactly", eventId]] });
+assert.equal(deliveries.length, 1);
+console.log(`ok   addEvents fanned out: delivery ${deliveries[0].id}`);
+
+assert.equal(await api.deleteWebhook({ webhook_id: id }), true);
+console.log("ok   deleteWebhook");
+
+// Errors arrive as JSONRPCError with the contract's code.
+async function errorCode(call) {
+  try {
+    await call();
+  } catch (e) {
+    return e.code;
+  }
+  assert.fail("the call should have failed");
+}
+assert.equal(await errorCode(() => api.getWebhookById({ webhook_id: id })), 350);
+console.log("error 350 for the deleted webhook");
+const sdkRefuses = await api
+  .addWebhook({ webhook_details: { ...details, event: "subscribed", url: "ftp://x" } })
+  .then(() => false, (e) => e.message.includes("params break the document"));
+assert.ok(sdkRefuses, "the document's schema catches a bad url before sending");
+console.log("ok   the SDK refuses params that break the document");
+const badSearch = await errorCode(() =>
+  api.client.request({ method: "countWebhooks", params: { api_key: key, search_criteria: [["url", "like"]] } }),
+);
+assert.equal(badSearch, 311);
+console.log("error 311 for a malformed criterion (sent raw, bypassing the SDK check)");
+console.log("JavaScript OpenRPC client: all checks passed");
