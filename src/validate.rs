@@ -431,6 +431,12 @@ impl Checker {
             }
         };
         let (username, password) = (part("username"), part("password"));
+        if username.as_deref().is_some_and(|u| u.contains(':')) {
+            // RFC 7617: the first colon separates user from password, so the receiver would
+            // read a different user than the one configured.
+            self.problem("auth.username", "must not contain ':'");
+            return None;
+        }
         Some(Some(BasicAuth {
             username: username?,
             password: password?,

@@ -876,6 +876,19 @@ async fn auth() {
     )
     .await;
     refused(&server, json!({"auth": "user:pass"}), "auth").await;
+    // HTTP Basic splits at the first colon: such a user would reach the receiver mangled.
+    refused(
+        &server,
+        json!({"auth": {"username": "ad:min", "password": "p"}}),
+        "auth.username",
+    )
+    .await;
+    try_add(
+        &server,
+        json!({"auth": {"username": "admin", "password": "p:w"}}),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -1242,4 +1255,36 @@ async fn concurrent_adds_never_pass_the_limit() {
     let replies = concurrent_adds(&server, |i| hook(&format!("n{i}"))).await;
     assert_eq!(codes(&replies), (5, vec![355]), "{replies:?}");
     assert_eq!(count(&server).await, 5);
+}
+
+/// A secret replaced by `editWebhook` is a rotation like `rotateWebhookSecret`: receivers that
+/// still hold the old secret keep verifying for 24 h.
+#[tokio::test]
+async fn a_secret_changed_by_edit_keeps_signing_beside_the_new_one() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(FAST);
+    let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let new = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let mut details = webhook(&receiver.url("/hook"));
+    details["secret"] = json!(old);
+    let id = server.ok("addWebhook", json!([server.key, details])).await;
+    let edited = server
+        .ok("editWebhook", json!([server.key, id, {"secret": new}]))
+        .await;
+    assert_eq!(edited, json!(true));
+    server.ok("testWebhook", json!([server.key, id])).await;
+    let got = eventually("the ping", std::time::Duration::from_secs(30), || async {
+        receiver.received().into_iter().next()
+    })
+    .await;
+    let signatures = got.headers["webhook-signature"].to_str().unwrap();
+    assert_eq!(signatures.split(' ').count(), 2, "{signatures}");
+    for secret in [old, new] {
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(&got.body, &got.headers)
+            .unwrap_or_else(|e| panic!("{secret} does not verify: {e:?}"));
+    }
+    let third = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(third["secret"], json!(new));
 }

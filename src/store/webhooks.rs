@@ -208,6 +208,7 @@ impl Store {
     }
 
     /// Stores merged settings. A webhook that becomes inactive has its pending work cancelled.
+    /// A new `secret` given by edit is a rotation too: the old one keeps signing for 24 h.
     pub async fn update_webhook(
         &self,
         account_id: i64,
@@ -219,7 +220,10 @@ impl Store {
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?3, description = ?4, object = ?5, event = ?6, list_id = ?7,
                    url = ?8, headers = ?9, auth_username = ?10, auth_password = ?11, secret = ?12,
-                   is_active = ?13, batch_size = ?14, metadata = ?15, last_modified_time = ?16
+                   is_active = ?13, batch_size = ?14, metadata = ?15, last_modified_time = ?16,
+                   previous_secret = CASE WHEN secret = ?12 THEN previous_secret ELSE secret END,
+                   previous_secret_until =
+                     CASE WHEN secret = ?12 THEN previous_secret_until ELSE ?16 + ?17 END
                  WHERE id = ?1 AND account_id = ?2",
             )?
             .execute(params![
@@ -239,6 +243,7 @@ impl Store {
                 s.batch_size,
                 serde_json::to_string(&s.metadata)?,
                 now_secs(),
+                PREVIOUS_SECRET_SECS,
             ])
             .map_err(map_duplicate)?;
             if !s.is_active {
