@@ -273,6 +273,8 @@ pub enum Reply {
     Slow(Duration),
     /// Drop the connection without answering.
     Hangup,
+    /// Status with this body.
+    Text(u16, String),
 }
 
 /// A real HTTP receiver on 127.0.0.1 that records every request and answers as told.
@@ -338,6 +340,10 @@ impl Receiver {
                 (200, vec![])
             }
             Reply::Hangup => return Err(std::io::Error::other("hang up")),
+            Reply::Text(s, text) => {
+                let response = hyper::Response::builder().status(s);
+                return Ok(response.body(Full::new(Bytes::from(text))).unwrap());
+            }
         };
         let mut response = hyper::Response::builder().status(status);
         for (name, value) in headers {
@@ -361,6 +367,57 @@ impl Receiver {
     /// Every item of every request received so far.
     pub fn items(&self) -> Vec<Value> {
         self.received().iter().flat_map(Received::items).collect()
+    }
+}
+
+/// A TCP listener on 127.0.0.1 that answers every connection with `bytes` (not HTTP) and
+/// closes it: the "receiver answers garbage" case.
+pub async fn garbage_listener(bytes: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(bytes).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Waits until delivery `id` has `status`; returns it with its attempts.
+    pub async fn delivery_with_status(&self, id: &Value, status: &str) -> Value {
+        eventually(
+            &format!("delivery {id} to become {status}"),
+            Duration::from_secs(60),
+            || async {
+                let d = self.ok("getDeliveryById", json!([self.key, id])).await;
+                (d["status"] == status).then_some(d)
+            },
+        )
+        .await
+    }
+
+    /// The only delivery of event `event_id`.
+    pub async fn delivery_of(&self, event_id: &Value) -> Value {
+        let found = self
+            .ok(
+                "searchDeliveries",
+                json!([self.key, [["event_id", "exactly", event_id]]]),
+            )
+            .await;
+        assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+        found[0]["id"].clone()
     }
 }
 
