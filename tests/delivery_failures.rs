@@ -1,0 +1,303 @@
+//! Every way a receiver can fail, each ending in the right retries, attempt records and words;
+//! retryDelivery; the circuit breaker; 410 Gone; and the outbound guard refusing non-public
+//! targets before any connection is made.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Two retries after the first attempt, quickly.
+const RETRY_TWICE: &[&str] = &[
+    "--allow-private-targets",
+    "--retry-schedule",
+    "20ms,20ms",
+    "--attempt-timeout",
+    "300ms",
+    "--connect-timeout",
+    "300ms",
+];
+
+/// One webhook at `url` and one event for it; returns (webhook id, delivery id).
+async fn one_delivery(server: &Server, url: &str, list_id: i64) -> (Value, Value) {
+    let details = json!({"object": "contact", "event": "created", "list_id": list_id, "url": url});
+    let webhook = server.ok("addWebhook", json!([server.key, details])).await;
+    let event = server
+        .ok(
+            "addEvent",
+            json!([server.key, {"object": "contact", "event": "created", "list_id": list_id}]),
+        )
+        .await;
+    (webhook, server.delivery_of(&event).await)
+}
+
+#[tokio::test]
+async fn each_failure_kind_is_retried_then_failed_with_its_reason_recorded() {
+    let server = Server::start(RETRY_TWICE);
+    let http_500 = Receiver::start().await;
+    http_500.set_reply(Reply::Text(500, "database on fire".into()));
+    let http_429 = Receiver::start().await;
+    http_429.set_reply(Reply::WithHeaders(429, vec![("retry-after", "0".into())]));
+    let redirect = Receiver::start().await;
+    redirect.set_reply(Reply::WithHeaders(
+        301,
+        vec![("location", "http://127.0.0.1:1/elsewhere".into())],
+    ));
+    let slow = Receiver::start().await;
+    slow.set_reply(Reply::Slow(Duration::from_secs(3)));
+    let hangup = Receiver::start().await;
+    hangup.set_reply(Reply::Hangup);
+    let garbage = garbage_listener(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
+
+    // (url, status_code of each attempt, how the error starts)
+    let cases: Vec<(String, Value, &str)> = vec![
+        (http_500.url("/"), json!(500), "HTTP 500"),
+        (http_429.url("/"), json!(429), "HTTP 429"),
+        (
+            redirect.url("/"),
+            json!(301),
+            "redirect not followed: HTTP 301 to http://127.0.0.1:1/elsewhere",
+        ),
+        (slow.url("/"), Value::Null, "timeout of 300ms exceeded"),
+        (
+            format!("http://127.0.0.1:{}/", closed_port()),
+            Value::Null,
+            "connection refused",
+        ),
+        (hangup.url("/"), Value::Null, "request failed"),
+        (format!("http://{garbage}/"), Value::Null, "request failed"),
+    ];
+    let mut started = Vec::new();
+    for (i, (url, _, _)) in cases.iter().enumerate() {
+        started.push(one_delivery(&server, url, i as i64 + 1).await);
+    }
+    for ((url, status, reason), (webhook, delivery)) in cases.iter().zip(&started) {
+        let d = server.delivery_with_status(delivery, "failed").await;
+        assert_eq!(d["attempt_count"], 3, "{url}: {d}");
+        assert_eq!(d["next_attempt_time"], Value::Null);
+        let attempts = d["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 3, "{url}: {d}");
+        for a in attempts {
+            assert_eq!(&a["status_code"], status, "{url}: {a}");
+            let error = a["error"].as_str().unwrap_or_else(|| panic!("{url}: {a}"));
+            assert!(error.starts_with(reason), "{url}: {error:?}");
+            assert!(a["time"].is_i64() && a["duration_ms"].is_i64(), "{a}");
+        }
+        assert_eq!(d["last_error"], attempts[2]["error"]);
+        assert_eq!(&d["last_status_code"], status);
+        let w = server
+            .ok("getWebhookById", json!([server.key, webhook]))
+            .await;
+        assert_eq!(w["last_error"]["message"], attempts[2]["error"], "{w}");
+        assert!(w["last_error"]["time"].is_i64());
+        assert_eq!(w["consecutive_failures"], 3);
+        assert_eq!(w["last_success_time"], Value::Null);
+    }
+    let body_500 = server
+        .ok("getDeliveryById", json!([server.key, started[0].1]))
+        .await;
+    assert_eq!(body_500["attempts"][0]["response_body"], "database on fire");
+    assert_eq!(http_500.received().len(), 3);
+    assert_eq!(
+        redirect.received().len(),
+        3,
+        "the redirect was never followed"
+    );
+    assert_eq!(
+        server
+            .ok(
+                "countDeliveries",
+                json!([server.key, [["status", "exactly", "failed"]]])
+            )
+            .await,
+        cases.len()
+    );
+}
+
+#[tokio::test]
+async fn a_long_response_body_is_kept_to_4_kib() {
+    let server = Server::start(RETRY_TWICE);
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Text(200, "é".repeat(5000)));
+    let (_, delivery) = one_delivery(&server, &receiver.url("/"), 0).await;
+    let d = server.delivery_with_status(&delivery, "succeeded").await;
+    let body = d["attempts"][0]["response_body"].as_str().unwrap();
+    // 4096 bytes of two-byte characters: 2048 of them, none split.
+    assert_eq!(body.chars().filter(|c| *c == 'é').count(), 2048);
+}
+
+#[tokio::test]
+async fn retry_delivery_queues_a_failed_delivery_again() {
+    let server = Server::start(RETRY_TWICE);
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Status(503));
+    let (webhook, delivery) = one_delivery(&server, &receiver.url("/"), 0).await;
+    server.delivery_with_status(&delivery, "failed").await;
+
+    let standard = server.add_key("default", "standard");
+    assert_eq!(
+        server
+            .err("retryDelivery", json!([standard, delivery]))
+            .await
+            .0,
+        321
+    );
+    assert_eq!(
+        server
+            .err("retryDelivery", json!([server.key, 999]))
+            .await
+            .0,
+        353
+    );
+    let other = server.add_key("other", "full");
+    assert_eq!(
+        server
+            .err("retryDelivery", json!([other, delivery]))
+            .await
+            .0,
+        353
+    );
+
+    receiver.set_reply(Reply::Status(204));
+    assert_eq!(
+        server
+            .ok("retryDelivery", json!([server.key, delivery]))
+            .await,
+        true
+    );
+    let d = server.delivery_with_status(&delivery, "succeeded").await;
+    assert_eq!(d["attempt_count"], 4);
+    assert_eq!(d["last_status_code"], 204);
+    assert_eq!(d["last_error"], Value::Null);
+    let w = server
+        .ok("getWebhookById", json!([server.key, webhook]))
+        .await;
+    assert_eq!(w["consecutive_failures"], 0);
+    assert!(w["last_success_time"].is_i64());
+    // Only failed or cancelled deliveries can be retried.
+    let (code, data) = server
+        .err("retryDelivery", json!([server.key, delivery]))
+        .await;
+    assert_eq!(code, 310);
+    assert_eq!(data[0]["field"], "delivery_id");
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_consecutive_failures_and_a_probe_closes_it() {
+    let server = Server::start(&[
+        "--allow-private-targets",
+        "--retry-schedule",
+        "10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms,10ms",
+        "--circuit-threshold",
+        "3",
+        "--circuit-probe-interval",
+        "300ms",
+    ]);
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Status(500));
+    let (webhook, delivery) = one_delivery(&server, &receiver.url("/"), 0).await;
+    let open = eventually("the circuit opens", WAIT, || async {
+        let w = server
+            .ok("getWebhookById", json!([server.key, webhook]))
+            .await;
+        (w["circuit_state"] == "open").then_some(w)
+    })
+    .await;
+    assert!(
+        open["consecutive_failures"].as_i64().unwrap() >= 3,
+        "{open}"
+    );
+    receiver.set_reply(Reply::Status(200));
+    let closed = eventually("a probe closes the circuit", WAIT, || async {
+        let w = server
+            .ok("getWebhookById", json!([server.key, webhook]))
+            .await;
+        (w["circuit_state"] == "closed").then_some(w)
+    })
+    .await;
+    assert_eq!(closed["consecutive_failures"], 0);
+    server.delivery_with_status(&delivery, "succeeded").await;
+}
+
+#[tokio::test]
+async fn gone_deactivates_the_webhook() {
+    let server = Server::start(RETRY_TWICE);
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Status(410));
+    let (webhook, delivery) = one_delivery(&server, &receiver.url("/"), 0).await;
+    let w = eventually("the webhook is deactivated", WAIT, || async {
+        let w = server
+            .ok("getWebhookById", json!([server.key, webhook]))
+            .await;
+        (w["is_active"] == false).then_some(w)
+    })
+    .await;
+    let why = w["last_error"]["message"].as_str().unwrap();
+    assert!(why.contains("410"), "{why}");
+    let d = server
+        .ok("getDeliveryById", json!([server.key, delivery]))
+        .await;
+    assert_ne!(d["status"], "pending", "{d}");
+    assert_eq!(d["attempt_count"], 1, "no retries after 410");
+    let later = server
+        .ok(
+            "addEvent",
+            json!([server.key, {"object": "contact", "event": "created"}]),
+        )
+        .await;
+    let event = server.ok("getEventById", json!([server.key, later])).await;
+    assert_eq!(event["delivery_count"], 0);
+    assert_eq!(receiver.received().len(), 1);
+}
+
+/// Without --allow-private-targets every non-public target is refused before a connection is
+/// made: loopback receivers that really listen see nothing.
+#[tokio::test]
+async fn the_guard_refuses_non_public_targets_without_connecting() {
+    let server = Server::start(&["--retry-schedule", "1h"]);
+    let receiver = Receiver::start().await;
+    let port = receiver.addr.port();
+    let targets = [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://2130706433:{port}/"), // 127.0.0.1 as one decimal number
+        "http://10.0.0.1/".into(),
+        "http://172.16.5.4/".into(),
+        "http://192.168.1.1/".into(),
+        "http://169.254.169.254/latest/meta-data/".into(),
+        "http://100.64.0.1/".into(),
+        "http://0.0.0.0/".into(),
+        "http://224.0.0.1/".into(),
+        "http://[fc00::1]/".into(),
+        "http://[fe80::1]/".into(),
+        "http://[::ffff:10.0.0.1]/".into(),
+        "https://service.test/".into(),
+    ];
+    let mut deliveries = Vec::new();
+    for (i, url) in targets.iter().enumerate() {
+        let details =
+            json!({"object": "contact", "event": "created", "list_id": i + 1, "url": url});
+        let id = server.ok("addWebhook", json!([server.key, details])).await;
+        deliveries.push(server.ok("testWebhook", json!([server.key, id])).await);
+    }
+    for (url, delivery) in targets.iter().zip(&deliveries) {
+        let d = eventually(&format!("an attempt to {url}"), WAIT, || async {
+            let d = server
+                .ok("getDeliveryById", json!([server.key, delivery]))
+                .await;
+            (d["attempt_count"] == 1).then_some(d)
+        })
+        .await;
+        let error = d["attempts"][0]["error"].as_str().unwrap();
+        assert!(error.starts_with("refused: "), "{url}: {error}");
+        assert_eq!(d["attempts"][0]["status_code"], Value::Null);
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "the guard let a request through"
+    );
+}
