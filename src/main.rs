@@ -93,7 +93,10 @@ fn describe(e: &ApiError) -> String {
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // jsonrpsee logs whole request bodies, API keys included, at TRACE: never let a
+        // verbose RUST_LOG turn that on.
+        .add_directive("jsonrpsee=debug".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

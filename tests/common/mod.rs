@@ -32,6 +32,8 @@ pub struct Server {
     pub key: String,
     pub dir: Arc<tempfile::TempDir>,
     args: Vec<String>,
+    /// `RUST_LOG` of the server process.
+    log_filter: String,
     client: reqwest::Client,
     next_id: AtomicU64,
     pub stderr_path: PathBuf,
@@ -44,14 +46,25 @@ fn bin() -> &'static str {
 impl Server {
     /// A fresh server with an empty database.
     pub fn start(args: &[&str]) -> Server {
+        Self::start_logging(args, "info")
+    }
+
+    /// A fresh server whose log level is `filter` (its `RUST_LOG`).
+    pub fn start_logging(args: &[&str], filter: &str) -> Server {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Self::spawn(dir, args.iter().map(|s| s.to_string()).collect(), None)
+        let args = args.iter().map(|s| s.to_string()).collect();
+        Self::spawn(dir, args, filter.to_owned(), None)
     }
 
     /// The same database again (after `stop` or `kill9`), with the same flags.
     pub fn restart(&mut self) {
         self.stop();
-        let again = Self::spawn(self.dir.clone(), self.args.clone(), Some(self.key.clone()));
+        let again = Self::spawn(
+            self.dir.clone(),
+            self.args.clone(),
+            self.log_filter.clone(),
+            Some(self.key.clone()),
+        );
         *self = again;
     }
 
@@ -59,7 +72,12 @@ impl Server {
         self.dir.path().join("hookrpc.db")
     }
 
-    fn spawn(dir: Arc<tempfile::TempDir>, args: Vec<String>, key: Option<String>) -> Server {
+    fn spawn(
+        dir: Arc<tempfile::TempDir>,
+        args: Vec<String>,
+        log_filter: String,
+        key: Option<String>,
+    ) -> Server {
         let db = dir.path().join("hookrpc.db");
         let stderr_path = dir.path().join(format!(
             "stderr-{}.log",
@@ -73,6 +91,7 @@ impl Server {
             .arg("--db")
             .arg(&db)
             .args(&args)
+            .env("RUST_LOG", &log_filter)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -104,6 +123,7 @@ impl Server {
             key: key.expect("a key is printed on first start"),
             dir,
             args,
+            log_filter,
             client: reqwest::Client::new(),
             next_id: AtomicU64::new(1),
             stderr_path,
