@@ -8,6 +8,7 @@ use hookrpc::error::ApiError;
 use hookrpc::model::Access;
 use hookrpc::store::Store;
 use hookrpc::{metrics, server};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -99,7 +100,9 @@ fn init_tracing(format: LogFormat) {
         .add_directive("jsonrpsee=debug".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into files or collectors.
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

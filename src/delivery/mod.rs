@@ -211,7 +211,7 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, lease_end: i64) {
             } else if now_ms() < lease_end {
                 // Past its lease, a claim may have been taken again: leave it to that claim.
                 let attempt = shared.sender.send(&claim).await;
-                record(&shared, &claim, attempt).await;
+                record(&shared, &claim, attempt, lease_end).await;
             }
         }
         forget_idle_slots(&shared, claim.target.webhook_id, slots);
@@ -224,7 +224,7 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, lease_end: i64) {
     shared.waker.wake();
 }
 
-async fn record(shared: &Shared, claim: &Claim, attempt: Attempt) {
+async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64) {
     let now = now_ms();
     let next = claim
         .deliveries
@@ -264,8 +264,28 @@ async fn record(shared: &Shared, claim: &Claim, attempt: Attempt) {
         response_body: attempt.response_body,
         deactivate: attempt.gone,
     };
-    if let Err(e) = shared.store.record_outcome(outcome, shared.circuit).await {
-        // The lease will expire and the work be claimed again: at-least-once holds.
-        tracing::error!(error = %e, "recording an attempt failed");
+    store_outcome(shared, outcome, lease_end).await;
+}
+
+/// A write can fail for a while (another process holding the database lock, say): keep the
+/// outcome and try again while the lease holds, so the attempt's record is not lost. Past the
+/// lease the work is claimed again anyway: at-least-once holds either way.
+async fn store_outcome(shared: &Shared, outcome: Outcome, lease_end: i64) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let Err(e) = shared
+            .store
+            .record_outcome(outcome.clone(), shared.circuit)
+            .await
+        else {
+            return;
+        };
+        if now_ms() + pause.as_millis() as i64 >= lease_end {
+            tracing::error!(error = %e, "recording an attempt failed; the lease will expire");
+            return;
+        }
+        tracing::warn!(error = %e, "recording an attempt failed; trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }

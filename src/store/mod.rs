@@ -28,7 +28,9 @@ use tokio::sync::{oneshot, Semaphore};
 const MAX_GROUP: usize = 512;
 
 type Finish = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+/// A queued write. Given the connection, it runs in the group's transaction; given `None`
+/// (there is no transaction: BEGIN failed) it does nothing, and its `Finish` carries the error.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Finish + Send>;
 
 #[derive(Clone)]
 pub struct Store {
@@ -81,7 +83,10 @@ impl Store {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
+            let result = match conn {
+                Some(conn) => in_savepoint(conn, f),
+                None => Err(ApiError::Internal("not run".into())),
+            };
             Box::new(move |committed| {
                 let _ = tx.send(committed.and(result));
             })
@@ -185,7 +190,7 @@ fn in_savepoint<T>(
 /// savepoint is rolled back and its caller, whose reply channel unwinding dropped, gets an
 /// internal error.
 fn run_job(conn: &Connection, job: Job) -> Finish {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(conn)))) {
         Ok(finish) => finish,
         Err(_) => {
             tracing::error!("a write job panicked; its changes are rolled back");
@@ -211,8 +216,11 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
 /// One transaction for the whole group; every caller hears the commit's outcome.
 fn commit_group(conn: &Connection, jobs: Vec<Job>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        // Dropping the jobs drops their reply channels: each caller gets an internal error.
-        tracing::error!(error = %e, "cannot begin a write transaction");
+        // No transaction (e.g. another process holds the lock past the busy timeout): every
+        // caller hears why, and the next group tries again.
+        for job in jobs {
+            job(None)(Err(ApiError::Internal(format!("sqlite: begin: {e}"))));
+        }
         return;
     }
     let finishes: Vec<Finish> = jobs.into_iter().map(|job| run_job(conn, job)).collect();

@@ -1,0 +1,97 @@
+//! Storage faults: while another process holds SQLite's write lock past the busy timeout,
+//! writes fail with 100 and a request id that the log explains, reads and delivery keep going
+//! or wait, nothing crashes, and everything works again once the lock is gone.
+//! (Receiver faults are in delivery_failures.rs, crashes in recovery.rs.)
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_locked_database_gives_100_with_a_request_id_and_the_server_recovers() {
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Status(503));
+    let server = Server::start(&["--allow-private-targets", "--retry-schedule", "100ms"]);
+    let hook = server
+        .ok(
+            "addWebhook",
+            json!([server.key, webhook(&receiver.url("/"))]),
+        )
+        .await;
+    let event = server
+        .ok(
+            "addEvent",
+            json!([server.key, {"object": "contact", "event": "subscribed"}]),
+        )
+        .await;
+    let delivery = server.delivery_of(&event).await;
+
+    // Another process takes the write lock and keeps it.
+    let intruder = rusqlite::Connection::open(server.db()).unwrap();
+    intruder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let (code, data) = server
+        .err(
+            "addWebhook",
+            json!([server.key, webhook("https://example.com/during-the-lock")]),
+        )
+        .await;
+    assert_eq!(code, 100);
+    let request_id = data["request_id"]
+        .as_str()
+        .expect("a request id")
+        .to_owned();
+    assert!(!request_id.is_empty());
+    let logs = server.stderr();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&request_id) && l.contains("call failed"))
+        .unwrap_or_else(|| panic!("no log line names {request_id}: {logs}"));
+    assert!(line.contains("locked") || line.contains("busy"), "{line}");
+    // The reply does not leak the cause.
+    assert!(!data.to_string().contains("sqlite"), "{data}");
+
+    // Reads are unaffected, and so is the Vision6 dialect's reply shape for the failure.
+    let got = server.ok("getWebhookById", json!([server.key, hook])).await;
+    assert_eq!(got["id"], hook);
+    let (status, text) = server
+        .post_raw(
+            "/api/jsonrpcserver.php?version=3.3",
+            json!({"id": 7, "method": "addEvent",
+                   "params": [server.key, {"object": "contact", "event": "created"}]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let v1: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v1["result"], Value::Null);
+    assert_eq!(v1["error"]["code"], 100);
+    assert!(v1["error"]["data"]["request_id"].is_string(), "{v1}");
+
+    // The lock goes away: writes work, the failed calls left nothing, delivery resumes.
+    intruder.execute_batch("ROLLBACK").unwrap();
+    drop(intruder);
+    receiver.set_reply(Reply::Status(200));
+    let after = server
+        .ok(
+            "addWebhook",
+            json!([server.key, webhook("https://example.com/after-the-lock")]),
+        )
+        .await;
+    assert!(after.as_i64().unwrap() > hook.as_i64().unwrap());
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 2);
+    assert_eq!(server.ok("countEvents", json!([server.key])).await, 1);
+    let done = eventually("the delivery succeeds", Duration::from_secs(60), || async {
+        let d = server
+            .ok("getDeliveryById", json!([server.key, delivery]))
+            .await;
+        (d["status"] == "succeeded").then_some(d)
+    })
+    .await;
+    assert!(done["attempt_count"].as_i64().unwrap() >= 2, "{done}");
+    let health = reqwest::get(format!("http://{}/health", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
