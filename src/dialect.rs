@@ -8,6 +8,10 @@
 use crate::error::{INTERNAL, METHOD_NOT_FOUND_V1};
 use serde_json::{json, Map, Value};
 
+/// JSON-RPC 2.0's "Parse error" and "Invalid Request".
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flavor {
     V2,
@@ -36,10 +40,11 @@ pub enum Prepared {
     /// A plain 2.0 request with an ordinary id: nothing to rewrite either way.
     PassThrough,
     Rewritten(Vec<u8>, Plan),
-    /// No request at all: not JSON with no sign of `jsonrpc`, or anything that is neither an
-    /// object nor an array (jsonrpsee would answer those with HTTP 400). Answered in the
-    /// Vision6 dialect (code 100), with HTTP 200 like every reply.
-    V1ParseError(Vec<u8>),
+    /// No request at all, answered here with HTTP 200 like every reply: in the Vision6
+    /// dialect (code 100) when it has no sign of `jsonrpc` or is neither an object nor an
+    /// array (jsonrpsee would answer those with HTTP 400); in 2.0 form (-32700) when it shows
+    /// `jsonrpc` but is not UTF-8 (jsonrpsee would call that -32600, an invalid request).
+    ParseError(Vec<u8>),
 }
 
 pub fn prepare(body: &[u8]) -> Prepared {
@@ -47,7 +52,10 @@ pub fn prepare(body: &[u8]) -> Prepared {
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) if !object_or_array || !contains(body, b"\"jsonrpc\"") => {
-            return Prepared::V1ParseError(v1_parse_error(&e.to_string()))
+            return Prepared::ParseError(v1_parse_error(&e.to_string()))
+        }
+        Err(_) if std::str::from_utf8(body).is_err() => {
+            return Prepared::ParseError(v2_parse_error())
         }
         Err(_) => return Prepared::PassThrough,
     };
@@ -70,7 +78,7 @@ pub fn prepare(body: &[u8]) -> Prepared {
         ),
         Value::Array(_) => return Prepared::PassThrough, // empty: jsonrpsee's -32600
         _ => {
-            return Prepared::V1ParseError(v1_parse_error(
+            return Prepared::ParseError(v1_parse_error(
                 "a request is a JSON object, or an array of them",
             ))
         }
@@ -142,9 +150,16 @@ fn restore(mut reply: Value, plan: &Plan) -> Option<Value> {
         .and_then(Value::as_u64)
         .and_then(|i| plan.entries.get(i as usize));
     let Some(entry) = entry else {
-        return Some(reply); // a reply jsonrpsee made itself (invalid request, id null)
+        // A reply jsonrpsee made itself (invalid request, batch too big: id null).
+        return Some(standard_code(reply));
     };
-    let id = entry.id.clone()?;
+    let id = match entry.id.clone() {
+        Some(id) => id,
+        // Without an id it was meant as a notification, which gets no reply; but something
+        // that is no valid request at all (no method, say) is told so, with id null.
+        None if reply["error"]["code"] == INVALID_REQUEST => Value::Null,
+        None => return None,
+    };
     match entry.flavor {
         Flavor::V2 => {
             reply["id"] = id;
@@ -158,6 +173,18 @@ fn restore(mut reply: Value, plan: &Plan) -> Option<Value> {
             )
         }
     }
+}
+
+/// jsonrpsee answers a batch past the limit with a code of its own; the contract promises
+/// only JSON-RPC 2.0's codes, so it becomes -32600 with jsonrpsee's words kept in `data`.
+fn standard_code(mut reply: Value) -> Value {
+    const JSONRPSEE_BATCH_TOO_BIG: i64 = -32010;
+    if reply["error"]["code"] == JSONRPSEE_BATCH_TOO_BIG {
+        let words = reply["error"]["message"].take();
+        reply["error"] =
+            json!({"code": INVALID_REQUEST, "message": "Invalid request", "data": words});
+    }
+    reply
 }
 
 /// Vision6 codes for the protocol errors that have one.
@@ -181,6 +208,15 @@ fn v1_parse_error(detail: &str) -> Vec<u8> {
         "id": null,
         "result": null,
         "error": { "code": INTERNAL, "message": "Internal Server Error", "data": format!("parse error: {detail}") },
+    });
+    serde_json::to_vec(&reply).unwrap_or_default()
+}
+
+fn v2_parse_error() -> Vec<u8> {
+    let reply = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": PARSE_ERROR, "message": "Parse error" },
     });
     serde_json::to_vec(&reply).unwrap_or_default()
 }
@@ -254,17 +290,14 @@ mod tests {
     #[test]
     fn garbage_without_jsonrpc_is_a_v1_parse_error() {
         match prepare(b"{not json") {
-            Prepared::V1ParseError(bytes) => {
+            Prepared::ParseError(bytes) => {
                 let v: Value = serde_json::from_slice(&bytes).unwrap();
                 assert_eq!(v["error"]["code"], 100);
             }
             other => panic!("{other:?}"),
         }
         for body in [&b"5"[..], b"null", b"\"m\"", b"x \"jsonrpc\""] {
-            assert!(
-                matches!(prepare(body), Prepared::V1ParseError(_)),
-                "{body:?}"
-            );
+            assert!(matches!(prepare(body), Prepared::ParseError(_)), "{body:?}");
         }
     }
 }

@@ -141,7 +141,7 @@ where
                 ))
                 .await
         }
-        Prepared::V1ParseError(reply) => Ok(json_response(StatusCode::OK, reply)),
+        Prepared::ParseError(reply) => Ok(json_response(StatusCode::OK, reply)),
         Prepared::Rewritten(body, plan) => {
             let response = inner
                 .call(HttpRequest::from_parts(parts, HttpBody::from(body)))

@@ -195,7 +195,12 @@ async fn run(
     raw: Option<String>,
 ) -> Result<Value, ApiError> {
     let mut check = Checker::default();
-    let raw = raw.map(|s| serde_json::from_str::<Value>(&s)).transpose()?;
+    // jsonrpsee has checked that params is JSON; what can still fail here is serde_json's
+    // nesting limit, and that is the caller's input, not our fault.
+    let raw = raw
+        .map(|s| serde_json::from_str::<Value>(&s))
+        .transpose()
+        .map_err(|e| ApiError::invalid("params", format!("cannot be read: {e}")))?;
     let args = bind(raw, method.params, method.required, &mut check)?;
     let key = args
         .get("api_key")
