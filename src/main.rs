@@ -93,23 +93,29 @@ fn describe(e: &ApiError) -> String {
 }
 
 fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        // jsonrpsee logs whole request bodies, API keys included, at TRACE: never let a
-        // verbose RUST_LOG turn that on.
-        .add_directive("jsonrpsee=debug".parse().expect("a valid directive"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // jsonrpsee logs whole request bodies, API keys included, at TRACE: whatever RUST_LOG
+    // says, its events stop at DEBUG (a cap, so RUST_LOG=warn keeps it quiet too).
+    let cap = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("jsonrpsee", LevelFilter::DEBUG);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into files or collectors.
         .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(cap).with(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Text => registry.with(fmt).init(),
+        LogFormat::Json => registry
+            .with(
+                fmt.json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .init(),
     }
 }

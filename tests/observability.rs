@@ -4,6 +4,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn health_answers_ok_while_the_database_is_open() {
@@ -114,4 +115,31 @@ async fn json_logs_carry_method_request_id_and_code() {
     assert_eq!(call["code"], 350);
     assert_eq!(call["span"]["request_id"].as_str().map(str::len), Some(16));
     assert!(!log.contains(&key), "the API key must never be logged");
+}
+
+/// RUST_LOG is the operator's: `warn` means no debug lines from anyone (jsonrpsee included),
+/// and even `trace` never lets jsonrpsee print its TRACE lines, which carry request bodies.
+#[tokio::test]
+async fn the_log_level_holds_for_jsonrpsee_too() {
+    for (level, forbidden) in [
+        ("warn", &[" DEBUG ", " TRACE "][..]),
+        ("trace", &[" TRACE jsonrpsee"][..]),
+    ] {
+        let server = Server::start_logging(&[], level);
+        server.err("getWebhookById", json!([server.key, 42])).await;
+        // A client that hangs up mid-request: jsonrpsee reports it at DEBUG.
+        let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        half.write_all(b"POST / HTTP/1.1\r\nHost: x\r\ncontent-length: 100\r\n\r\n{")
+            .await
+            .unwrap();
+        drop(half);
+        server.ok("countWebhooks", json!([server.key])).await;
+        let logs = server.stderr();
+        for needle in forbidden {
+            assert!(
+                !logs.contains(needle),
+                "RUST_LOG={level}: {needle:?} in\n{logs:.3000}"
+            );
+        }
+    }
 }
