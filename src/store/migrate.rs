@@ -6,7 +6,10 @@ use crate::error::ApiError;
 use rusqlite::Connection;
 
 /// Every migration, in order; the version of each is its position (1-based).
-const MIGRATIONS: &[&str] = &[include_str!("../../schema/migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema/migrations/0001_init.sql"),
+    include_str!("../../schema/migrations/0002_live_webhook_count.sql"),
+];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -23,4 +26,43 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_database_counts_its_live_webhooks_when_upgraded() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts (id, name, creation_time) VALUES (1, 'a', 0), (2, 'b', 0);
+             INSERT INTO webhooks (account_id, name, description, object, event, list_id, url,
+               headers, secret, is_active, batch_size, metadata, creation_time,
+               last_modified_time, deleted_time)
+             VALUES (1, 'n', '', 'list', 'created', 0, 'https://a/1', '[]', 's', 1, 1, '{}', 0, 0, NULL),
+                    (1, 'n', '', 'list', 'created', 0, 'https://a/2', '[]', 's', 1, 1, '{}', 0, 0, 5),
+                    (1, 'n', '', 'list', 'created', 0, 'https://a/3', '[]', 's', 1, 1, '{}', 0, 0, NULL);",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let live = |id: i64| -> i64 {
+            conn.query_row(
+                "SELECT live_webhooks FROM accounts WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!((live(1), live(2)), (2, 0));
+        // From now on the triggers keep it.
+        conn.execute(
+            "UPDATE webhooks SET deleted_time = 9 WHERE url = 'https://a/1'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(live(1), 1);
+    }
 }

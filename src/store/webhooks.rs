@@ -164,9 +164,7 @@ impl Store {
     ) -> Result<i64, ApiError> {
         self.write(move |conn| {
             let count: i64 = conn
-                .prepare_cached(
-                    "SELECT count(*) FROM webhooks WHERE account_id = ?1 AND deleted_time IS NULL",
-                )?
+                .prepare_cached("SELECT live_webhooks FROM accounts WHERE id = ?1")?
                 .query_row([account_id], |r| r.get(0))?;
             if count >= i64::from(max_webhooks) {
                 return Err(ApiError::WebhookLimit {
