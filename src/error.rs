@@ -49,6 +49,16 @@ pub enum ApiError {
     TooManyConcurrent { limit: usize },
 }
 
+/// Names one call in the logs and in the `data` of its 100 error, so that a user can quote it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 pub const INTERNAL: i32 = 100;
 /// Vision6's code for an unknown method (JSON-RPC 2.0 keeps -32601).
 pub const METHOD_NOT_FOUND_V1: i32 = 104;
@@ -94,9 +104,9 @@ impl ApiError {
         }
     }
 
-    fn data(&self, request_id: &str) -> Option<Value> {
+    fn data(&self, request_id: RequestId) -> Option<Value> {
         match self {
-            Self::Internal(_) => Some(json!({ "request_id": request_id })),
+            Self::Internal(_) => Some(json!({ "request_id": request_id.to_string() })),
             Self::InvalidParams(problems) => Some(json!(problems)),
             Self::InvalidSearch(detail) => Some(json!(detail)),
             Self::AccessDenied { needed } => Some(json!({ "required_access": needed })),
@@ -107,7 +117,7 @@ impl ApiError {
     }
 
     /// The wire form; `request_id` goes into `data` of a 100 so a user can quote it.
-    pub fn into_error_object(self, request_id: &str) -> ErrorObjectOwned {
+    pub fn into_error_object(self, request_id: RequestId) -> ErrorObjectOwned {
         let data = self.data(request_id);
         ErrorObjectOwned::owned(self.code(), self.message(), data)
     }

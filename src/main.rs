@@ -1,7 +1,7 @@
 //! The `hookrpc` command: `serve`, and `key add|list|revoke`.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use hookrpc::api::{App, KeyLimiter};
+use hookrpc::api::{App, Gate, KEY_CACHE_TTL};
 use hookrpc::config::{Config, LogFormat};
 use hookrpc::delivery::{self, Waker};
 use hookrpc::error::ApiError;
@@ -131,7 +131,7 @@ async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), ApiError> {
         .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
     let app = Arc::new(App {
         store,
-        limiter: KeyLimiter::new(config.max_concurrent_calls.max(1)),
+        gate: Gate::new(config.max_concurrent_calls),
         config: config.clone(),
         waker,
     });
@@ -198,6 +198,9 @@ async fn key(db: PathBuf, action: KeyAction) -> Result<(), ApiError> {
         }
         KeyAction::Revoke { prefix } => {
             store.revoke_key(&prefix).await?;
+            // A running server trusts what it looked up for this long: wait it out, so that
+            // the key is refused everywhere once this command has returned.
+            tokio::time::sleep(KEY_CACHE_TTL).await;
             eprintln!("revoked");
         }
     }

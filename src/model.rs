@@ -2,7 +2,7 @@
 //! returns. Rows are turned into JSON here so every method shows an object the same way.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a key may do. `Standard` reads (without secrets), publishes and tests.
@@ -34,7 +34,7 @@ impl Access {
 }
 
 /// The authenticated caller of one request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub account_id: i64,
     pub access: Access,
@@ -177,14 +177,6 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// `last_error` as the API shows it.
-pub fn last_error(time: Option<i64>, message: Option<String>) -> Value {
-    match (time, message) {
-        (Some(time), Some(message)) => json!({ "time": time, "message": message }),
-        _ => Value::Null,
-    }
-}
-
 /// A stored webhook: the user's settings plus what delivery has learnt about it.
 #[derive(Debug, Clone)]
 pub struct WebhookRecord {
@@ -203,32 +195,74 @@ pub struct WebhookRecord {
 pub const MASKED_PASSWORD: &str = "********";
 
 impl WebhookRecord {
-    /// The Webhook of API.md; `secret` only for full-access callers.
-    pub fn to_json(&self, access: Access) -> Value {
+    /// The Webhook of API.md; `secret` only for full-access callers. Serialized straight into
+    /// the reply, without building a JSON tree first.
+    pub fn view(&self, access: Access) -> WebhookView<'_> {
         let s = &self.settings;
-        let mut v = json!({
-            "id": self.id,
-            "name": s.name,
-            "description": s.description,
-            "object": s.object,
-            "event": s.event,
-            "list_id": s.list_id,
-            "url": s.url,
-            "headers": s.headers,
-            "auth": s.auth.as_ref().map(|a| json!({"username": a.username, "password": MASKED_PASSWORD})),
-            "is_active": s.is_active,
-            "batch_size": s.batch_size,
-            "metadata": s.metadata,
-            "circuit_state": self.circuit_state,
-            "consecutive_failures": self.consecutive_failures,
-            "last_error": last_error(self.last_error_time, self.last_error_message.clone()),
-            "last_success_time": self.last_success_time,
-            "creation_time": self.creation_time,
-            "last_modified_time": self.last_modified_time,
-        });
-        if access == Access::Full {
-            v["secret"] = json!(s.secret);
+        WebhookView {
+            id: self.id,
+            name: &s.name,
+            description: &s.description,
+            object: &s.object,
+            event: &s.event,
+            list_id: s.list_id,
+            url: &s.url,
+            headers: &s.headers,
+            auth: s.auth.as_ref().map(|a| MaskedAuth {
+                username: &a.username,
+                password: MASKED_PASSWORD,
+            }),
+            is_active: s.is_active,
+            batch_size: s.batch_size,
+            metadata: &s.metadata,
+            circuit_state: &self.circuit_state,
+            consecutive_failures: self.consecutive_failures,
+            last_error: self
+                .last_error_time
+                .zip(self.last_error_message.as_deref())
+                .map(|(time, message)| LastError { time, message }),
+            last_success_time: self.last_success_time,
+            creation_time: self.creation_time,
+            last_modified_time: self.last_modified_time,
+            secret: (access == Access::Full).then_some(s.secret.as_str()),
         }
-        v
     }
+}
+
+/// A webhook as the API shows it (see [`WebhookRecord::view`]).
+#[derive(Serialize)]
+pub struct WebhookView<'a> {
+    id: i64,
+    name: &'a str,
+    description: &'a str,
+    object: &'a str,
+    event: &'a str,
+    list_id: i64,
+    url: &'a str,
+    headers: &'a [Header],
+    auth: Option<MaskedAuth<'a>>,
+    is_active: bool,
+    batch_size: i64,
+    metadata: &'a Map<String, Value>,
+    circuit_state: &'a str,
+    consecutive_failures: i64,
+    last_error: Option<LastError<'a>>,
+    last_success_time: Option<i64>,
+    creation_time: i64,
+    last_modified_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct MaskedAuth<'a> {
+    username: &'a str,
+    password: &'static str,
+}
+
+/// `last_error` of a webhook: when, and what went wrong in words.
+#[derive(Serialize)]
+struct LastError<'a> {
+    time: i64,
+    message: &'a str,
 }

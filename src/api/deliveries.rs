@@ -1,11 +1,10 @@
 //! Delivery handlers: what happened to each event at each webhook, and a manual retry.
 
-use super::{done, search_args, App};
+use super::{done, reply, search_args, App, Json};
 use crate::error::ApiError;
 use crate::model::Caller;
 use crate::store::DELIVERY_FIELDS;
 use crate::validate::{Args, Checker};
-use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub async fn get(
@@ -13,10 +12,10 @@ pub async fn get(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let id = check.id("delivery_id", args.get("delivery_id"));
     check.finish()?;
-    app.store.delivery(caller.account_id, id).await
+    reply(&app.store.delivery(caller.account_id, id).await?)
 }
 
 pub async fn search(
@@ -24,13 +23,13 @@ pub async fn search(
     caller: Caller,
     args: Args,
     check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let (filter, limit, offset) = search_args(DELIVERY_FIELDS, &args, check)?;
-    Ok(Value::Array(
-        app.store
+    reply(
+        &app.store
             .search_deliveries(caller.account_id, filter, limit, offset)
             .await?,
-    ))
+    )
 }
 
 pub async fn count(
@@ -38,13 +37,13 @@ pub async fn count(
     caller: Caller,
     args: Args,
     check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let (filter, _, _) = search_args(DELIVERY_FIELDS, &args, check)?;
-    Ok(json!(
-        app.store
+    reply(
+        &app.store
             .count_deliveries(caller.account_id, filter)
-            .await?
-    ))
+            .await?,
+    )
 }
 
 pub async fn retry(
@@ -52,10 +51,10 @@ pub async fn retry(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let id = check.id("delivery_id", args.get("delivery_id"));
     check.finish()?;
     app.store.retry_delivery(caller.account_id, id).await?;
     app.waker.wake();
-    Ok(done())
+    done()
 }

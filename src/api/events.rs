@@ -1,11 +1,10 @@
 //! Event handlers: intake answers only after the events and their deliveries are committed.
 
-use super::{search_args, App};
+use super::{reply, search_args, App, Json};
 use crate::error::ApiError;
 use crate::model::Caller;
 use crate::store::EVENT_FIELDS;
 use crate::validate::{Args, Checker};
-use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub async fn add(
@@ -13,12 +12,12 @@ pub async fn add(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let event = check.event_details("", args.get("event_details"));
     check.finish()?;
     let ids = app.store.add_events(caller.account_id, vec![event]).await?;
     app.waker.wake();
-    Ok(json!(ids[0]))
+    reply(&ids[0])
 }
 
 pub async fn add_many(
@@ -26,12 +25,12 @@ pub async fn add_many(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let events = check.events(args.get("events"));
     check.finish()?;
     let ids = app.store.add_events(caller.account_id, events).await?;
     app.waker.wake();
-    Ok(json!(ids))
+    reply(&ids)
 }
 
 pub async fn get(
@@ -39,10 +38,10 @@ pub async fn get(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let id = check.id("event_id", args.get("event_id"));
     check.finish()?;
-    app.store.event(caller.account_id, id)
+    reply(&app.store.event(caller.account_id, id)?)
 }
 
 pub async fn search(
@@ -50,13 +49,13 @@ pub async fn search(
     caller: Caller,
     args: Args,
     check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let (filter, limit, offset) = search_args(EVENT_FIELDS, &args, check)?;
-    Ok(Value::Array(
-        app.store
+    reply(
+        &app.store
             .search_events(caller.account_id, filter, limit, offset)
             .await?,
-    ))
+    )
 }
 
 pub async fn count(
@@ -64,9 +63,7 @@ pub async fn count(
     caller: Caller,
     args: Args,
     check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let (filter, _, _) = search_args(EVENT_FIELDS, &args, check)?;
-    Ok(json!(
-        app.store.count_events(caller.account_id, filter).await?
-    ))
+    reply(&app.store.count_events(caller.account_id, filter).await?)
 }

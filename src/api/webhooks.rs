@@ -1,12 +1,11 @@
 //! Webhook handlers: validate, call the store, shape the reply.
 
-use super::{done, search_args, App};
+use super::{done, reply, search_args, App, Json};
 use crate::delivery::signing;
 use crate::error::ApiError;
 use crate::model::Caller;
 use crate::store::WEBHOOK_FIELDS;
 use crate::validate::{Args, Checker};
-use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub async fn add(
@@ -14,7 +13,7 @@ pub async fn add(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let patch = check.webhook_details(args.get("webhook_details"), true);
     check.finish()?;
     let settings = patch.into_new(signing::generate_secret());
@@ -22,7 +21,7 @@ pub async fn add(
         .store
         .add_webhook(caller.account_id, settings, app.config.max_webhooks)
         .await?;
-    Ok(json!(id))
+    reply(&id)
 }
 
 pub async fn edit(
@@ -30,7 +29,7 @@ pub async fn edit(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let id = check.id("webhook_id", args.get("webhook_id"));
     let patch = check.webhook_details(args.get("webhook_details"), false);
     check.finish()?;
@@ -42,7 +41,7 @@ pub async fn edit(
     app.store
         .update_webhook(caller.account_id, id, merged)
         .await?;
-    Ok(done())
+    done()
 }
 
 pub async fn delete(
@@ -50,11 +49,11 @@ pub async fn delete(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let id = check.id("webhook_id", args.get("webhook_id"));
     check.finish()?;
     app.store.delete_webhook(caller.account_id, id).await?;
-    Ok(done())
+    done()
 }
 
 pub async fn get(
@@ -62,13 +61,14 @@ pub async fn get(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let id = check.id("webhook_id", args.get("webhook_id"));
     check.finish()?;
-    Ok(app
-        .store
-        .webhook(caller.account_id, id)?
-        .to_json(caller.access))
+    reply(
+        &app.store
+            .webhook(caller.account_id, id)?
+            .view(caller.access),
+    )
 }
 
 pub async fn search(
@@ -76,15 +76,14 @@ pub async fn search(
     caller: Caller,
     args: Args,
     check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let (filter, limit, offset) = search_args(WEBHOOK_FIELDS, &args, check)?;
     let found = app
         .store
         .search_webhooks(caller.account_id, filter, limit, offset)
         .await?;
-    Ok(Value::Array(
-        found.iter().map(|w| w.to_json(caller.access)).collect(),
-    ))
+    let views: Vec<_> = found.iter().map(|w| w.view(caller.access)).collect();
+    reply(&views)
 }
 
 pub async fn count(
@@ -92,11 +91,9 @@ pub async fn count(
     caller: Caller,
     args: Args,
     check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let (filter, _, _) = search_args(WEBHOOK_FIELDS, &args, check)?;
-    Ok(json!(
-        app.store.count_webhooks(caller.account_id, filter).await?
-    ))
+    reply(&app.store.count_webhooks(caller.account_id, filter).await?)
 }
 
 pub async fn rotate_secret(
@@ -104,14 +101,14 @@ pub async fn rotate_secret(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let id = check.id("webhook_id", args.get("webhook_id"));
     check.finish()?;
     let secret = app
         .store
         .rotate_secret(caller.account_id, id, signing::generate_secret())
         .await?;
-    Ok(json!(secret))
+    reply(&secret)
 }
 
 pub async fn test(
@@ -119,10 +116,10 @@ pub async fn test(
     caller: Caller,
     args: Args,
     mut check: Checker,
-) -> Result<Value, ApiError> {
+) -> Result<Json, ApiError> {
     let id = check.id("webhook_id", args.get("webhook_id"));
     check.finish()?;
     let delivery_id = app.store.add_ping(caller.account_id, id).await?;
     app.waker.wake();
-    Ok(json!(delivery_id))
+    reply(&delivery_id)
 }

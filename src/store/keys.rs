@@ -134,9 +134,8 @@ impl Store {
         .await
     }
 
-    /// Who is calling: the account and access level of a live key.
-    pub fn authenticate(&self, key: &str) -> Result<Caller, ApiError> {
-        let hash = hash_key(key);
+    /// Who is calling: the account and access level of the live key with this [`hash_key`].
+    pub fn authenticate(&self, hash: &str) -> Result<Caller, ApiError> {
         self.lookup(move |conn| {
             conn.prepare_cached(
                 "SELECT account_id, access FROM api_keys WHERE key_hash = ?1 AND revoked_time IS NULL",

@@ -13,7 +13,7 @@ mod webhooks;
 pub use deliveries::FIELDS as DELIVERY_FIELDS;
 pub use deliveries::{CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Target};
 pub use events::FIELDS as EVENT_FIELDS;
-pub use keys::KeyInfo;
+pub use keys::{hash_key, KeyInfo};
 pub use webhooks::FIELDS as WEBHOOK_FIELDS;
 
 use crate::error::ApiError;
