@@ -6,6 +6,7 @@
 //! replies are dropped here, as JSON-RPC 2.0 requires.
 
 use crate::error::{INTERNAL, METHOD_NOT_FOUND_V1};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 /// JSON-RPC 2.0's "Parse error" and "Invalid Request".
@@ -48,6 +49,9 @@ pub enum Prepared {
 }
 
 pub fn prepare(body: &[u8]) -> Prepared {
+    if is_plain_v2_request(body) {
+        return Prepared::PassThrough;
+    }
     let object_or_array = matches!(body.trim_ascii_start().first(), Some(b'{' | b'['));
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
@@ -87,6 +91,28 @@ pub fn prepare(body: &[u8]) -> Prepared {
     match serde_json::to_vec(&rewritten) {
         Ok(bytes) => Prepared::Rewritten(bytes, Plan { batch, entries }),
         Err(_) => Prepared::PassThrough,
+    }
+}
+
+/// The common case, told without building the request as a tree: one object with `jsonrpc`
+/// and a plain id (see [`is_plain_v2`]). Anything else, or anything odd, takes the full path.
+fn is_plain_v2_request(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        jsonrpc: Option<serde::de::IgnoredAny>,
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+    }
+    // Skipped strings are not checked for UTF-8: check the whole body first.
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    match serde_json::from_str::<Probe>(text) {
+        Ok(Probe {
+            jsonrpc: Some(_),
+            id: Some(id),
+        }) => id.get().starts_with('"') || id.get().parse::<u64>().is_ok(),
+        _ => false,
     }
 }
 
@@ -246,6 +272,25 @@ mod tests {
             prepare(br#"{"jsonrpc":"2.0","id":"a","method":"m"}"#),
             Prepared::PassThrough
         ));
+    }
+
+    #[test]
+    fn ids_jsonrpsee_would_not_echo_faithfully_are_rewritten() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":-1,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":1.0,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":1e3,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":18446744073709551616,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":[1],"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"m","id":-1}"#,
+            r#"{"id":1,"method":"m"}"#,
+        ] {
+            assert!(
+                matches!(prepare(body.as_bytes()), Prepared::Rewritten(..)),
+                "{body}"
+            );
+        }
     }
 
     #[test]
