@@ -2,8 +2,8 @@
 
 use super::{reply, search_args, App, Json};
 use crate::error::ApiError;
-use crate::model::Caller;
-use crate::store::EVENT_FIELDS;
+use crate::model::{Caller, NewEvent};
+use crate::store::{Published, EVENT_FIELDS};
 use crate::validate::{Args, Checker};
 use std::sync::Arc;
 
@@ -15,9 +15,8 @@ pub async fn add(
 ) -> Result<Json, ApiError> {
     let event = check.event_details("", args.get("event_details"));
     check.finish()?;
-    let ids = app.store.add_events(caller.account_id, vec![event]).await?;
-    app.waker.wake();
-    reply(&ids[0])
+    let published = publish(&app, caller, vec![event]).await?;
+    reply(&published.ids[0])
 }
 
 pub async fn add_many(
@@ -28,9 +27,17 @@ pub async fn add_many(
 ) -> Result<Json, ApiError> {
     let events = check.events(args.get("events"));
     check.finish()?;
-    let ids = app.store.add_events(caller.account_id, events).await?;
-    app.waker.wake();
-    reply(&ids)
+    let published = publish(&app, caller, events).await?;
+    reply(&published.ids)
+}
+
+/// Stores and fans out; wakes the delivery engine when there is something to deliver.
+async fn publish(app: &App, caller: Caller, events: Vec<NewEvent>) -> Result<Published, ApiError> {
+    let published = app.store.add_events(caller.account_id, events).await?;
+    if published.deliveries > 0 {
+        app.waker.wake();
+    }
+    Ok(published)
 }
 
 pub async fn get(

@@ -139,28 +139,44 @@ fn earlier_event(
         .optional()?)
 }
 
+/// What `add_events` did.
+pub struct Published {
+    /// The events' ids, in the order given.
+    pub ids: Vec<i64>,
+    /// How many deliveries it queued (none: the engine need not wake).
+    pub deliveries: usize,
+}
+
 impl Store {
-    /// Stores events and fans them out, all or nothing; returns their ids in order. A repeated
-    /// idempotency key returns the first event's id and creates nothing.
+    /// Stores events and fans them out, all or nothing. A repeated idempotency key returns the
+    /// first event's id and creates nothing.
     pub async fn add_events(
         &self,
         account_id: i64,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<i64>, ApiError> {
+    ) -> Result<Published, ApiError> {
         self.write(move |conn| {
             let now_ms = now_ms();
-            events
-                .iter()
-                .map(|e| {
-                    if let Some(key) = &e.idempotency_key {
-                        if let Some(id) = earlier_event(conn, account_id, key, now_ms / 1000)? {
-                            return Ok(id);
-                        }
+            let mut published = Published {
+                ids: Vec::with_capacity(events.len()),
+                deliveries: 0,
+            };
+            for e in &events {
+                let earlier = match &e.idempotency_key {
+                    Some(key) => earlier_event(conn, account_id, key, now_ms / 1000)?,
+                    None => None,
+                };
+                let id = match earlier {
+                    Some(id) => id,
+                    None => {
+                        let webhooks = matching_webhooks(conn, account_id, e)?;
+                        published.deliveries += webhooks.len();
+                        insert_event(conn, account_id, e, &webhooks, now_ms)?
                     }
-                    let webhooks = matching_webhooks(conn, account_id, e)?;
-                    insert_event(conn, account_id, e, &webhooks, now_ms)
-                })
-                .collect()
+                };
+                published.ids.push(id);
+            }
+            Ok(published)
         })
         .await
     }
