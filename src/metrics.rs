@@ -1,9 +1,10 @@
 //! Prometheus metrics: calls by method and code, call latency, deliveries by outcome, attempt
 //! latency, and queue gauges refreshed when `/metrics` is scraped.
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -22,11 +23,39 @@ pub fn install() {
     });
 }
 
+/// A method's handles for the common case, a success: looking a metric up by name and labels
+/// costs more than recording it, and more than some methods' own work.
+#[derive(Clone)]
+struct CallMetrics {
+    ok: Counter,
+    duration: Histogram,
+}
+
+static CALLS: OnceLock<Mutex<HashMap<&'static str, CallMetrics>>> = OnceLock::new();
+
 /// `code` is None for a success (labelled `ok`), else the error code.
 pub fn record_call(method: &'static str, code: Option<i32>, elapsed: Duration) {
-    let code = code.map_or_else(|| "ok".to_owned(), |c| c.to_string());
-    counter!("hookrpc_calls_total", "method" => method, "code" => code).increment(1);
-    histogram!("hookrpc_call_duration_seconds", "method" => method).record(elapsed.as_secs_f64());
+    let handles = {
+        let mut calls = CALLS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        calls
+            .entry(method)
+            .or_insert_with(|| CallMetrics {
+                ok: counter!("hookrpc_calls_total", "method" => method, "code" => "ok"),
+                duration: histogram!("hookrpc_call_duration_seconds", "method" => method),
+            })
+            .clone()
+    };
+    match code {
+        None => handles.ok.increment(1),
+        Some(code) => {
+            counter!("hookrpc_calls_total", "method" => method, "code" => code.to_string())
+                .increment(1)
+        }
+    }
+    handles.duration.record(elapsed.as_secs_f64());
 }
 
 /// One attempt (one HTTP request) and the deliveries it carried.
