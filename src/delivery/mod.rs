@@ -13,7 +13,7 @@ use crate::metrics;
 use crate::model::{now_ms, now_secs};
 use crate::store::{CircuitPolicy, Claim, Next, Outcome, Store};
 use sender::{Attempt, Sender};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,10 +107,12 @@ async fn run(shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        // At capacity, only a finished batch (which wakes us) can make room.
+        // At capacity, only a finished batch (which wakes us) can make room. Drained, what is
+        // due now is held or waits for a busy webhook's batch to finish (which wakes us too):
+        // sleep until the next retry falls due.
         let sleep = match fill(&shared).await {
             Fill::AtCapacity => MAX_IDLE,
-            Fill::Drained => match shared.store.next_due_ms().await {
+            Fill::Drained => match shared.store.next_due_ms(now_ms()).await {
                 Ok(Some(due)) => Duration::from_millis(
                     (due - now_ms()).clamp(MIN_IDLE_MS, MAX_IDLE.as_millis() as i64) as u64,
                 ),
@@ -125,7 +127,7 @@ async fn run(shared: Arc<Shared>) {
 }
 
 enum Fill {
-    /// Nothing more is due (or claiming failed): sleep until the next due time.
+    /// Nothing more is due that can be sent now (or claiming failed).
     Drained,
     /// As many deliveries are held in memory as allowed.
     AtCapacity,
@@ -134,9 +136,12 @@ enum Fill {
 /// Claims while there is room in memory, and starts a task per batch.
 async fn fill(shared: &Arc<Shared>) -> Fill {
     let max_held = shared.config.delivery_concurrency.max(1) * 100;
+    // Claiming into a sliver of room would spread it over many webhooks, one item per request:
+    // wait until a good share of a claim fits.
+    let min_claim = CLAIM_LIMIT.min(max_held / 2).max(1);
     loop {
         let held = shared.held.load(Ordering::SeqCst);
-        if held >= max_held {
+        if held + min_claim > max_held {
             return Fill::AtCapacity;
         }
         if shared.stopping.load(Ordering::SeqCst) {
@@ -146,7 +151,13 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
         let lease_ms = shared.config.lease.as_millis() as i64;
         let claims = match shared
             .store
-            .claim_due(limit, lease_ms, shared.circuit)
+            .claim_due(
+                limit,
+                shared.config.webhook_concurrency,
+                busy_webhooks(shared),
+                lease_ms,
+                shared.circuit,
+            )
             .await
         {
             Ok(claims) => claims,
@@ -161,12 +172,25 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
                 .held
                 .fetch_add(claim.deliveries.len(), Ordering::SeqCst);
             let lease_end = now_ms() + lease_ms;
-            tokio::spawn(deliver(shared.clone(), claim, lease_end));
+            let slots = webhook_slots(shared, claim.target.webhook_id);
+            tokio::spawn(deliver(shared.clone(), claim, slots, lease_end));
         }
         if claimed < limit {
             return Fill::Drained;
         }
     }
+}
+
+/// Webhooks that already hold as many batches as they may send at once: claiming more for
+/// them now would only make it wait in memory. (Each held batch keeps a handle on its
+/// webhook's slots; the map keeps one more.)
+fn busy_webhooks(shared: &Shared) -> HashSet<i64> {
+    let map = shared.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
+    let concurrency = shared.config.webhook_concurrency.max(1);
+    map.iter()
+        .filter(|(_, slots)| Arc::strong_count(slots) > concurrency)
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 fn webhook_slots(shared: &Shared, webhook_id: i64) -> Arc<Semaphore> {
@@ -193,7 +217,7 @@ async fn release(shared: &Shared, claim: &Claim) {
 }
 
 /// One batch: wait for a slot, send, record.
-async fn deliver(shared: Arc<Shared>, claim: Claim, lease_end: i64) {
+async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease_end: i64) {
     let count = claim.deliveries.len();
     let span = tracing::info_span!(
         "delivery",
@@ -201,7 +225,6 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, lease_end: i64) {
         deliveries = count
     );
     async {
-        let slots = webhook_slots(&shared, claim.target.webhook_id);
         {
             let _webhook = slots.acquire().await;
             let _global = shared.global.acquire().await;

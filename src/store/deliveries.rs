@@ -7,7 +7,7 @@ use crate::model::{now_ms, now_secs, BasicAuth, Header};
 use crate::search::{Field, Filter, Kind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 
 pub const FIELDS: &[Field] = &[
     Field {
@@ -246,42 +246,39 @@ fn set_due(
     Ok(())
 }
 
-/// Claims up to `limit` due deliveries: each is leased by moving its due time to the end of
-/// the lease, so a crash leaves work that falls due again. Deliveries of an open circuit wait
-/// for its next probe; when a probe is due, one batch goes out as the probe.
+/// Claims up to `limit` due deliveries, oldest first, one webhook at a time and at most
+/// `batches_per_webhook` of its batches (no more could be sent at once), so a burst fanned out
+/// to many webhooks goes out in full batches to many of them at once. Each is leased by moving
+/// its due time to the end of the lease, so a crash leaves work that falls due again.
+/// Deliveries of an open circuit wait for its next probe; when a probe is due, one batch goes
+/// out as the probe. `busy` webhooks (as many batches in hand as they may send) are passed by.
 fn claim(
     conn: &Connection,
     limit: usize,
+    batches_per_webhook: usize,
+    busy: HashSet<i64>,
     lease_ms: i64,
     circuit: CircuitPolicy,
 ) -> Result<Vec<Claim>, ApiError> {
     let now = now_ms();
-    let mut stmt = conn.prepare_cached(
-        "UPDATE deliveries SET due_ms = ?2 WHERE id IN
-           (SELECT id FROM deliveries WHERE status = 'pending' AND due_ms <= ?1 ORDER BY due_ms LIMIT ?3)
-         RETURNING id, webhook_id, event_id, attempt_count - schedule_start",
-    )?;
-    let rows = stmt.query_map(params![now, now + lease_ms, limit as i64], |r| {
-        Ok(ClaimedRow {
-            id: r.get(0)?,
-            webhook_id: r.get(1)?,
-            event_id: r.get(2)?,
-            attempts_in_schedule: r.get(3)?,
-        })
-    })?;
-    let mut by_webhook: BTreeMap<i64, Vec<ClaimedRow>> = BTreeMap::new();
-    for row in rows {
-        let row = row?;
-        by_webhook.entry(row.webhook_id).or_default().push(row);
-    }
     let mut claims = Vec::new();
-    for (webhook_id, mut rows) in by_webhook {
-        rows.sort_by_key(|r| r.id);
+    let mut claimed = 0;
+    let mut visited = busy;
+    let mut from = (i64::MIN, i64::MIN);
+    while claimed < limit {
+        let Some((due_ms, webhook_id)) = next_due_webhook(conn, now, from)? else {
+            break;
+        };
+        from = (due_ms, webhook_id + 1);
+        if !visited.insert(webhook_id) {
+            continue; // more of its work, due later: it had its share
+        }
         let state = webhook_state(conn, webhook_id, now)?;
         if state.deleted {
             super::webhooks::cancel_pending(conn, webhook_id)?;
             continue;
         }
+        let mut take = (state.batch_size * batches_per_webhook.max(1)).min(limit - claimed);
         if state.open {
             let probe_due = state.next_probe_ms.unwrap_or(0) <= now;
             let next_probe = if probe_due {
@@ -289,19 +286,88 @@ fn claim(
             } else {
                 state.next_probe_ms.unwrap_or(now)
             };
-            let keep = if probe_due {
-                state.batch_size.min(rows.len())
+            take = if probe_due {
+                state.batch_size.min(take)
             } else {
                 0
             };
-            set_due(conn, rows[keep..].iter().map(|r| r.id), next_probe)?;
-            rows.truncate(keep);
-            if probe_due {
-                conn.prepare_cached("UPDATE webhooks SET next_probe_ms = ?2 WHERE id = ?1")?
-                    .execute(params![webhook_id, next_probe])?;
-            }
+            conn.prepare_cached("UPDATE webhooks SET next_probe_ms = ?2 WHERE id = ?1")?
+                .execute(params![webhook_id, next_probe])?;
+            // Claimed first, so only what is left waits.
+            let rows = claim_rows(conn, webhook_id, now, now + lease_ms, take)?;
+            conn.prepare_cached(
+                "UPDATE deliveries SET due_ms = ?3
+                 WHERE webhook_id = ?1 AND status = 'pending' AND due_ms <= ?2",
+            )?
+            .execute(params![webhook_id, now, next_probe])?;
+            claimed += rows.len();
+            claims.extend(batches(conn, &state, rows)?);
+            continue;
         }
-        for chunk in rows.chunks(state.batch_size) {
+        let rows = claim_rows(conn, webhook_id, now, now + lease_ms, take)?;
+        claimed += rows.len();
+        claims.extend(batches(conn, &state, rows)?);
+    }
+    Ok(claims)
+}
+
+/// The first (due time, webhook) with work due by `now`, at or after `from` in that order.
+/// (`>=` with the next webhook id, not `>` with this one: SQLite seeks to the start of a
+/// row-value range but would step through every delivery equal to its end one by one.)
+fn next_due_webhook(
+    conn: &Connection,
+    now: i64,
+    from: (i64, i64),
+) -> Result<Option<(i64, i64)>, ApiError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT due_ms, webhook_id FROM deliveries
+             WHERE status = 'pending' AND due_ms <= ?1 AND (due_ms, webhook_id) >= (?2, ?3)
+             ORDER BY due_ms, webhook_id LIMIT 1",
+        )?
+        .query_row(params![now, from.0, from.1], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Leases up to `count` of a webhook's due deliveries, oldest first.
+fn claim_rows(
+    conn: &Connection,
+    webhook_id: i64,
+    now: i64,
+    lease_end: i64,
+    count: usize,
+) -> Result<Vec<ClaimedRow>, ApiError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut rows = conn
+        .prepare_cached(
+            "UPDATE deliveries SET due_ms = ?3 WHERE id IN
+               (SELECT id FROM deliveries WHERE webhook_id = ?1 AND status = 'pending'
+                  AND due_ms <= ?2 ORDER BY due_ms, id LIMIT ?4)
+             RETURNING id, event_id, attempt_count - schedule_start",
+        )?
+        .query_map(params![webhook_id, now, lease_end, count as i64], |r| {
+            Ok(ClaimedRow {
+                id: r.get(0)?,
+                webhook_id,
+                event_id: r.get(1)?,
+                attempts_in_schedule: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.sort_by_key(|r| r.id); // RETURNING gives no order
+    Ok(rows)
+}
+
+/// A webhook's claimed rows as requests of up to `batch_size` items each.
+fn batches(
+    conn: &Connection,
+    state: &WebhookState,
+    rows: Vec<ClaimedRow>,
+) -> Result<Vec<Claim>, ApiError> {
+    rows.chunks(state.batch_size)
+        .map(|chunk| {
             let deliveries = chunk
                 .iter()
                 .map(|row| {
@@ -312,13 +378,12 @@ fn claim(
                     })
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            claims.push(Claim {
+            Ok(Claim {
                 target: state.target.clone(),
                 deliveries,
-            });
-        }
-    }
-    Ok(claims)
+            })
+        })
+        .collect()
 }
 
 fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), ApiError> {
@@ -478,10 +543,12 @@ impl Store {
     pub async fn claim_due(
         &self,
         limit: usize,
+        batches_per_webhook: usize,
+        busy: HashSet<i64>,
         lease_ms: i64,
         circuit: CircuitPolicy,
     ) -> Result<Vec<Claim>, ApiError> {
-        self.write(move |conn| claim(conn, limit, lease_ms, circuit))
+        self.write(move |conn| claim(conn, limit, batches_per_webhook, busy, lease_ms, circuit))
             .await
     }
 
@@ -500,12 +567,14 @@ impl Store {
         self.write(move |conn| set_due(conn, ids, now_ms())).await
     }
 
-    /// When the earliest pending delivery falls due (epoch ms), if any.
-    pub async fn next_due_ms(&self) -> Result<Option<i64>, ApiError> {
-        self.read(|conn| {
+    /// When the earliest pending delivery due after `after` (epoch ms) falls due, if any.
+    pub async fn next_due_ms(&self, after: i64) -> Result<Option<i64>, ApiError> {
+        self.read(move |conn| {
             Ok(conn
-                .prepare_cached("SELECT min(due_ms) FROM deliveries WHERE status = 'pending'")?
-                .query_row([], |r| r.get(0))?)
+                .prepare_cached(
+                    "SELECT min(due_ms) FROM deliveries WHERE status = 'pending' AND due_ms > ?1",
+                )?
+                .query_row([after], |r| r.get(0))?)
         })
         .await
     }
