@@ -284,6 +284,32 @@ async fn a_burst_arrives_in_batches_of_at_most_batch_size_each_event_once_per_su
     assert_eq!(succeeded, 200);
 }
 
+/// A burst fanned out to many webhooks, with room in memory for only one batch at a time:
+/// each request still carries a full batch of one webhook, not a slice of every webhook.
+#[tokio::test]
+async fn a_burst_to_many_webhooks_goes_out_in_full_batches() {
+    let receiver = Receiver::start().await;
+    let mut args = FAST.to_vec();
+    args.extend(["--delivery-concurrency", "1"]);
+    let server = Server::start(&args);
+    for i in 0..10 {
+        let mut details = webhook(&receiver.url(&format!("/many/{i}")));
+        details["batch_size"] = json!(100);
+        add_hook(&server, &server.key, details).await;
+    }
+    let events: Vec<Value> = (0..100).map(|_| contact("subscribed", 1)).collect();
+    server.ok("addEvents", json!([server.key, events])).await;
+    let by_event = received_by_event(&receiver, 1000).await;
+    assert_eq!(by_event.len(), 100);
+    assert!(by_event.values().all(|hooks| hooks.len() == 10));
+    let sizes: Vec<usize> = receiver
+        .received()
+        .iter()
+        .map(|r| r.items().len())
+        .collect();
+    assert_eq!(sizes, vec![100; 10], "items per request");
+}
+
 #[tokio::test]
 async fn add_events_is_all_or_nothing_and_idempotency_keys_dedupe() {
     let server = Server::start(FAST);
