@@ -266,3 +266,20 @@ struct LastError<'a> {
     time: i64,
     message: &'a str,
 }
+
+/// One item of a delivery request's body (API.md §4).
+#[derive(Serialize)]
+pub struct WireItem<'a> {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub webhook_id: i64,
+    pub object: &'a str,
+    pub event: &'a str,
+    pub list_id: i64,
+    pub contact_id: Option<i64>,
+    /// The event's creation time.
+    pub timestamp: i64,
+    /// The event's `data`, as stored.
+    #[serde(borrow)]
+    pub data: &'a serde_json::value::RawValue,
+}

@@ -78,7 +78,8 @@ impl Sender {
         if !self.allow_private {
             guard::check_literal(&url).map_err(|e| e.to_string())?;
         }
-        let items: Vec<&serde_json::Value> = claim.deliveries.iter().map(|d| &d.item).collect();
+        let items: Vec<&serde_json::value::RawValue> =
+            claim.deliveries.iter().map(|d| &*d.item).collect();
         let body = serde_json::to_vec(&items).map_err(|e| e.to_string())?;
         let msg_id = message_id(claim);
         let timestamp = crate::model::now_secs();

@@ -3,9 +3,10 @@
 
 use super::Store;
 use crate::error::ApiError;
-use crate::model::{now_ms, now_secs, BasicAuth, Header};
+use crate::model::{now_ms, now_secs, BasicAuth, Header, WireItem};
 use crate::search::{Field, Filter, Kind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
@@ -116,8 +117,9 @@ pub struct ClaimedDelivery {
     pub id: i64,
     /// Attempts made in the current run of the retry schedule, before this one.
     pub attempts_in_schedule: i64,
-    /// The item of the wire format (API.md §4).
-    pub item: Value,
+    /// The item of the wire format (API.md §4), as sent: held this way it takes a fraction of
+    /// the memory of a JSON tree, and is not serialized again for each attempt.
+    pub item: Box<RawValue>,
 }
 
 /// One request's worth of work: up to `batch_size` deliveries for one webhook.
@@ -211,25 +213,26 @@ fn webhook_state(conn: &Connection, id: i64, now_ms: i64) -> Result<WebhookState
         })?)
 }
 
-fn wire_item(conn: &Connection, row: &ClaimedRow) -> Result<Value, ApiError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT object, event, list_id, contact_id, creation_time, data FROM events WHERE id = ?1",
-        )?
-        .query_row([row.event_id], |r| {
-            let data: String = r.get(5)?;
-            Ok(json!({
-                "id": row.event_id,
-                "delivery_id": row.id,
-                "webhook_id": row.webhook_id,
-                "object": r.get::<_, String>(0)?,
-                "event": r.get::<_, String>(1)?,
-                "list_id": r.get::<_, i64>(2)?,
-                "contact_id": r.get::<_, Option<i64>>(3)?,
-                "timestamp": r.get::<_, i64>(4)?,
-                "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null),
-            }))
-        })?)
+fn wire_item(conn: &Connection, row: &ClaimedRow) -> Result<Box<RawValue>, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT object, event, list_id, contact_id, creation_time, data FROM events WHERE id = ?1",
+    )?;
+    let mut rows = stmt.query([row.event_id])?;
+    let r = rows
+        .next()?
+        .ok_or_else(|| ApiError::Internal(format!("delivery {} lost its event", row.id)))?;
+    let item = WireItem {
+        id: row.event_id,
+        delivery_id: row.id,
+        webhook_id: row.webhook_id,
+        object: r.get_ref(0)?.as_str()?,
+        event: r.get_ref(1)?.as_str()?,
+        list_id: r.get(2)?,
+        contact_id: r.get(3)?,
+        timestamp: r.get(4)?,
+        data: serde_json::from_str(r.get_ref(5)?.as_str()?)?,
+    };
+    Ok(serde_json::value::to_raw_value(&item)?)
 }
 
 /// Moves pending deliveries' due time (deferring, or handing back a claim).

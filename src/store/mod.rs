@@ -184,7 +184,7 @@ fn open_reader(path: &Path) -> Result<Connection, ApiError> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
-    configure(&conn, 2048)?;
+    configure(&conn, 1024)?;
     Ok(conn)
 }
 
