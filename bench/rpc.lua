@@ -2,8 +2,8 @@
 --
 --   wrk -t2 -c32 -d10s -s bench/rpc.lua http://127.0.0.1:8080/ -- BODY_FILE [expect-error]
 --
--- BODY_FILE holds the request. Each "{n}" in it becomes a number unique to the request (for
--- calls such as addWebhook that must not repeat). A reply that is not HTTP 200, or carries
+-- BODY_FILE holds the request. Each "{n}" in it becomes a string unique to the request, across
+-- runs too (for calls such as addWebhook that must not repeat). A reply that is not HTTP 200, or carries
 -- "error" when a result is expected (or the reverse with expect-error), counts as a failure;
 -- done() prints one line the harness parses:
 --   RESULT requests=N seconds=S rps=R p50_ms=A p99_ms=B failures=F
@@ -25,6 +25,7 @@ function init(args)
   wrk.headers["Content-Type"] = "application/json"
   wrk.body = template
   fixed = wrk.format()
+  run = string.format("%x%s", os.time(), tostring({}):match("0x(%x+)") or "")
   sent = 0
   failures = 0
 end
@@ -34,7 +35,7 @@ function request()
     return fixed
   end
   sent = sent + 1
-  local n = string.format("%d-%d", thread_no, sent)
+  local n = string.format("%s-%d-%d", run, thread_no, sent)
   local body = template:gsub("{n}", n)
   return wrk.format(nil, nil, nil, body)
 end

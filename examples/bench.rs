@@ -8,8 +8,9 @@
 //!   1, 10 and 100 webhooks; then publish→receive latency at a steady 1000 events/s.
 //! - `memory`: resident size with 100k webhooks and 1M pending deliveries whose receiver is down.
 //!
-//! Tunables (environment): `BENCH_SECONDS` per wrk run (10), `BENCH_ROUNDS` (3),
-//! `BENCH_CONNECTIONS` (32), `HOOKRPC_BIN` (target/release/hookrpc).
+//! Tunables (environment): `BENCH_SECONDS` per wrk run and for the latency run (10),
+//! `BENCH_ROUNDS` (3), `BENCH_CONNECTIONS` (32), `BENCH_WEBHOOKS` for the delivery runs
+//! (1,10,100), `HOOKRPC_BIN` (target/release/hookrpc).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -35,6 +36,7 @@ async fn main() {
     match what.as_str() {
         "rpc" => rpc(&settings).await,
         "delivery" => delivery(&settings).await,
+        "latency" => latency(settings.seconds).await,
         "memory" => memory().await,
         "all" => {
             rpc(&settings).await;
@@ -42,7 +44,7 @@ async fn main() {
             memory().await;
         }
         other => {
-            eprintln!("usage: bench [rpc|delivery|memory|all] (not {other:?})");
+            eprintln!("usage: bench [rpc|delivery|latency|memory|all] (not {other:?})");
             std::process::exit(2);
         }
     }
@@ -525,9 +527,13 @@ async fn delivery(settings: &Settings) {
     println!(
         "\n### Delivery: addEvents (1000 per call, 4 callers) → receiver verifying signatures\n"
     );
-    println!("| webhooks | events | deliveries | seconds | events/s | deliveries/s | requests | forged |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for webhooks in [1usize, 10, 100] {
+    println!("| webhooks | events | deliveries | intake done (s) | all received (s) | events/s | deliveries/s | requests | forged |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let counts = std::env::var("BENCH_WEBHOOKS").unwrap_or_else(|_| "1,10,100".into());
+    for webhooks in counts
+        .split(',')
+        .filter_map(|n| n.trim().parse::<usize>().ok())
+    {
         // About 100k deliveries in each run, however they fan out.
         let events = (100_000 / webhooks).max(1000);
         throughput(webhooks, events).await;
@@ -563,11 +569,12 @@ async fn throughput(webhooks: usize, events: usize) {
         ("addEvents", json!([key, vec![event.clone(); per_call]]))
     })
     .await;
+    let intake = started.elapsed().as_secs_f64();
     let expected = (events / per_call * per_call * webhooks) as u64;
     receiver.wait_for(expected, Duration::from_secs(600)).await;
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "| {webhooks} | {events} | {expected} | {seconds:.2} | {:.0} | {:.0} | {} | {} |",
+        "| {webhooks} | {events} | {expected} | {intake:.2} | {seconds:.2} | {:.0} | {:.0} | {} | {} |",
         events as f64 / seconds,
         expected as f64 / seconds,
         receiver.requests.load(Ordering::Relaxed),
