@@ -153,26 +153,3 @@ async fn kill_9_during_a_10k_burst_loses_no_acknowledged_event() {
         stored
     );
 }
-
-/// The WAL is copied back into the database file in the background (SQLite's own checkpoint,
-/// inside a commit, would stall every caller of that commit): after a burst, the database file
-/// alone, without its WAL, holds every event.
-#[tokio::test]
-async fn the_database_file_catches_up_with_the_wal_in_the_background() {
-    let server = Server::start(&[]);
-    let events: Vec<Value> = (0..1000).map(|_| event()).collect();
-    for _ in 0..3 {
-        server.ok("addEvents", json!([server.key, events])).await;
-    }
-    let copy = server.dir.path().join("copy.db");
-    let count = eventually("the database file to hold 3000 events", WAIT, || async {
-        std::fs::copy(server.db(), &copy).unwrap();
-        let n: Option<i64> = rusqlite::Connection::open(&copy)
-            .unwrap()
-            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-            .ok(); // before the first checkpoint the file may not even have the tables
-        n.filter(|&n| n == 3000)
-    })
-    .await;
-    assert_eq!(count, 3000);
-}
