@@ -104,6 +104,9 @@ fn init_tracing(format: LogFormat) {
         .with_target("jsonrpsee", LevelFilter::DEBUG);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (disk full) is lost; the default would report it
+        // with eprintln!, which panics when stderr fails too.
+        .log_internal_errors(false)
         // Colour codes only for a person at a terminal, never into files or collectors.
         .with_ansi(std::io::stderr().is_terminal());
     let registry = tracing_subscriber::registry().with(cap).with(filter);
@@ -121,6 +124,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), ApiError> {
+    survive_file_size_limit();
     metrics::install();
     let store = Store::open(&db, config.readers)?;
     if let Some(key) = store.bootstrap().await? {
@@ -145,6 +149,26 @@ async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), ApiError> {
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A file-size limit (RLIMIT_FSIZE) must fail a write, not kill the server: once a handler is
+/// installed, writes past the limit return an error (a call answers 100) instead of SIGXFSZ
+/// terminating the process, and the server carries on when the limit is raised.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+            Ok(mut limit) => {
+                tokio::spawn(async move {
+                    while limit.recv().await.is_some() {
+                        tracing::error!("file size limit reached: writes fail until it is raised");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot handle SIGXFSZ"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,6 @@
-//! Storage faults: while another process holds SQLite's write lock past the busy timeout,
-//! writes fail with 100 and a request id that the log explains, reads and delivery keep going
-//! or wait, nothing crashes, and everything works again once the lock is gone.
+//! Storage faults: while another process holds SQLite's write lock past the busy timeout, or
+//! the disk is full, writes fail with 100 and a request id, reads and delivery keep going or
+//! wait, nothing crashes, and everything works again once the fault is gone.
 //! (Receiver faults are in delivery_failures.rs, crashes in recovery.rs.)
 
 mod common;
@@ -90,6 +90,63 @@ async fn a_locked_database_gives_100_with_a_request_id_and_the_server_recovers()
     })
     .await;
     assert!(done["attempt_count"].as_i64().unwrap() >= 2, "{done}");
+    let health = reqwest::get(format!("http://{}/health", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+/// Sets the soft RLIMIT_FSIZE of a running process from outside (util-linux `prlimit`).
+fn limit_file_size(server: &Server, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", server.pid()))
+        .arg(format!("--fsize={limit}:"))
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(status.success(), "prlimit --fsize={limit}:");
+}
+
+/// A full disk, as far as the server can tell: with a file-size limit of one byte, every
+/// write that would grow a file fails (its log file's too). Writes answer 100 with a request
+/// id, reads go on, the process lives on, and once the limit is lifted writes work again.
+#[tokio::test]
+async fn a_full_disk_gives_100_and_the_server_recovers() {
+    let server = Server::start(&[]);
+    let hook = server
+        .ok(
+            "addWebhook",
+            json!([server.key, webhook("https://example.com/before")]),
+        )
+        .await;
+
+    limit_file_size(&server, "1");
+    for (method, params) in [
+        (
+            "addWebhook",
+            json!([server.key, webhook("https://example.com/full")]),
+        ),
+        (
+            "addEvent",
+            json!([server.key, {"object": "contact", "event": "subscribed"}]),
+        ),
+        ("deleteWebhook", json!([server.key, hook])),
+    ] {
+        let (code, data) = server.err(method, params).await;
+        assert_eq!(code, 100, "{method}");
+        assert!(data["request_id"].is_string(), "{method}: {data}");
+    }
+    let got = server.ok("getWebhookById", json!([server.key, hook])).await;
+    assert_eq!(got["url"], "https://example.com/before");
+
+    limit_file_size(&server, "unlimited");
+    server
+        .ok(
+            "addWebhook",
+            json!([server.key, webhook("https://example.com/after")]),
+        )
+        .await;
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 2);
+    assert_eq!(server.ok("countEvents", json!([server.key])).await, 0);
     let health = reqwest::get(format!("http://{}/health", server.addr))
         .await
         .unwrap();
