@@ -1,9 +1,10 @@
 //! The benchmarks behind BENCHMARKS.md. Run them with `bench/run.sh [rpc|delivery|memory|all]`,
 //! which builds this and the server in release mode first.
 //!
-//! - `rpc`: wrk (-t2 -c32) against five methods, each beside two ceilings measured in the same
-//!   rounds: hookrpc's cheapest call (an unknown method, answered -32601 by the same HTTP layer,
-//!   dialect check and jsonrpsee dispatch) and a plain hyper endpoint that only answers "ok".
+//! - `rpc`: wrk (-t2 -c32) against five methods, each beside three ceilings measured in the
+//!   same rounds: hookrpc's cheapest call (an unknown method, answered -32601 by the same HTTP
+//!   layer, dialect check and jsonrpsee dispatch), a bare jsonrpsee server whose method does no
+//!   work, and a plain hyper endpoint that only answers "ok".
 //! - `delivery`: events from `addEvents` to a local receiver that verifies every signature, with
 //!   1, 10 and 100 webhooks; then publish→receive latency at a steady 1000 events/s.
 //! - `memory`: resident size with 100k webhooks and 1M pending deliveries whose receiver is down.
@@ -237,6 +238,7 @@ struct WrkResult {
 
 async fn rpc(settings: &Settings) {
     let ok = serve_ok().await;
+    let noop = serve_noop().await;
     let server = Arc::new(Hookrpc::start(&[
         "--max-concurrent-calls",
         "1000",
@@ -263,6 +265,13 @@ async fn rpc(settings: &Settings) {
         Case {
             name: "ceiling: plain hyper \"ok\"",
             url: format!("http://{ok}/"),
+            body: get.clone(),
+            expect_error: false,
+            items: 1,
+        },
+        Case {
+            name: "ceiling: bare jsonrpsee, a method doing no work",
+            url: format!("http://{noop}/"),
             body: get.clone(),
             expect_error: false,
             items: 1,
@@ -336,13 +345,15 @@ async fn rpc(settings: &Settings) {
         }
     }
     let medians: Vec<WrkResult> = results.iter().map(|r| median_result(r)).collect();
-    let (hyper_ok, bare_call) = (medians[0].rps, medians[1].rps);
+    let (hyper_ok, noop_method, bare_call) = (medians[0].rps, medians[1].rps, medians[2].rps);
     println!(
         "\n### RPC: wrk -t2 -c{} -d{}s, median of {} rounds\n",
         settings.connections, settings.seconds, settings.rounds
     );
-    println!("| call | req/s | events/s | p50 ms | p99 ms | vs unknown method | vs plain hyper |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| call | req/s | events/s | p50 ms | p99 ms | vs unknown method | vs jsonrpsee no-op | vs plain hyper |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (case, m) in cases.iter().zip(&medians) {
         let events = if case.items > 1 {
             format!("{:.0}", m.rps * case.items as f64)
@@ -350,13 +361,14 @@ async fn rpc(settings: &Settings) {
             String::new()
         };
         println!(
-            "| {} | {:.0} | {} | {:.2} | {:.2} | {:.0} % | {:.0} % |",
+            "| {} | {:.0} | {} | {:.2} | {:.2} | {:.0} % | {:.0} % | {:.0} % |",
             case.name,
             m.rps,
             events,
             m.p50_ms,
             m.p99_ms,
             100.0 * m.rps / bare_call,
+            100.0 * m.rps / noop_method,
             100.0 * m.rps / hyper_ok
         );
     }
@@ -419,7 +431,26 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// The ceiling: plain hyper, reads the body and answers a fixed JSON-RPC reply.
+/// A ceiling: jsonrpsee alone, with none of hookrpc's layers (HTTP front, dialect, auth,
+/// validation, store), and one method, named as the one measured, that does no work.
+async fn serve_noop() -> SocketAddr {
+    let server = jsonrpsee::server::Server::builder()
+        .build("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let mut module = jsonrpsee::RpcModule::new(());
+    module
+        .register_method("getWebhookById", |_, _, _| {
+            Ok::<_, jsonrpsee::types::ErrorObjectOwned>("ok")
+        })
+        .expect("a new name");
+    // Runs until the benchmark exits.
+    std::mem::forget(server.start(module));
+    addr
+}
+
+/// A ceiling: plain hyper, reads the body and answers a fixed JSON-RPC reply.
 async fn serve_ok() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
