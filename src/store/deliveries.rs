@@ -281,37 +281,48 @@ fn claim(
             super::webhooks::cancel_pending(conn, webhook_id)?;
             continue;
         }
-        let mut take = (state.batch_size * batches_per_webhook.max(1)).min(limit - claimed);
-        if state.open {
-            let probe_due = state.next_probe_ms.unwrap_or(0) <= now;
-            let next_probe = if probe_due {
-                now + circuit.probe_interval_ms
-            } else {
-                state.next_probe_ms.unwrap_or(now)
-            };
-            take = if probe_due {
-                state.batch_size.min(take)
-            } else {
-                0
-            };
-            conn.prepare_cached("UPDATE webhooks SET next_probe_ms = ?2 WHERE id = ?1")?
-                .execute(params![webhook_id, next_probe])?;
-            // Claimed first, so only what is left waits.
-            let rows = claim_rows(conn, webhook_id, now, now + lease_ms, take)?;
-            conn.prepare_cached(
-                "UPDATE deliveries SET due_ms = ?3
-                 WHERE webhook_id = ?1 AND status = 'pending' AND due_ms <= ?2",
-            )?
-            .execute(params![webhook_id, now, next_probe])?;
-            claimed += rows.len();
-            claims.extend(batches(conn, &state, rows)?);
-            continue;
-        }
+        let share = (state.batch_size * batches_per_webhook.max(1)).min(limit - claimed);
+        // An open circuit sends one batch, as its probe, when one is due; nothing otherwise.
+        let probe_due = state.open.then(|| state.next_probe_ms.unwrap_or(0) <= now);
+        let take = match probe_due {
+            None => share,
+            Some(true) => state.batch_size.min(share),
+            Some(false) => 0,
+        };
         let rows = claim_rows(conn, webhook_id, now, now + lease_ms, take)?;
+        if let Some(probe_due) = probe_due {
+            wait_for_probe(conn, &state, now, probe_due, circuit)?;
+        }
         claimed += rows.len();
         claims.extend(batches(conn, &state, rows)?);
     }
     Ok(claims)
+}
+
+/// The rest of an open circuit's due work waits for its next probe (after the one going out
+/// now, if `probe_due`).
+fn wait_for_probe(
+    conn: &Connection,
+    state: &WebhookState,
+    now: i64,
+    probe_due: bool,
+    circuit: CircuitPolicy,
+) -> Result<(), ApiError> {
+    let webhook_id = state.target.webhook_id;
+    let next_probe = if probe_due {
+        let next = now + circuit.probe_interval_ms;
+        conn.prepare_cached("UPDATE webhooks SET next_probe_ms = ?2 WHERE id = ?1")?
+            .execute(params![webhook_id, next])?;
+        next
+    } else {
+        state.next_probe_ms.unwrap_or(now)
+    };
+    conn.prepare_cached(
+        "UPDATE deliveries SET due_ms = ?3
+         WHERE webhook_id = ?1 AND status = 'pending' AND due_ms <= ?2",
+    )?
+    .execute(params![webhook_id, now, next_probe])?;
+    Ok(())
 }
 
 /// The first (due time, webhook) with work due by `now`, at or after `from` in that order.
