@@ -18,46 +18,10 @@ const DOCUMENTED: &[i64] = &[
     300, 310, 311, 321, 350, 351, 352, 353, 355, 399, 104, -32700, -32600, -32601,
 ];
 
-/// Words that make random input reach deeper into the validator and the search parser.
-const WORDS: &[&str] = &[
-    "object",
-    "event",
-    "list_id",
-    "url",
-    "name",
-    "description",
-    "headers",
-    "auth",
-    "secret",
-    "is_active",
-    "batch_size",
-    "metadata",
-    "data",
-    "contact_id",
-    "idempotency_key",
-    "username",
-    "password",
-    "value",
-    "contact",
-    "list",
-    "created",
-    "subscribed",
-    "bulk_updated",
-    "ping",
-    "exactly",
-    "not",
-    "in",
-    "greater_than",
-    "less_than",
-    "starts_with",
-    "ends_with",
-    "contains",
-    "id",
-    "status",
-    "webhook_id",
-    "event_id",
-    "ASC",
-    "DESC",
+/// Values that are not names in the contract but make random input reach deeper: a valid
+/// secret, URLs good and bad, an injection attempt, a reserved header name.
+const VALUES: &[&str] = &[
+    hookrpc::model::PING_EVENT,
     "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "https://example.com/fuzz",
     "http://",
@@ -68,9 +32,57 @@ const WORDS: &[&str] = &[
     "host",
 ];
 
+/// Words that make random input reach deeper into the validator and the search parser: every
+/// property name and enumerated value of the contract (schema/openrpc.json), so the fuzzer
+/// follows the contract as it changes, plus [`VALUES`]. Read once: proptest builds its
+/// strategies again for every case.
+static VOCABULARY: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(vocabulary);
+
+fn vocabulary() -> Vec<String> {
+    fn walk(v: &Value, words: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("properties", Value::Object(props)) => words.extend(props.keys().cloned()),
+                        ("enum", Value::Array(items)) => {
+                            words.extend(items.iter().filter_map(Value::as_str).map(str::to_owned))
+                        }
+                        _ => {}
+                    }
+                    walk(value, words);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, words)),
+            _ => {}
+        }
+    }
+    let document: Value = serde_json::from_str(hookrpc::api::OPENRPC).unwrap();
+    let mut words: Vec<String> = VALUES.iter().map(|v| v.to_string()).collect();
+    walk(&document, &mut words);
+    words.sort();
+    words.dedup();
+    words
+}
+
+#[test]
+fn the_vocabulary_holds_the_contracts_names() {
+    let words = &*VOCABULARY;
+    for name in [
+        "headers",
+        "idempotency_key",
+        "username",
+        "bulk_updated",
+        "exactly",
+        "DESC",
+    ] {
+        assert!(words.iter().any(|w| w == name), "{name} missing");
+    }
+}
+
 fn word() -> impl Strategy<Value = String> {
     prop_oneof![
-        3 => proptest::sample::select(WORDS).prop_map(str::to_owned),
+        3 => proptest::sample::select(VOCABULARY.as_slice()),
         1 => "\\PC{0,12}",
     ]
 }
