@@ -152,3 +152,56 @@ async fn a_full_disk_gives_100_and_the_server_recovers() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// A damaged row (event data that is no longer JSON, written behind the server's back) does
+/// not stop delivery: its item goes out with null data, and the other events with it.
+#[tokio::test]
+async fn a_damaged_event_row_does_not_stop_delivery() {
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Status(503));
+    let server = Server::start(&["--allow-private-targets", "--retry-schedule", "1s"]);
+    server
+        .ok(
+            "addWebhook",
+            json!([server.key, webhook(&receiver.url("/"))]),
+        )
+        .await;
+    let events: Vec<Value> = (0..3)
+        .map(|i| json!({"object": "contact", "event": "subscribed", "data": {"n": i}}))
+        .collect();
+    let ids = server.ok("addEvents", json!([server.key, events])).await;
+    let damaged = ids[1].as_i64().unwrap();
+    // The first attempt fails; the row is damaged before the retry a second later.
+    eventually("the first attempt", Duration::from_secs(60), || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    rusqlite::Connection::open(server.db())
+        .unwrap()
+        .execute(
+            "UPDATE events SET data = '{not json' WHERE id = ?1",
+            [damaged],
+        )
+        .unwrap();
+    let first_attempts = receiver.received().len();
+    receiver.set_reply(Reply::Status(200));
+    let retried = eventually(
+        "all three events again",
+        Duration::from_secs(60),
+        || async {
+            let items: Vec<Value> = receiver.received()[first_attempts..]
+                .iter()
+                .flat_map(|r| r.items())
+                .collect();
+            (items.len() >= 3).then_some(items)
+        },
+    )
+    .await;
+    for item in &retried {
+        if item["id"] == damaged {
+            assert_eq!(item["data"], Value::Null, "{item}");
+        } else {
+            assert!(item["data"]["n"].is_i64(), "{item}");
+        }
+    }
+}

@@ -230,7 +230,9 @@ fn wire_item(conn: &Connection, row: &ClaimedRow) -> Result<Box<RawValue>, ApiEr
         list_id: r.get(2)?,
         contact_id: r.get(3)?,
         timestamp: r.get(4)?,
-        data: serde_json::from_str(r.get_ref(5)?.as_str()?)?,
+        // Stored by us, so always JSON; were a row ever damaged, its item still goes out (with
+        // null data) rather than failing every claim that reaches it.
+        data: serde_json::from_str(r.get_ref(5)?.as_str()?).unwrap_or(RawValue::NULL),
     };
     Ok(serde_json::value::to_raw_value(&item)?)
 }
