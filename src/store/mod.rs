@@ -53,7 +53,8 @@ impl Store {
         configure(&conn, 8192)?;
         // SQLite checkpoints inside the commit that leaves the WAL past this many pages. Four
         // times its default means a quarter of the checkpoints: hot pages are copied back
-        // less often (addWebhook under load: 12k -> 17k/s), for a WAL of up to ~16 MiB.
+        // less often (addWebhook under load: 12k -> 18k/s in one A/B run, BENCHMARKS.md), for
+        // a WAL of up to ~16 MiB.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 4000;
              PRAGMA journal_size_limit = 67108864;",
