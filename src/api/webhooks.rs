@@ -33,13 +33,14 @@ pub async fn edit(
     let id = check.id("webhook_id", args.get("webhook_id"));
     let patch = check.webhook_details(args.get("webhook_details"), false);
     check.finish()?;
-    let current = app.store.webhook(caller.account_id, id)?;
-    let merged = patch.apply(current.settings);
-    let mut check = Checker::default();
-    check.webhook_settings(&merged);
-    check.finish()?;
     app.store
-        .update_webhook(caller.account_id, id, merged)
+        .edit_webhook(caller.account_id, id, |current| {
+            let merged = patch.apply(current);
+            let mut check = Checker::default();
+            check.webhook_settings(&merged);
+            check.finish()?;
+            Ok(merged)
+        })
         .await?;
     done()
 }

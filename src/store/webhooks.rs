@@ -205,16 +205,17 @@ impl Store {
         self.lookup(|conn| load(conn, account_id, id))
     }
 
-    /// Stores merged settings. A webhook that becomes inactive has its pending work cancelled.
-    /// A new `secret` given by edit is a rotation too: the old one keeps signing for 24 h.
-    pub async fn update_webhook(
-        &self,
-        account_id: i64,
-        id: i64,
-        s: WebhookSettings,
-    ) -> Result<(), ApiError> {
+    /// An edit: reads the webhook, merges the change into it (`merge` also validates the
+    /// result) and stores it, all in one write transaction, so a call racing this one (a
+    /// rotation, another edit, a 410 deactivation) is never undone by a stale read. A webhook
+    /// that becomes inactive has its pending work cancelled. A new `secret` given by edit is a
+    /// rotation too: the old one keeps signing for 24 h.
+    pub async fn edit_webhook<F>(&self, account_id: i64, id: i64, merge: F) -> Result<(), ApiError>
+    where
+        F: FnOnce(WebhookSettings) -> Result<WebhookSettings, ApiError> + Send + 'static,
+    {
         self.write(move |conn| {
-            load(conn, account_id, id)?;
+            let s = merge(load(conn, account_id, id)?.settings)?;
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?3, description = ?4, object = ?5, event = ?6, list_id = ?7,
                    url = ?8, headers = ?9, auth_username = ?10, auth_password = ?11, secret = ?12,
