@@ -9,9 +9,14 @@ use std::time::Duration;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the recorder once per process.
+/// How often recorded histogram samples are folded into their summaries.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the recorder once per process, with its upkeep.
 pub fn install() {
-    HANDLE.get_or_init(|| {
+    let mut first = false;
+    let handle = HANDLE.get_or_init(|| {
+        first = true;
         PrometheusBuilder::new()
             .set_buckets(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -21,6 +26,18 @@ pub fn install() {
             .install_recorder()
             .expect("the metrics recorder is installed once")
     });
+    if first {
+        // A histogram keeps every sample until it is drained, which a scrape does; nobody may
+        // scrape at all, so drain on a timer too, or memory grows with every call.
+        let handle = handle.clone();
+        std::thread::Builder::new()
+            .name("hookrpc-metrics".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            })
+            .expect("spawn the metrics upkeep thread");
+    }
 }
 
 /// A method's handles for the common case, a success: looking a metric up by name and labels
