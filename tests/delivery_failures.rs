@@ -252,6 +252,108 @@ async fn gone_deactivates_the_webhook() {
     assert_eq!(receiver.received().len(), 1);
 }
 
+#[tokio::test]
+async fn deliveries_cancelled_in_flight_still_count_their_attempt() {
+    let server = Server::start(RETRY_TWICE);
+    let receiver = Receiver::start().await;
+    // Three one-item requests in flight at once, each answered 410: the first answer
+    // deactivates the webhook and cancels the other two while they are still on the wire.
+    receiver.set_reply(Reply::SlowStatus(Duration::from_millis(100), 410));
+    let details = json!({"object": "contact", "event": "created", "url": receiver.url("/"),
+        "batch_size": 1});
+    server.ok("addWebhook", json!([server.key, details])).await;
+    let event = json!({"object": "contact", "event": "created"});
+    server
+        .ok("addEvents", json!([server.key, [event, event, event]]))
+        .await;
+    eventually("three requests answered", WAIT, || async {
+        (receiver.received().len() == 3).then_some(())
+    })
+    .await;
+    let deliveries = eventually("every attempt recorded", WAIT, || async {
+        let all = server.ok("searchDeliveries", json!([server.key])).await;
+        let recorded = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] != "pending");
+        let mut full = Vec::new();
+        for d in all.as_array().unwrap() {
+            full.push(
+                server
+                    .ok("getDeliveryById", json!([server.key, d["id"]]))
+                    .await,
+            );
+        }
+        let attempts: usize = full
+            .iter()
+            .map(|d| d["attempts"].as_array().unwrap().len())
+            .sum();
+        (recorded && attempts == 3).then_some(full)
+    })
+    .await;
+    let cancelled = deliveries
+        .iter()
+        .filter(|d| d["status"] == "cancelled")
+        .count();
+    assert!(
+        cancelled > 0,
+        "some were cancelled in flight: {deliveries:?}"
+    );
+    for d in &deliveries {
+        assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{d}");
+        assert_eq!(
+            d["attempt_count"], 1,
+            "the attempt it lists is counted: {d}"
+        );
+        assert!(d["last_attempt_time"].is_i64(), "{d}");
+    }
+}
+
+#[tokio::test]
+async fn a_closed_circuit_releases_its_backlog_at_once() {
+    // The circuit opens on the first failure, with its first probe 1 s later. The server then
+    // restarts with a probe interval of an hour: were the backlog to wait for the probe after
+    // the one that succeeds, it would wait that hour.
+    let mut args = RETRY_TWICE.to_vec();
+    args.extend(["--circuit-threshold", "1", "--circuit-probe-interval", "1s"]);
+    let mut server = Server::start(&args);
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Status(500));
+    let details = json!({"object": "contact", "event": "created", "url": receiver.url("/"),
+        "batch_size": 1});
+    let webhook = server.ok("addWebhook", json!([server.key, details])).await;
+    let event = json!({"object": "contact", "event": "created"});
+    server.ok("addEvent", json!([server.key, event])).await;
+    eventually("the circuit opens", WAIT, || async {
+        let w = server
+            .ok("getWebhookById", json!([server.key, webhook]))
+            .await;
+        (w["circuit_state"] == "open").then_some(())
+    })
+    .await;
+    server
+        .ok(
+            "addEvents",
+            json!([server.key, [event, event, event, event]]),
+        )
+        .await;
+    let mut args = RETRY_TWICE.to_vec();
+    args.extend(["--circuit-threshold", "1", "--circuit-probe-interval", "1h"]);
+    server.restart_with(&args);
+    receiver.set_reply(Reply::Status(200));
+    eventually(
+        "the probe and then the whole backlog arrive",
+        WAIT,
+        || async { (receiver.items().len() >= 5).then_some(()) },
+    )
+    .await;
+    let all = server.ok("searchDeliveries", json!([server.key])).await;
+    for d in all.as_array().unwrap() {
+        server.delivery_with_status(&d["id"], "succeeded").await;
+    }
+}
+
 /// Without --allow-private-targets every non-public target is refused before a connection is
 /// made: loopback receivers that really listen see nothing.
 #[tokio::test]

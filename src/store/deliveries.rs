@@ -419,11 +419,15 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), 
     let mut link = conn.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, attempt_id) VALUES (?1, ?2)",
     )?;
-    // `status = 'pending'` keeps a delivery cancelled while it was in flight cancelled.
+    // The attempt counts for every delivery it carried, but only a pending one moves on: one
+    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so.
     let mut update = conn.prepare_cached(
-        "UPDATE deliveries SET status = ?2, due_ms = ?3, attempt_count = attempt_count + 1,
+        "UPDATE deliveries SET
+           status = CASE WHEN status = 'pending' THEN ?2 ELSE status END,
+           due_ms = CASE WHEN status = 'pending' THEN ?3 ELSE due_ms END,
+           attempt_count = attempt_count + 1,
            last_attempt_time = ?4, last_status_code = ?5, last_error = ?6
-         WHERE id = ?1 AND status = 'pending'",
+         WHERE id = ?1",
     )?;
     for (id, next) in &o.next {
         link.execute(params![id, attempt_id])?;
@@ -435,15 +439,28 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), 
         update.execute(params![id, status, due, o.time, o.status_code, o.error])?;
     }
     match &o.error {
-        None => {
-            conn.prepare_cached(
-                "UPDATE webhooks SET last_success_time = ?2, consecutive_failures = 0,
-                   circuit_state = 'closed', next_probe_ms = NULL WHERE id = ?1",
-            )?
-            .execute(params![o.webhook_id, o.time])?;
-        }
-        Some(error) => record_failure(conn, o, error, circuit)?,
+        None => record_success(conn, o),
+        Some(error) => record_failure(conn, o, error, circuit),
     }
+}
+
+/// A success closes the circuit, and what it held back is due at once, not at the probe that
+/// would have come next. Held-back work waits with its due time at the webhook's next probe.
+/// While a circuit is open only its probe is in flight, and this outcome has just settled the
+/// probe's deliveries (a batch sent before the circuit opened is long done: an attempt's
+/// timeout is shorter than the probe interval in any sane setting).
+fn record_success(conn: &Connection, o: &Outcome) -> Result<(), ApiError> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET due_ms = ?2
+         WHERE webhook_id = ?1 AND status = 'pending' AND due_ms > ?2
+           AND due_ms <= (SELECT next_probe_ms FROM webhooks WHERE id = ?1)",
+    )?
+    .execute(params![o.webhook_id, now_ms()])?;
+    conn.prepare_cached(
+        "UPDATE webhooks SET last_success_time = ?2, consecutive_failures = 0,
+           circuit_state = 'closed', next_probe_ms = NULL WHERE id = ?1",
+    )?
+    .execute(params![o.webhook_id, o.time])?;
     Ok(())
 }
 

@@ -68,6 +68,12 @@ impl Server {
         *self = again;
     }
 
+    /// The same database again, with other flags.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("hookrpc.db")
     }
@@ -296,6 +302,8 @@ pub enum Reply {
     WithHeaders(u16, Vec<(&'static str, String)>),
     /// Sleep, then 200.
     Slow(Duration),
+    /// Sleep, then this status.
+    SlowStatus(Duration, u16),
     /// Drop the connection without answering.
     Hangup,
     /// Status with this body.
@@ -363,6 +371,10 @@ impl Receiver {
             Reply::Slow(d) => {
                 tokio::time::sleep(d).await;
                 (200, vec![])
+            }
+            Reply::SlowStatus(d, s) => {
+                tokio::time::sleep(d).await;
+                (s, vec![])
             }
             Reply::Hangup => return Err(std::io::Error::other("hang up")),
             Reply::Text(s, text) => {
