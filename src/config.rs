@@ -75,8 +75,10 @@ pub struct Config {
     #[arg(long, env = "HOOKRPC_DELIVERY_CONCURRENCY", default_value_t = 64)]
     pub delivery_concurrency: usize,
 
-    /// Most delivery requests in flight at once to one webhook.
-    #[arg(long, env = "HOOKRPC_WEBHOOK_CONCURRENCY", default_value_t = 4)]
+    /// Most delivery requests in flight at once to one webhook: the ceiling of its adaptive
+    /// limit, which starts at 4, grows while the receiver answers quickly and cleanly, and
+    /// backs off on 429, 5xx, timeouts and slow answers.
+    #[arg(long, env = "HOOKRPC_WEBHOOK_CONCURRENCY", default_value_t = 64)]
     pub webhook_concurrency: usize,
 
     /// How long claimed work stays reserved before another claim may take it (after a crash).

@@ -153,3 +153,42 @@ async fn kill_9_during_a_10k_burst_loses_no_acknowledged_event() {
         stored
     );
 }
+
+#[tokio::test]
+async fn shutdown_hands_back_what_it_did_not_send() {
+    // One request at a time, hung at the receiver past the grace period; the lease is an hour,
+    // so what is not handed back at shutdown would not be sent again in this test.
+    let mut server = Server::start(&[
+        "--allow-private-targets",
+        "--webhook-concurrency",
+        "1",
+        "--lease",
+        "1h",
+        "--shutdown-grace",
+        "300ms",
+    ]);
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Slow(Duration::from_secs(30)));
+    let details = json!({"object": "contact", "event": "subscribed", "url": receiver.url("/"),
+        "batch_size": 1});
+    server.ok("addWebhook", json!([server.key, details])).await;
+    let ids = server
+        .ok(
+            "addEvents",
+            json!([server.key, [event(), event(), event()]]),
+        )
+        .await;
+    eventually(
+        "the first request hangs at the receiver",
+        Duration::from_secs(30),
+        || async { (!receiver.received().is_empty()).then_some(()) },
+    )
+    .await;
+    server.stop();
+    receiver.set_reply(Reply::Status(200));
+    server.restart();
+    for id in ids.as_array().unwrap() {
+        let delivery = server.delivery_of(id).await;
+        server.delivery_with_status(&delivery, "succeeded").await;
+    }
+}

@@ -11,13 +11,14 @@ pub mod signing;
 use crate::config::Config;
 use crate::metrics;
 use crate::model::{now_ms, now_secs};
-use crate::store::{CircuitPolicy, Claim, Next, Outcome, Store};
+use crate::store::{CircuitPolicy, Claim, Next, Outcome, Room, Store};
+use retry::{AdaptiveLimit, Signal};
 use sender::{Attempt, Sender};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 /// Most deliveries one claim takes.
@@ -26,6 +27,11 @@ const CLAIM_LIMIT: usize = 1000;
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// The shortest sleep, so that a queue that cannot be claimed never spins the CPU.
 const MIN_IDLE_MS: i64 = 5;
+
+/// Requests in flight to a webhook the engine has not learnt about yet.
+const INITIAL_WEBHOOK_LIMIT: usize = 4;
+/// How long what was learnt about an idle webhook's receiver is kept.
+const FORGET_AFTER: Duration = Duration::from_secs(300);
 
 /// Wakes the engine: new work was committed.
 #[derive(Clone, Default)]
@@ -50,11 +56,57 @@ struct Shared {
     waker: Waker,
     circuit: CircuitPolicy,
     global: Semaphore,
-    per_webhook: Mutex<HashMap<i64, Arc<Semaphore>>>,
-    /// Deliveries claimed and not yet recorded.
-    held: AtomicUsize,
+    flows: Mutex<HashMap<i64, Flow>>,
+    /// Deliveries claimed and not yet recorded or handed back.
+    in_hand: Mutex<HashSet<i64>>,
     stopping: AtomicBool,
     idle: Notify,
+}
+
+/// One webhook's traffic: its adaptive limit, and the slots that enforce it.
+struct Flow {
+    limit: AdaptiveLimit,
+    /// Permits = the limit; one is taken for each request in flight.
+    slots: Arc<Semaphore>,
+    /// Permits in existence (in flight or free); above the limit after a cut, until requests
+    /// in flight come back and their permits are retired.
+    permits: usize,
+    /// Batches claimed for this webhook and not finished.
+    batches: usize,
+    /// When its last batch finished.
+    last_used: Instant,
+}
+
+impl Flow {
+    fn new(ceiling: usize) -> Flow {
+        let limit = AdaptiveLimit::new(INITIAL_WEBHOOK_LIMIT, ceiling);
+        Flow {
+            slots: Arc::new(Semaphore::new(limit.current())),
+            permits: limit.current(),
+            limit,
+            batches: 0,
+            last_used: Instant::now(),
+        }
+    }
+
+    /// Brings the permits to the limit: adds what it grew by, retires free ones it shrank by
+    /// (the rest are retired as their requests come back, in [`Flow::give_back`]).
+    fn follow_limit(&mut self) {
+        let want = self.limit.current();
+        if want > self.permits {
+            self.slots.add_permits(want - self.permits);
+            self.permits = want;
+        } else if want < self.permits {
+            self.permits -= self.slots.forget_permits(self.permits - want);
+        }
+    }
+
+    fn give_back(&mut self, permit: OwnedSemaphorePermit) {
+        if self.permits > self.limit.current() {
+            permit.forget();
+            self.permits -= 1;
+        }
+    }
 }
 
 pub fn start(
@@ -69,8 +121,8 @@ pub fn start(
             probe_interval_ms: config.circuit_probe_interval.as_millis() as i64,
         },
         global: Semaphore::new(config.delivery_concurrency.max(1)),
-        per_webhook: Mutex::default(),
-        held: AtomicUsize::new(0),
+        flows: Mutex::default(),
+        in_hand: Mutex::default(),
         stopping: AtomicBool::new(false),
         idle: Notify::new(),
         store,
@@ -81,23 +133,45 @@ pub fn start(
     Ok(EngineHandle { shared, task })
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl EngineHandle {
-    /// Stops claiming, lets in-flight attempts finish within the grace period, and hands
-    /// claimed-but-unsent work back to the queue.
+    /// Stops claiming, lets attempts in flight finish within the grace period, and hands every
+    /// claimed delivery it did not send (or did not hear back about) back to the queue, so the
+    /// next start sends it at once instead of after its lease.
     pub async fn shutdown(self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        self.shared.waker.wake();
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        shared.waker.wake();
         let _ = self.task.await;
-        let grace = self.shared.config.shutdown_grace;
+        // Batches still waiting for a slot give up at once and hand their work back.
+        shared.global.close();
+        for flow in lock(&shared.flows).values() {
+            flow.slots.close();
+        }
         let drained = async {
-            while self.shared.held.load(Ordering::SeqCst) > 0 {
-                self.shared.idle.notified().await;
+            loop {
+                let idle = shared.idle.notified();
+                if lock(&shared.in_hand).is_empty() {
+                    return;
+                }
+                idle.await;
             }
         };
-        if tokio::time::timeout(grace, drained).await.is_err() {
+        if tokio::time::timeout(shared.config.shutdown_grace, drained)
+            .await
+            .is_err()
+        {
+            let unsent: Vec<i64> = lock(&shared.in_hand).drain().collect();
             tracing::warn!(
-                "shutdown grace period over with deliveries in flight; they will be retried"
+                deliveries = unsent.len(),
+                "shutdown grace period over with deliveries in flight; handing them back"
             );
+            if let Err(e) = shared.store.release(unsent).await {
+                tracing::warn!(error = %e, "could not hand back deliveries; their lease will expire");
+            }
         }
     }
 }
@@ -140,7 +214,7 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
     // wait until a good share of a claim fits.
     let min_claim = CLAIM_LIMIT.min(max_held / 2).max(1);
     loop {
-        let held = shared.held.load(Ordering::SeqCst);
+        let held = lock(&shared.in_hand).len();
         if held + min_claim > max_held {
             return Fill::AtCapacity;
         }
@@ -151,13 +225,7 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
         let lease_ms = shared.config.lease.as_millis() as i64;
         let claims = match shared
             .store
-            .claim_due(
-                limit,
-                shared.config.webhook_concurrency,
-                busy_webhooks(shared),
-                lease_ms,
-                shared.circuit,
-            )
+            .claim_due(limit, room(shared), lease_ms, shared.circuit)
             .await
         {
             Ok(claims) => claims,
@@ -168,11 +236,9 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
         };
         let claimed: usize = claims.iter().map(|c| c.deliveries.len()).sum();
         for claim in claims {
-            shared
-                .held
-                .fetch_add(claim.deliveries.len(), Ordering::SeqCst);
+            lock(&shared.in_hand).extend(claim.deliveries.iter().map(|d| d.id));
+            let slots = take_batch(shared, claim.target.webhook_id);
             let lease_end = now_ms() + lease_ms;
-            let slots = webhook_slots(shared, claim.target.webhook_id);
             tokio::spawn(deliver(shared.clone(), claim, slots, lease_end));
         }
         if claimed < limit {
@@ -181,31 +247,64 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
     }
 }
 
-/// Webhooks that already hold as many batches as they may send at once: claiming more for
-/// them now would only make it wait in memory. (Each held batch keeps a handle on its
-/// webhook's slots; the map keeps one more.)
-fn busy_webhooks(shared: &Shared) -> HashSet<i64> {
-    let map = shared.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
-    let concurrency = shared.config.webhook_concurrency.max(1);
-    map.iter()
-        .filter(|(_, slots)| Arc::strong_count(slots) > concurrency)
-        .map(|(id, _)| *id)
-        .collect()
+/// How many more batches each webhook may be given now: claiming more than it may send at
+/// once would only make them wait in memory. Webhooks idle for long are forgotten here, so
+/// memory follows the webhooks in use.
+fn room(shared: &Shared) -> Room {
+    let otherwise = INITIAL_WEBHOOK_LIMIT.min(shared.config.webhook_concurrency.max(1));
+    let mut flows = lock(&shared.flows);
+    flows.retain(|_, flow| flow.batches > 0 || flow.last_used.elapsed() < FORGET_AFTER);
+    Room {
+        known: flows
+            .iter()
+            .map(|(id, flow)| (*id, flow.limit.current().saturating_sub(flow.batches)))
+            .filter(|(_, room)| *room != otherwise)
+            .collect(),
+        otherwise,
+    }
 }
 
-fn webhook_slots(shared: &Shared, webhook_id: i64) -> Arc<Semaphore> {
-    let mut map = shared.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
-    map.entry(webhook_id)
-        .or_insert_with(|| Arc::new(Semaphore::new(shared.config.webhook_concurrency.max(1))))
-        .clone()
+/// Counts a claimed batch against its webhook; returns the webhook's slots.
+fn take_batch(shared: &Shared, webhook_id: i64) -> Arc<Semaphore> {
+    let mut flows = lock(&shared.flows);
+    let flow = flows
+        .entry(webhook_id)
+        .or_insert_with(|| Flow::new(shared.config.webhook_concurrency));
+    flow.batches += 1;
+    flow.slots.clone()
 }
 
-/// Drops a webhook's slots once nobody uses them, so memory follows the busy webhooks only.
-fn forget_idle_slots(shared: &Shared, webhook_id: i64, slots: Arc<Semaphore>) {
-    let mut map = shared.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
-    // One reference in the map, one here: nobody else is waiting on or holding them.
-    if Arc::strong_count(&slots) == 2 {
-        map.remove(&webhook_id);
+/// A batch is done: its slot goes back (or is retired after a cut) and the limit learns from
+/// the answer.
+fn finish_batch(
+    shared: &Shared,
+    webhook_id: i64,
+    permit: Option<OwnedSemaphorePermit>,
+    answer: Option<(Instant, Signal)>,
+) {
+    let mut flows = lock(&shared.flows);
+    let Some(flow) = flows.get_mut(&webhook_id) else {
+        return;
+    };
+    flow.batches -= 1;
+    if let Some((sent, signal)) = answer {
+        flow.limit.observe(sent, signal);
+        flow.follow_limit();
+    }
+    if let Some(permit) = permit {
+        flow.give_back(permit);
+    }
+    flow.last_used = Instant::now();
+}
+
+/// Claimed deliveries no longer in hand: recorded, or handed back.
+fn settle(shared: &Shared, claim: &Claim) {
+    let mut in_hand = lock(&shared.in_hand);
+    for d in &claim.deliveries {
+        in_hand.remove(&d.id);
+    }
+    if in_hand.is_empty() {
+        shared.idle.notify_waiters();
     }
 }
 
@@ -216,34 +315,34 @@ async fn release(shared: &Shared, claim: &Claim) {
     }
 }
 
-/// One batch: wait for a slot, send, record.
+/// One batch: wait for a slot (its webhook's, then a global one), send, record. Stopping, it
+/// hands the batch back instead.
 async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease_end: i64) {
-    let count = claim.deliveries.len();
-    let span = tracing::info_span!(
-        "delivery",
-        webhook_id = claim.target.webhook_id,
-        deliveries = count
-    );
+    let webhook_id = claim.target.webhook_id;
+    let span = tracing::info_span!("delivery", webhook_id, deliveries = claim.deliveries.len());
     async {
-        {
-            let _webhook = slots.acquire().await;
-            let _global = shared.global.acquire().await;
-            if shared.stopping.load(Ordering::SeqCst) {
-                // Not sent: hand it back so the next start need not wait for the lease.
-                release(&shared, &claim).await;
-            } else if now_ms() < lease_end {
-                // Past its lease, a claim may have been taken again: leave it to that claim.
-                let attempt = shared.sender.send(&claim).await;
-                record(&shared, &claim, attempt, lease_end).await;
-            }
+        let slot = slots.acquire_owned().await.ok();
+        let global = match &slot {
+            Some(_) => shared.global.acquire().await.ok(),
+            None => None,
+        };
+        let mut answer = None;
+        if global.is_none() || shared.stopping.load(Ordering::SeqCst) {
+            // Not sent: hand it back so the next start need not wait for the lease.
+            release(&shared, &claim).await;
+        } else if now_ms() < lease_end {
+            // Past its lease, a claim may have been taken again: leave it to that claim.
+            let sent = Instant::now();
+            let attempt = shared.sender.send(&claim).await;
+            answer = Some((sent, attempt.signal()));
+            record(&shared, &claim, attempt, lease_end).await;
         }
-        forget_idle_slots(&shared, claim.target.webhook_id, slots);
+        drop(global);
+        finish_batch(&shared, webhook_id, slot, answer);
+        settle(&shared, &claim);
     }
     .instrument(span)
     .await;
-    if shared.held.fetch_sub(count, Ordering::SeqCst) == count {
-        shared.idle.notify_waiters();
-    }
     shared.waker.wake();
 }
 

@@ -1,10 +1,10 @@
 //! The retry schedule with ±10 % jitter, and `Retry-After` clamped between the scheduled delay
-//! and twice it (API.md §4).
+//! and twice it (API.md §4); and the adaptive limit on requests in flight to one webhook.
 
 use crate::config::Schedule;
 use crate::store::Next;
 use rand::Rng;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What follows a failed attempt, given how many attempts of the current schedule run came
 /// before it.
@@ -27,6 +27,96 @@ pub fn after_failure(
     };
     Next::RetryAt {
         due_ms: now_ms + wait.as_millis() as i64,
+    }
+}
+
+/// What an answer says about a receiver's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// A 2xx, after this long.
+    Clean(Duration),
+    /// 429, a 5xx, a timeout or a failed connection: it cannot keep up.
+    Overloaded,
+    /// Anything else (a 404, say): a fault of the webhook's, not of load.
+    Neutral,
+}
+
+/// An answer this quick never counts as slow, whatever the receiver's best time: a receiver
+/// that answers within it is doing fine, and cutting its requests would only cost throughput.
+const QUICK: Duration = Duration::from_millis(10);
+/// An answer slower than this many times the receiver's best recent time means requests queue
+/// at the receiver.
+const SLOW_FACTOR: u32 = 2;
+
+/// How many requests may be in flight to one webhook. It starts low and grows while the
+/// receiver answers quickly and cleanly, up to a ceiling; it halves at once on 429, 5xx and
+/// timeouts, and shrinks by a quarter when answers slow down (requests queue there). This is
+/// TCP's congestion control applied to a receiver: grow by one per answer (doubling each round
+/// trip) until the first sign of trouble, by one per round trip after it; cut once per round
+/// trip, since every request in flight when trouble starts reports the same trouble.
+#[derive(Debug, Clone)]
+pub struct AdaptiveLimit {
+    limit: f64,
+    ceiling: f64,
+    /// The quickest recent answer; it drifts up slowly, so a receiver that became slower for
+    /// good is not held to its old best.
+    best: Option<Duration>,
+    /// No trouble seen yet: grow fast.
+    probing: bool,
+    /// When the limit was last cut: answers to requests sent before then do not cut again.
+    last_cut: Option<Instant>,
+}
+
+impl AdaptiveLimit {
+    pub fn new(initial: usize, ceiling: usize) -> Self {
+        let ceiling = ceiling.max(1) as f64;
+        AdaptiveLimit {
+            limit: (initial.max(1) as f64).min(ceiling),
+            ceiling,
+            best: None,
+            probing: true,
+            last_cut: None,
+        }
+    }
+
+    /// Requests that may be in flight now.
+    pub fn current(&self) -> usize {
+        self.limit as usize
+    }
+
+    /// Learns from the answer to a request sent at `sent`.
+    pub fn observe(&mut self, sent: Instant, signal: Signal) {
+        match signal {
+            Signal::Neutral => {}
+            Signal::Overloaded => self.cut(sent, 0.5),
+            Signal::Clean(took) => {
+                let best = self.learn_best(took);
+                if took > QUICK && took > best * SLOW_FACTOR {
+                    self.cut(sent, 0.75);
+                } else {
+                    let step = if self.probing { 1.0 } else { 1.0 / self.limit };
+                    self.limit = (self.limit + step).min(self.ceiling);
+                }
+            }
+        }
+    }
+
+    fn learn_best(&mut self, took: Duration) -> Duration {
+        let best = match self.best {
+            Some(best) if took >= best => best + (took - best) / 1024,
+            _ => took,
+        };
+        self.best = Some(best);
+        best
+    }
+
+    fn cut(&mut self, sent: Instant, factor: f64) {
+        self.probing = false;
+        if self.last_cut.is_some_and(|cut| sent < cut) {
+            return;
+        }
+        self.limit = (self.limit * factor).max(1.0);
+        self.last_cut = Some(Instant::now());
     }
 }
 
@@ -68,5 +158,54 @@ mod tests {
             after_failure(&s, 0, Some(Duration::from_secs(60)), 0),
             Next::RetryAt { due_ms: 10_000 }
         );
+    }
+
+    #[test]
+    fn the_limit_grows_on_quick_answers_up_to_its_ceiling() {
+        let mut limit = AdaptiveLimit::new(4, 64);
+        for _ in 0..100 {
+            limit.observe(Instant::now(), Signal::Clean(Duration::from_millis(1)));
+        }
+        assert_eq!(limit.current(), 64);
+    }
+
+    #[test]
+    fn overload_halves_the_limit_once_per_round_trip() {
+        let mut limit = AdaptiveLimit::new(32, 64);
+        let sent = Instant::now();
+        limit.observe(sent, Signal::Overloaded);
+        assert_eq!(limit.current(), 16);
+        // The rest of what was in flight with it reports the same trouble.
+        limit.observe(sent, Signal::Overloaded);
+        assert_eq!(limit.current(), 16);
+        limit.observe(Instant::now(), Signal::Overloaded);
+        assert_eq!(limit.current(), 8);
+        for _ in 0..10 {
+            limit.observe(Instant::now(), Signal::Overloaded);
+        }
+        assert_eq!(limit.current(), 1, "never below one");
+    }
+
+    #[test]
+    fn slow_answers_shrink_the_limit_and_neutral_ones_do_not() {
+        let mut limit = AdaptiveLimit::new(16, 64);
+        limit.observe(Instant::now(), Signal::Clean(Duration::from_millis(50)));
+        let before = limit.current();
+        limit.observe(Instant::now(), Signal::Neutral);
+        assert_eq!(limit.current(), before);
+        limit.observe(Instant::now(), Signal::Clean(Duration::from_millis(400)));
+        assert!(limit.current() < before, "{} < {before}", limit.current());
+    }
+
+    #[test]
+    fn after_trouble_it_grows_by_one_per_round_trip() {
+        let mut limit = AdaptiveLimit::new(8, 64);
+        limit.observe(Instant::now(), Signal::Overloaded);
+        assert_eq!(limit.current(), 4);
+        // A round trip at a limit of 4 is about four answers.
+        for _ in 0..5 {
+            limit.observe(Instant::now(), Signal::Clean(Duration::from_millis(1)));
+        }
+        assert_eq!(limit.current(), 5);
     }
 }

@@ -2,7 +2,7 @@
 //! whatever happens into an [`Attempt`] with a reason a person understands.
 
 use super::guard::{self, GuardedResolver, Refused};
-use super::signing;
+use super::{retry, signing};
 use crate::config::Config;
 use crate::store::Claim;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -28,6 +28,17 @@ pub struct Attempt {
     pub gone: bool,
 }
 
+impl Attempt {
+    /// What this answer says about the receiver's load.
+    pub fn signal(&self) -> retry::Signal {
+        match (self.status, &self.error) {
+            (_, None) => retry::Signal::Clean(self.duration),
+            (Some(429 | 500..), _) | (None, _) => retry::Signal::Overloaded,
+            (Some(_), _) => retry::Signal::Neutral,
+        }
+    }
+}
+
 pub struct Sender {
     client: reqwest::Client,
     allow_private: bool,
@@ -43,7 +54,10 @@ impl Sender {
             .connect_timeout(config.connect_timeout)
             .timeout(config.attempt_timeout)
             .tcp_nodelay(true)
-            .pool_max_idle_per_host(config.webhook_concurrency.max(1));
+            // Connections are pooled per host, for every webhook on it: room for as many
+            // idle ones as could be in flight at once, or webhooks sharing a host would close
+            // and reopen connections all the time.
+            .pool_max_idle_per_host(config.delivery_concurrency.max(1));
         if !config.allow_private_targets {
             builder = builder.dns_resolver(GuardedResolver);
         }

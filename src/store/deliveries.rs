@@ -8,7 +8,7 @@ use crate::search::{Field, Filter, Kind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 pub const FIELDS: &[Field] = &[
     Field {
@@ -152,6 +152,25 @@ pub struct Outcome {
     pub deactivate: bool,
 }
 
+/// How many more batches the engine can take for each webhook now: what it already holds
+/// counts against each webhook's limit on requests in flight.
+#[derive(Debug, Clone, Default)]
+pub struct Room {
+    /// Webhooks the engine holds work for, or has learnt a limit for.
+    pub known: HashMap<i64, usize>,
+    /// Any other webhook.
+    pub otherwise: usize,
+}
+
+impl Room {
+    fn batches(&self, webhook_id: i64) -> usize {
+        self.known
+            .get(&webhook_id)
+            .copied()
+            .unwrap_or(self.otherwise)
+    }
+}
+
 /// Circuit breaker settings, passed in by the engine.
 #[derive(Debug, Clone, Copy)]
 pub struct CircuitPolicy {
@@ -251,39 +270,39 @@ fn set_due(
     Ok(())
 }
 
-/// Claims up to `limit` due deliveries, oldest first, one webhook at a time and at most
-/// `batches_per_webhook` of its batches (no more could be sent at once), so a burst fanned out
-/// to many webhooks goes out in full batches to many of them at once. Each is leased by moving
-/// its due time to the end of the lease, so a crash leaves work that falls due again.
-/// Deliveries of an open circuit wait for its next probe; when a probe is due, one batch goes
-/// out as the probe. `busy` webhooks (as many batches in hand as they may send) are passed by.
+/// Claims up to `limit` due deliveries, oldest first, one webhook at a time and at most the
+/// batches it has `room` for (no more could be sent at once), so a burst fanned out to many
+/// webhooks goes out in full batches to many of them at once. Each is leased by moving its due
+/// time to the end of the lease, so a crash leaves work that falls due again. Deliveries of an
+/// open circuit wait for its next probe; when a probe is due, one batch goes out as the probe.
+/// Webhooks without room (as many batches in hand as they may send) are passed by.
 fn claim(
     conn: &Connection,
     limit: usize,
-    batches_per_webhook: usize,
-    busy: HashSet<i64>,
+    room: &Room,
     lease_ms: i64,
     circuit: CircuitPolicy,
 ) -> Result<Vec<Claim>, ApiError> {
     let now = now_ms();
     let mut claims = Vec::new();
     let mut claimed = 0;
-    let mut visited = busy;
+    let mut visited = HashSet::new();
     let mut from = (i64::MIN, i64::MIN);
     while claimed < limit {
         let Some((due_ms, webhook_id)) = next_due_webhook(conn, now, from)? else {
             break;
         };
         from = (due_ms, webhook_id + 1);
-        if !visited.insert(webhook_id) {
-            continue; // more of its work, due later: it had its share
+        let fits = room.batches(webhook_id);
+        if !visited.insert(webhook_id) || fits == 0 {
+            continue; // busy, or more of its work, due later: it had its share
         }
         let state = webhook_state(conn, webhook_id, now)?;
         if state.deleted {
             super::webhooks::cancel_pending(conn, webhook_id)?;
             continue;
         }
-        let share = (state.batch_size * batches_per_webhook.max(1)).min(limit - claimed);
+        let share = (state.batch_size * fits).min(limit - claimed);
         // An open circuit sends one batch, as its probe, when one is due; nothing otherwise.
         let probe_due = state.open.then(|| state.next_probe_ms.unwrap_or(0) <= now);
         let take = match probe_due {
@@ -576,12 +595,11 @@ impl Store {
     pub async fn claim_due(
         &self,
         limit: usize,
-        batches_per_webhook: usize,
-        busy: HashSet<i64>,
+        room: Room,
         lease_ms: i64,
         circuit: CircuitPolicy,
     ) -> Result<Vec<Claim>, ApiError> {
-        self.write(move |conn| claim(conn, limit, batches_per_webhook, busy, lease_ms, circuit))
+        self.write(move |conn| claim(conn, limit, &room, lease_ms, circuit))
             .await
     }
 

@@ -11,7 +11,7 @@ mod migrate;
 mod webhooks;
 
 pub use deliveries::FIELDS as DELIVERY_FIELDS;
-pub use deliveries::{CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Target};
+pub use deliveries::{CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Room, Target};
 pub use events::{Published, FIELDS as EVENT_FIELDS};
 pub use keys::{hash_key, KeyInfo};
 pub use webhooks::FIELDS as WEBHOOK_FIELDS;

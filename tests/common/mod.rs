@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -283,6 +283,8 @@ where
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Requests the receiver had in hand when this one arrived, itself included.
+    pub in_flight: usize,
     pub path: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
@@ -316,6 +318,16 @@ pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     reply: Arc<Mutex<Reply>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request out of the receiver's hands however its answer ends.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Receiver {
@@ -327,6 +339,7 @@ impl Receiver {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
             reply: Arc::new(Mutex::new(Reply::Status(200))),
+            in_flight: Arc::default(),
         };
         let r = receiver.clone();
         tokio::spawn(async move {
@@ -353,6 +366,8 @@ impl Receiver {
         &self,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<Full<Bytes>>, std::io::Error> {
+        let in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _out = InFlight(self.in_flight.clone());
         let (parts, body) = req.into_parts();
         let body = body
             .collect()
@@ -360,6 +375,7 @@ impl Receiver {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         self.received.lock().unwrap().push(Received {
+            in_flight,
             path: parts.uri.path().to_owned(),
             headers: parts.headers,
             body,

@@ -1,0 +1,96 @@
+//! How hard a webhook is pushed: its limit on requests in flight grows while the receiver
+//! answers quickly and cleanly, and backs off when it answers 429 or slows down. Counted at the
+//! receiver (requests in its hands when each arrives), never timed.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A server whose failed deliveries wait an hour (each event is one request here) and whose
+/// circuit stays closed, so only the adaptive limit shapes the traffic.
+fn server() -> Server {
+    Server::start(&[
+        "--allow-private-targets",
+        "--retry-schedule",
+        "1h",
+        "--circuit-threshold",
+        "100000",
+    ])
+}
+
+/// `count` events to the one webhook, one per request; waits until all were answered.
+async fn burst(server: &Server, receiver: &Receiver, count: usize) -> Vec<Received> {
+    let before = receiver.received().len();
+    let events = vec![json!({"object": "contact", "event": "created"}); count];
+    server.ok("addEvents", json!([server.key, events])).await;
+    eventually("every request answered", WAIT, || async {
+        let all = receiver.received();
+        (all.len() >= before + count).then(|| all[before..].to_vec())
+    })
+    .await
+}
+
+async fn one_request_per_event(server: &Server, receiver: &Receiver) {
+    let details = json!({"object": "contact", "event": "created", "url": receiver.url("/"),
+        "batch_size": 1});
+    server.ok("addWebhook", json!([server.key, details])).await;
+}
+
+fn most_in_flight(requests: &[Received]) -> usize {
+    requests.iter().map(|r| r.in_flight).max().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_quick_receiver_gets_more_and_a_429_gets_one_at_a_time() {
+    let server = server();
+    let receiver = Receiver::start().await;
+    one_request_per_event(&server, &receiver).await;
+    receiver.set_reply(Reply::Slow(Duration::from_millis(5)));
+    let quick = burst(&server, &receiver, 600).await;
+    assert!(
+        most_in_flight(&quick) > 8,
+        "a quick receiver is sent more than a fixed 4 at a time: {}",
+        most_in_flight(&quick)
+    );
+
+    receiver.set_reply(Reply::SlowStatus(Duration::from_millis(5), 429));
+    let refused = burst(&server, &receiver, 300).await;
+    // Halving once per round trip takes it from its ceiling to one within 127 requests.
+    let settled = &refused[150..];
+    assert_eq!(
+        most_in_flight(settled),
+        1,
+        "after a run of 429s, one request at a time"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_slows_down_gets_fewer_requests_at_once() {
+    let server = server();
+    let receiver = Receiver::start().await;
+    one_request_per_event(&server, &receiver).await;
+    receiver.set_reply(Reply::Slow(Duration::from_millis(5)));
+    let events = vec![json!({"object": "contact", "event": "created"}); 800];
+    server.ok("addEvents", json!([server.key, events])).await;
+    eventually("300 requests answered", WAIT, || async {
+        (receiver.received().len() >= 300).then_some(())
+    })
+    .await;
+    // In the middle of the stream it becomes eight times slower: requests queue there.
+    receiver.set_reply(Reply::Slow(Duration::from_millis(40)));
+    let all = eventually("every request answered", WAIT, || async {
+        let all = receiver.received();
+        (all.len() >= 800).then_some(all)
+    })
+    .await;
+    let before = most_in_flight(&all[..300]);
+    assert!(before > 8, "it grew while the receiver was quick: {before}");
+    let settled = most_in_flight(&all[650..]);
+    assert!(
+        settled <= 2,
+        "once it slowed down, at most 2 at once, not {settled}"
+    );
+}
