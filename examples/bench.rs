@@ -8,10 +8,15 @@
 //! - `delivery`: events from `addEvents` to a local receiver that verifies every signature, with
 //!   1, 10 and 100 webhooks; then publish→receive latency at a steady 1000 events/s.
 //! - `memory`: resident size with 100k webhooks and 1M pending deliveries whose receiver is down.
+//! - `unscraped`: resident size through a steady call load while nobody scrapes `/metrics`.
+//! - `connections`: 10 webhooks on one receiver host, one event per request: TCP connections
+//!   the receiver accepted per 1000 requests, and deliveries/s.
+//! - `single`: one webhook, one event per request, events published by `addEvent` one at a
+//!   time from 32 callers: deliveries/s, and the most requests the receiver had in hand at once.
 //!
 //! Tunables (environment): `BENCH_SECONDS` per wrk run and for the latency run (10),
 //! `BENCH_ROUNDS` (3), `BENCH_CONNECTIONS` (32), `BENCH_WEBHOOKS` for the delivery runs
-//! (1,10,100), `HOOKRPC_BIN` (target/release/hookrpc).
+//! (1,10,100), `BENCH_SOAK` seconds of `unscraped` (60), `HOOKRPC_BIN` (target/release/hookrpc).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -39,13 +44,19 @@ async fn main() {
         "delivery" => delivery(&settings).await,
         "latency" => latency(settings.seconds).await,
         "memory" => memory().await,
+        "unscraped" => unscraped().await,
+        "connections" => connections().await,
+        "single" => single(settings.seconds).await,
         "all" => {
             rpc(&settings).await;
             delivery(&settings).await;
+            single(settings.seconds).await;
+            connections().await;
             memory().await;
+            unscraped().await;
         }
         other => {
-            eprintln!("usage: bench [rpc|delivery|latency|memory|all] (not {other:?})");
+            eprintln!("usage: bench [rpc|delivery|latency|memory|unscraped|connections|single|all] (not {other:?})");
             std::process::exit(2);
         }
     }
@@ -482,6 +493,10 @@ struct Receiver {
     requests: AtomicU64,
     forged: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
+    /// TCP connections accepted.
+    connections: AtomicU64,
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
 }
 
 impl Receiver {
@@ -492,6 +507,7 @@ impl Receiver {
         let r = receiver.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                r.connections.fetch_add(1, Ordering::Relaxed);
                 let r = r.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -508,6 +524,17 @@ impl Receiver {
     }
 
     async fn answer(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<Full<Bytes>>, hyper::Error> {
+        let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.most_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+        let answer = self.check(req).await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        answer
+    }
+
+    async fn check(
         &self,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<Full<Bytes>>, hyper::Error> {
@@ -573,6 +600,11 @@ async fn delivery(settings: &Settings) {
 }
 
 async fn delivery_server(webhooks: usize) -> (Arc<Hookrpc>, Arc<Receiver>) {
+    delivery_server_with(webhooks, json!({})).await
+}
+
+/// `webhooks` webhooks on one receiver, each with `details` over the defaults.
+async fn delivery_server_with(webhooks: usize, details: Value) -> (Arc<Hookrpc>, Arc<Receiver>) {
     let server = Arc::new(Hookrpc::start(&[
         "--allow-private-targets",
         "--max-concurrent-calls",
@@ -581,10 +613,11 @@ async fn delivery_server(webhooks: usize) -> (Arc<Hookrpc>, Arc<Receiver>) {
     let (receiver, addr) = Receiver::start().await;
     let key = server.key.clone();
     call_many(&server, webhooks, 16, |i| {
-        (
-            "addWebhook",
-            json!([key, webhook(format!("http://{addr}/w/{i}"))]),
-        )
+        let mut w = webhook(format!("http://{addr}/w/{i}"));
+        for (k, v) in details.as_object().expect("an object") {
+            w[k] = v.clone();
+        }
+        ("addWebhook", json!([key, w]))
     })
     .await;
     (server, receiver)
@@ -723,4 +756,123 @@ async fn memory() {
         now as f64 / 1024.0
     );
     println!("| peak (VmHWM) | {:.1} |", peak as f64 / 1024.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// unscraped: memory through a steady call load, /metrics never read
+
+async fn unscraped() {
+    let seconds: u64 = std::env::var("BENCH_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let server = Arc::new(Hookrpc::start(&["--max-concurrent-calls", "1000"]));
+    let key = server.key.clone();
+    let id = server
+        .call(
+            "addWebhook",
+            json!([key, webhook("https://hooks.invalid/x".into())]),
+        )
+        .await;
+    println!(
+        "\n### Memory through {seconds} s of getWebhookById (32 callers), /metrics never scraped\n"
+    );
+    println!("| after s | calls | RSS MiB |");
+    println!("|---:|---:|---:|");
+    let calls = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let callers: Vec<_> = (0..32)
+        .map(|_| {
+            let (server, calls, key, id) = (server.clone(), calls.clone(), key.clone(), id.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    server.call("getWebhookById", json!([key, id])).await;
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    println!("| 0 | 0 | {:.1} |", server.memory_kib().0 as f64 / 1024.0);
+    let step = (seconds / 6).max(1);
+    for t in (step..=seconds).step_by(step as usize) {
+        tokio::time::sleep_until((deadline - Duration::from_secs(seconds - t)).into()).await;
+        println!(
+            "| {t} | {} | {:.1} |",
+            calls.load(Ordering::Relaxed),
+            server.memory_kib().0 as f64 / 1024.0
+        );
+    }
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// connections: many webhooks on one host
+
+async fn connections() {
+    let events = 20_000;
+    let (server, receiver) = delivery_server_with(10, json!({"batch_size": 1})).await;
+    let key = server.key.clone();
+    let event = json!({"object": "contact", "event": "subscribed"});
+    let started = Instant::now();
+    call_many(&server, events / 1000, 4, |_| {
+        ("addEvents", json!([key, vec![event.clone(); 1000]]))
+    })
+    .await;
+    let expected = events as u64 * 10;
+    receiver.wait_for(expected, Duration::from_secs(600)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let requests = receiver.requests.load(Ordering::Relaxed);
+    let connections = receiver.connections.load(Ordering::Relaxed);
+    println!(
+        "\n### Connections: 10 webhooks on one receiver host, batch_size 1, {events} events\n"
+    );
+    println!("| requests | connections opened | per 1000 requests | deliveries/s |");
+    println!("|---:|---:|---:|---:|");
+    println!(
+        "| {requests} | {connections} | {:.1} | {:.0} |",
+        connections as f64 * 1000.0 / requests as f64,
+        expected as f64 / seconds
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// single: one event per call, one event per request
+
+async fn single(seconds: u64) {
+    let (server, receiver) = delivery_server_with(1, json!({"batch_size": 1})).await;
+    let published = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let callers: Vec<_> = (0..32)
+        .map(|_| {
+            let (server, published) = (server.clone(), published.clone());
+            tokio::spawn(async move {
+                let event = json!({"object": "contact", "event": "subscribed"});
+                while Instant::now() < deadline {
+                    server.call("addEvent", json!([server.key, event])).await;
+                    published.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    let published = published.load(Ordering::Relaxed);
+    let intake = started.elapsed().as_secs_f64();
+    receiver.wait_for(published, Duration::from_secs(600)).await;
+    let all = started.elapsed().as_secs_f64();
+    println!(
+        "\n### One at a time: addEvent from 32 callers for {seconds} s, 1 webhook, batch_size 1\n"
+    );
+    println!("| events | events/s published | all received (s) | deliveries/s | most in flight at the receiver |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {published} | {:.0} | {all:.2} | {:.0} | {} |",
+        published as f64 / intake,
+        published as f64 / all,
+        receiver.most_in_flight.load(Ordering::Relaxed)
+    );
 }
