@@ -191,11 +191,12 @@ pub struct WebhookRecord {
     pub last_modified_time: i64,
 }
 
-/// What a password looks like in every reply.
-pub const MASKED_PASSWORD: &str = "********";
+/// What a hidden value (a password; a header value for standard keys) looks like in replies.
+pub const MASKED: &str = "********";
 
 impl WebhookRecord {
-    /// The Webhook of API.md; `secret` only for full-access callers. Serialized straight into
+    /// The Webhook of API.md; `secret` and header values only for full-access callers (the
+    /// Basic-auth password for nobody). Serialized straight into
     /// the reply, without building a JSON tree first.
     pub fn view(&self, access: Access) -> WebhookView<'_> {
         let s = &self.settings;
@@ -207,10 +208,13 @@ impl WebhookRecord {
             event: &s.event,
             list_id: s.list_id,
             url: &s.url,
-            headers: &s.headers,
+            headers: Headers {
+                headers: &s.headers,
+                masked: access != Access::Full,
+            },
             auth: s.auth.as_ref().map(|a| MaskedAuth {
                 username: &a.username,
-                password: MASKED_PASSWORD,
+                password: MASKED,
             }),
             is_active: s.is_active,
             batch_size: s.batch_size,
@@ -239,7 +243,7 @@ pub struct WebhookView<'a> {
     event: &'a str,
     list_id: i64,
     url: &'a str,
-    headers: &'a [Header],
+    headers: Headers<'a>,
     auth: Option<MaskedAuth<'a>>,
     is_active: bool,
     batch_size: i64,
@@ -252,6 +256,28 @@ pub struct WebhookView<'a> {
     last_modified_time: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
+}
+
+/// A webhook's headers as a reader sees them: values masked for standard keys, since a
+/// header is where bearer tokens and API keys of the receiver usually go. Names stay, so a
+/// reader still knows which headers are sent.
+struct Headers<'a> {
+    headers: &'a [Header],
+    masked: bool,
+}
+
+impl Serialize for Headers<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            name: &'a str,
+            value: &'a str,
+        }
+        serializer.collect_seq(self.headers.iter().map(|h| Shown {
+            name: &h.name,
+            value: if self.masked { MASKED } else { &h.value },
+        }))
+    }
 }
 
 #[derive(Serialize)]

@@ -169,6 +169,17 @@ impl Checker {
         Some(s.to_owned())
     }
 
+    /// A string that names something: what [`Checker::string`] takes, and not only whitespace
+    /// (it would show as nothing wherever the name is listed).
+    fn name(&mut self, field: &str, v: &Value, max: usize) -> Option<String> {
+        let s = self.string(field, v, 1, max)?;
+        if s.trim().is_empty() {
+            self.problem(field, "must not be blank");
+            return None;
+        }
+        Some(s)
+    }
+
     fn boolean(&mut self, field: &str, v: &Value) -> Option<bool> {
         let b = v.as_bool();
         if b.is_none() {
@@ -295,7 +306,7 @@ impl Checker {
             match key.as_str() {
                 "list_id" => patch.list_id = self.int_in(key, v, 0, i64::MAX),
                 "url" => patch.url = self.url(v),
-                "name" => patch.name = self.string(key, v, 1, 250),
+                "name" => patch.name = self.name(key, v, 250),
                 "description" => patch.description = self.string(key, v, 0, 1024),
                 "headers" => patch.headers = self.headers(v),
                 "auth" => patch.auth = self.auth(v),
@@ -329,8 +340,22 @@ impl Checker {
             return None;
         }
         let lower = s.to_ascii_lowercase();
-        if !lower.starts_with("http://") && !lower.starts_with("https://") {
+        let Some(rest) = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| lower.strip_prefix(scheme))
+        else {
             self.problem("url", "must be an absolute http or https URL");
+            return None;
+        };
+        // The parser also reads `http:///x` as `http://x/` and drops an empty `@`, so the
+        // host and user info are judged on the text as stored, which is what is sent.
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.is_empty() {
+            self.problem("url", "must name a host");
+            return None;
+        }
+        if authority.contains('@') {
+            self.problem("url", "must not contain user info: use auth instead");
             return None;
         }
         match url::Url::parse(&s) {
@@ -378,7 +403,7 @@ impl Checker {
     fn header(&mut self, field: &str, item: &Value) -> Option<Header> {
         let map = self.details(field, &format!("{field}."), Some(item), &["name", "value"])?;
         let name = match map.get("name") {
-            Some(v) => self.string(&format!("{field}.name"), v, 1, 128),
+            Some(v) => self.name(&format!("{field}.name"), v, 128),
             None => {
                 self.problem(format!("{field}.name"), "name is required");
                 None
@@ -430,7 +455,21 @@ impl Checker {
                 None
             }
         };
-        let (username, password) = (part("username"), part("password"));
+        let (mut username, mut password) = (part("username"), part("password"));
+        for (field, value) in [
+            ("auth.username", &mut username),
+            ("auth.password", &mut password),
+        ] {
+            // RFC 7617: neither may contain a control character (C0, DEL or C1); one there
+            // is a paste that caught a newline, and no receiver would match it.
+            if value
+                .as_deref()
+                .is_some_and(|v| v.chars().any(char::is_control))
+            {
+                self.problem(field, "must not contain control characters");
+                *value = None;
+            }
+        }
         if username.as_deref().is_some_and(|u| u.contains(':')) {
             // RFC 7617: the first colon separates user from password, so the receiver would
             // read a different user than the one configured.

@@ -377,6 +377,16 @@ async fn the_guard_refuses_non_public_targets_without_connecting() {
         "http://[fc00::1]/".into(),
         "http://[fe80::1]/".into(),
         "http://[::ffff:10.0.0.1]/".into(),
+        // IPv6 spellings that carry an IPv4 address a tunnel or translator delivers to.
+        format!("http://[::127.0.0.1]:{port}/"), // IPv4-compatible
+        "http://[::10.0.0.1]/".into(),
+        format!("http://[2002:7f00:1::]:{port}/"), // 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::1]/".into(),      // 6to4 of 169.254.169.254
+        // Teredo: server 127.0.0.1; then server 8.8.8.8 with client 10.0.0.1 (inverted).
+        format!("http://[2001:0:7f00:1::f7f7:f7f7]:{port}/"),
+        "http://[2001:0:808:808::f5ff:fffe]/".into(),
+        format!("http://[64:ff9b::127.0.0.1]:{port}/"), // NAT64
+        "http://[64:ff9b:1::a9fe:a9fe]/".into(),        // local-use NAT64
         "https://service.test/".into(),
     ];
     let mut deliveries = Vec::new();

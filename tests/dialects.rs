@@ -312,6 +312,153 @@ async fn unusual_ids_are_echoed_not_treated_as_notifications() {
     }
 }
 
+/// A reply read the way a client that keeps ids as text reads it: each member's JSON text, so
+/// an id can be compared byte for byte (and a lone surrogate is no error).
+type Members = std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>;
+
+/// POSTs `body`; the reply must be HTTP 200 and parse as `T`.
+async fn post_text<T: serde::de::DeserializeOwned>(server: &Server, body: &str) -> T {
+    let (status, text) = server.post_raw(V6, body.to_owned()).await;
+    assert_eq!(status, 200, "{body}: HTTP {status}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{body}: {e}: reply {text:?}"))
+}
+
+/// Ids that JSON-RPC 2.0 allows, as the text a client may send: each must come back as is. An
+/// adversarial run got HTTP 200 with the body `null` for some and changed numbers for others.
+const ODD_IDS: &[&str] = &[
+    "1e400",
+    "-1e400",
+    "1E-400",
+    "-0",
+    "1.50",
+    "0.0",
+    "1e2",
+    "-1",
+    "0",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "123456789012345678901234567890",
+    "null",
+    r#""\ud800""#,
+    r#""tail \udc00""#,
+    r#""\u0041""#,
+    r#""a\"b\\c\/""#,
+    r#""é""#,
+    r#""""#,
+];
+
+/// Ids that JSON-RPC 2.0 forbids (object, array, boolean), deeply nested ones included.
+fn forbidden_ids() -> Vec<String> {
+    let mut ids: Vec<String> = ["{}", r#"{"a":1}"#, "[]", "[1]", "true", "false"]
+        .map(String::from)
+        .into();
+    ids.push(format!("{}1{}", "[".repeat(200), "]".repeat(200)));
+    ids.push(format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200)));
+    ids
+}
+
+fn code(reply: &Members) -> i64 {
+    let error: Value = serde_json::from_str(reply["error"].get()).unwrap();
+    error["code"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn every_2_0_request_gets_a_2_0_reply_with_its_number_as_sent() {
+    let server = Server::start(&[]);
+    let call = |id: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"countWebhooks","params":["{}"]}}"#,
+            server.key
+        )
+    };
+    for id in ODD_IDS {
+        let reply: Members = post_text(&server, &call(id)).await;
+        assert_eq!(reply["jsonrpc"].get(), r#""2.0""#, "{id}");
+        assert_eq!(reply["id"].get(), *id);
+        assert_eq!(reply["result"].get(), "0", "{id}");
+    }
+    for id in forbidden_ids() {
+        let reply: Members = post_text(&server, &call(&id)).await;
+        assert_eq!(reply["jsonrpc"].get(), r#""2.0""#, "{id}");
+        assert_eq!(reply["id"].get(), "null", "{id}");
+        assert_eq!(code(&reply), -32600, "{id}");
+    }
+    // Two ids: no telling which one the client looks for.
+    let twice = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"id":2,"method":"countWebhooks","params":["{}"]}}"#,
+        server.key
+    );
+    let reply: Members = post_text(&server, &twice).await;
+    assert_eq!(reply["id"].get(), "null");
+    assert_eq!(code(&reply), -32600);
+
+    // All at once in a batch: one reply each, each with its own id.
+    let forbidden = forbidden_ids();
+    let ids: Vec<&str> = ODD_IDS
+        .iter()
+        .copied()
+        .chain(forbidden.iter().map(String::as_str))
+        .collect();
+    let batch = format!(
+        "[{},{twice}]",
+        ids.iter().map(|id| call(id)).collect::<Vec<_>>().join(",")
+    );
+    let replies: Vec<Members> = post_text(&server, &batch).await;
+    assert_eq!(replies.len(), ids.len() + 1);
+    let mut echoed: Vec<&str> = replies.iter().map(|r| r["id"].get()).collect();
+    let mut expected: Vec<&str> = ODD_IDS.to_vec();
+    expected.extend(std::iter::repeat_n("null", forbidden.len() + 1));
+    echoed.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(echoed, expected);
+    assert!(replies.iter().all(|r| r["jsonrpc"].get() == r#""2.0""#));
+}
+
+#[tokio::test]
+async fn vision6_replies_echo_any_id_as_sent_and_never_carry_jsonrpc() {
+    let server = Server::start(&[]);
+    let forbidden = forbidden_ids();
+    let call = |id: &str| {
+        format!(
+            r#"{{"id":{id},"method":"countWebhooks","params":["{}"]}}"#,
+            server.key
+        )
+    };
+    // JSON-RPC 1.0 allows any id, so Vision6 clients get back even those 2.0 forbids.
+    for id in ODD_IDS
+        .iter()
+        .copied()
+        .chain(forbidden.iter().map(String::as_str))
+    {
+        let reply: Members = post_text(&server, &call(id)).await;
+        assert_eq!(
+            reply.keys().collect::<Vec<_>>(),
+            ["error", "id", "result"],
+            "{id}"
+        );
+        assert_eq!(reply["id"].get(), id);
+        assert_eq!(reply["result"].get(), "0", "{id}");
+    }
+    // Protocol errors too: two ids, and a batch entry that is no request at all.
+    let reply: Members = post_text(
+        &server,
+        &format!(
+            r#"{{"id":1,"id":2,"method":"countWebhooks","params":["{}"]}}"#,
+            server.key
+        ),
+    )
+    .await;
+    assert_eq!(reply.keys().collect::<Vec<_>>(), ["error", "id", "result"]);
+    assert_eq!(code(&reply), -32600);
+    let replies: Vec<Members> = post_text(&server, &format!("[1,{}]", call("-0"))).await;
+    assert_eq!(replies.len(), 2);
+    for reply in &replies {
+        assert_eq!(reply.keys().collect::<Vec<_>>(), ["error", "id", "result"]);
+    }
+    assert_eq!(code(&replies[0]), -32600);
+    assert_eq!(replies[1]["id"].get(), "-0");
+}
+
 #[tokio::test]
 async fn invalid_2_0_requests_are_minus_32600() {
     let server = Server::start(&[]);

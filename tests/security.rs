@@ -130,16 +130,30 @@ async fn standard_keys_never_see_secrets_and_cannot_change_anything() {
     for webhook in [&one, &all[0]] {
         assert!(webhook.get("secret").is_none(), "{webhook}");
         assert_eq!(webhook["auth"]["password"], "********");
+        // Header values are credentials as often as not (bearer tokens): masked too, the
+        // names still shown so that a reader knows which headers are sent.
+        assert_eq!(
+            webhook["headers"],
+            json!([{"name": "x-api-token", "value": "********"}]),
+            "{webhook}"
+        );
     }
     let text = format!("{one}{all}");
     assert!(!text.contains("whsec_"), "{text}");
     assert!(!text.contains("PASSWORD-OF-A"), "{text}");
-    // A full key sees the secret, but never the Basic auth password.
+    assert!(!text.contains("HEADER-OF-A"), "{text}");
+    // A full key sees the secret and header values, but never the Basic auth password.
     let full = server
         .ok("getWebhookById", json!([server.key, owned.webhook]))
         .await;
     assert!(full["secret"].as_str().unwrap().starts_with("whsec_"));
     assert_eq!(full["auth"]["password"], "********");
+    assert_eq!(
+        full["headers"],
+        json!([{"name": "x-api-token", "value": "HEADER-OF-A"}])
+    );
+    let full_search = server.ok("searchWebhooks", json!([server.key])).await;
+    assert_eq!(full_search[0]["headers"], full["headers"]);
 
     for method in METHODS.iter().filter(|m| m.access.as_str() == "full") {
         let params = match method.name {

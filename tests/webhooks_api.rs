@@ -711,6 +711,15 @@ async fn url() {
         "http:example.com/no-slashes",
         "http:/example.com/one-slash",
         "https:\\\\example.com\\back",
+        // No host in the text: the URL parser would read `http:///x` as `http://x/`.
+        "http:///example.com/three-slashes",
+        "https:////example.com",
+        "http:///",
+        "http://?q=example.com",
+        "http://#example.com",
+        // User info, even empty, is user info.
+        "http://@example.com/",
+        "https://:@example.com/",
     ] {
         refused(&server, json!({ "url": bad }), "url").await;
     }
@@ -729,6 +738,13 @@ async fn name_and_description() {
     // Characters, not bytes.
     accepted(&server, json!({ "name": "é".repeat(250) }), "name").await;
     refused(&server, json!({"name": ""}), "name").await;
+    // Blank is no name: it would show as nothing in every list.
+    for blank in [" ", "   ", "\t\n", "\u{3000}"] {
+        refused(&server, json!({ "name": blank }), "name").await;
+    }
+    let data = try_add(&server, json!({"name": "  "})).await.unwrap_err();
+    assert_eq!(message_for(&data, "name"), "must not be blank", "{data}");
+    accepted(&server, json!({"name": " padded "}), "name").await;
     refused(&server, json!({ "name": text(251) }), "name").await;
     refused(&server, json!({"name": 3}), "name").await;
 
@@ -763,6 +779,14 @@ async fn headers() {
     refused(&server, json!({"headers": {"X-A": "b"}}), "headers").await;
     refused(&server, json!({"headers": ["X-A: b"]}), "headers[0]").await;
     refused(&server, h("", "v"), "headers[0].name").await;
+    for blank in [" ", "\t"] {
+        let data = try_add(&server, h(blank, "v")).await.unwrap_err();
+        assert_eq!(
+            message_for(&data, "headers[0].name"),
+            "must not be blank",
+            "{data}"
+        );
+    }
     refused(&server, h(&text(129), "v"), "headers[0].name").await;
     refused(&server, h("X A", "v"), "headers[0].name").await;
     refused(&server, h("X:A", "v"), "headers[0].name").await;
@@ -876,6 +900,41 @@ async fn auth() {
     )
     .await;
     refused(&server, json!({"auth": "user:pass"}), "auth").await;
+    // RFC 7617: neither may hold a control character (C0, DEL, C1).
+    for bad in [
+        "a\u{0}b",
+        "line\n",
+        "tab\there",
+        "a\u{7f}",
+        "a\u{85}b",
+        "\u{9f}",
+    ] {
+        for (field, auth) in [
+            ("auth.username", json!({"username": bad, "password": "p"})),
+            ("auth.password", json!({"username": "u", "password": bad})),
+        ] {
+            refused(&server, json!({ "auth": auth }), field).await;
+        }
+    }
+    let data = try_add(
+        &server,
+        json!({"auth": {"username": "u\n", "password": "p\r"}}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(fields(&data), ["auth.username", "auth.password"], "{data}");
+    // Non-ASCII and spaces are no control characters.
+    let id = try_add(
+        &server,
+        json!({"auth": {"username": "naïve", "password": "p w é"}}),
+    )
+    .await
+    .unwrap();
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(
+        w["auth"],
+        json!({"username": "naïve", "password": "********"})
+    );
     // HTTP Basic splits at the first colon: such a user would reach the receiver mangled.
     refused(
         &server,
@@ -1037,6 +1096,21 @@ async fn edit_validates_the_same_rules_and_the_merged_result() {
     for (patch, field) in [
         (json!({"url": "ftp://x"}), "url"),
         (json!({"name": ""}), "name"),
+        (json!({"name": " \t "}), "name"),
+        (json!({"url": "http:///example.com/x"}), "url"),
+        (json!({"url": "http://@example.com/x"}), "url"),
+        (
+            json!({"auth": {"username": "u", "password": "p\u{7f}"}}),
+            "auth.password",
+        ),
+        (
+            json!({"auth": {"username": "u\u{0}", "password": "p"}}),
+            "auth.username",
+        ),
+        (
+            json!({"headers": [{"name": " ", "value": "x"}]}),
+            "headers[0].name",
+        ),
         (json!({"batch_size": 1001}), "batch_size"),
         (
             json!({"headers": [{"name": "Content-Type", "value": "x"}]}),

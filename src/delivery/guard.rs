@@ -1,6 +1,7 @@
 //! Outbound address policy: no deliveries to loopback, private, link-local, CGNAT,
-//! unique-local, multicast, unspecified or other non-public addresses (nor their IPv4-mapped
-//! IPv6 forms) unless `--allow-private-targets`. The check runs on the addresses a name
+//! unique-local, multicast, unspecified or other non-public addresses unless
+//! `--allow-private-targets`. IPv6 addresses that carry an IPv4 address (IPv4-mapped,
+//! IPv4-compatible, 6to4, Teredo, NAT64) are judged by the IPv4 address they carry. The check runs on the addresses a name
 //! resolves to, inside the HTTP client's own resolver, so the address that is checked is the
 //! address that is connected to; IP-literal URLs never reach a resolver and are checked
 //! before sending.
@@ -40,14 +41,37 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (first & 0xffc0) == 0xfe80 // link local fe80::/10
-        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-        || first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64: may reach private IPv4
+    if ip.is_loopback() || ip.is_unspecified() {
+        return false;
+    }
+    let s = ip.segments();
+    let v4 = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    // Addresses that carry an IPv4 address reach that address through a tunnel or a
+    // translator, so they are as public as the IPv4 address they carry.
+    match s {
+        // IPv4-compatible ::a.b.c.d (RFC 4291, deprecated but still routed by some stacks).
+        [0, 0, 0, 0, 0, 0, high, low] => is_public_v4(v4(high, low)),
+        // 6to4 (RFC 3056): 2002:AABB:CCDD::/48 tunnels to AA.BB.CC.DD.
+        [0x2002, high, low, ..] => is_public_v4(v4(high, low)),
+        // Teredo (RFC 4380): 2001:0:server:flags:port:client, the client address inverted.
+        // Either end may be where the packet goes, so both must be public.
+        [0x2001, 0, server_high, server_low, _, _, client_high, client_low] => {
+            is_public_v4(v4(server_high, server_low)) && is_public_v4(v4(!client_high, !client_low))
+        }
+        // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052), and the local-use 64:ff9b:1::/48
+        // (RFC 8215) read with the IPv4 address in its last 32 bits, as DNS64 writes it.
+        [0x64, 0xff9b, 0, 0, 0, 0, high, low] | [0x64, 0xff9b, 1, _, _, _, high, low] => {
+            is_public_v4(v4(high, low))
+        }
+        // The rest of 64:ff9b::/32 is unassigned: nothing tells where it leads.
+        [0x64, 0xff9b, ..] => false,
+        [first, second, ..] => {
+            !(ip.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link local fe80::/10
+                || first == 0x2001 && second == 0x0db8) // documentation
+        }
+    }
 }
 
 /// Names reserved for documentation and testing (RFC 2606, RFC 6761) never receive webhooks:
@@ -152,6 +176,98 @@ mod tests {
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} should be allowed");
         }
+    }
+
+    fn refused(ips: &[&str]) {
+        for ip in ips {
+            assert!(!is_public(ip.parse().unwrap()), "{ip} should be refused");
+        }
+    }
+
+    fn allowed(ips: &[&str]) {
+        for ip in ips {
+            assert!(is_public(ip.parse().unwrap()), "{ip} should be allowed");
+        }
+    }
+
+    #[test]
+    fn ipv4_compatible_addresses_are_judged_by_their_ipv4() {
+        refused(&[
+            "::127.0.0.1",
+            "::7f00:1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            "::0.0.0.2",
+        ]);
+        allowed(&["::8.8.8.8", "::93.184.216.34"]);
+    }
+
+    #[test]
+    fn six_to_four_addresses_are_judged_by_their_ipv4() {
+        // 2002:AABB:CCDD::/48 tunnels to AA.BB.CC.DD.
+        refused(&[
+            "2002:7f00:1::",
+            "2002:a00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2002:c0a8:101:5::9",
+        ]);
+        allowed(&["2002:808:808::", "2002:5db8:d822:1::1"]);
+    }
+
+    #[test]
+    fn teredo_addresses_are_judged_by_both_their_ipv4s() {
+        // 2001:0:SSSS:SSSS:flags:port:CCCC:CCCC, the client's address inverted.
+        let teredo = |server: [u8; 4], client: [u8; 4]| {
+            let s = u32::from_be_bytes(server);
+            let c = !u32::from_be_bytes(client);
+            Ipv6Addr::new(
+                0x2001,
+                0,
+                (s >> 16) as u16,
+                s as u16,
+                0x8000,
+                0xf227,
+                (c >> 16) as u16,
+                c as u16,
+            )
+        };
+        let (public, other) = ([8, 8, 8, 8], [93, 184, 216, 34]);
+        assert!(is_public(IpAddr::V6(teredo(public, other))));
+        for private in [
+            [127, 0, 0, 1],
+            [10, 0, 0, 1],
+            [169, 254, 169, 254],
+            [192, 168, 1, 1],
+        ] {
+            assert!(
+                !is_public(IpAddr::V6(teredo(private, public))),
+                "server {private:?}"
+            );
+            assert!(
+                !is_public(IpAddr::V6(teredo(public, private))),
+                "client {private:?}"
+            );
+        }
+        refused(&["2001:0:7f00:1::f7f7:f7f7", "2001:0:808:808::f5ff:fffe"]);
+        allowed(&["2001:0:808:808::f7f7:f7f7"]);
+    }
+
+    #[test]
+    fn nat64_addresses_are_judged_by_their_ipv4() {
+        refused(&[
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::10.0.0.1",
+            "64:ff9b:1:abcd::127.0.0.1",
+            // Outside the two assigned prefixes: nothing tells where it leads.
+            "64:ff9b:2::8.8.8.8",
+        ]);
+        allowed(&[
+            "64:ff9b::8.8.8.8",
+            "64:ff9b:1::8.8.8.8",
+            "64:ff9b:1:abcd::1.1.1.1",
+        ]);
     }
 
     #[test]
