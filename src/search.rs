@@ -1,9 +1,9 @@
-//! Vision6 search criteria (`[field, operator, value]`, all ANDed) → a WHERE fragment whose
-//! values are bound parameters only. Which fields exist, and the column expression behind each,
-//! is declared by the store next to its table; this module only parses and assembles.
+//! Vision6 search criteria (`[field, operator, value]`, all ANDed) → a neutral [`Criteria`]
+//! tree of typed conditions, which each storage backend renders into its own SQL with bound
+//! parameters. Which fields exist, and the column expression behind each, is declared by the
+//! store next to its table; this module only parses and checks.
 
 use crate::error::ApiError;
-use rusqlite::types::Value as Sql;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +13,9 @@ pub enum Kind {
     Bool,
 }
 
-/// A searchable field: its API name, the SQL expression behind it, and its type.
+/// A searchable field: its API name, the SQL expression behind it (plain SQL every backend
+/// reads alike), and its type.
+#[derive(Debug)]
 pub struct Field {
     pub name: &'static str,
     pub column: &'static str,
@@ -31,38 +33,60 @@ pub const OPERATORS: &[&str] = &[
     "contains",
 ];
 
-/// A parsed search: `conditions` (each with `?` placeholders) ANDed, with `params` in order.
+/// A value of a criterion, typed as its field is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Null,
+    Int(i64),
+    Text(String),
+    Bool(bool),
+}
+
+/// What a condition asks of its field.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Equal, a null value matching a missing one.
+    Is(Scalar),
+    IsNot(Scalar),
+    GreaterThan(Scalar),
+    LessThan(Scalar),
+    In(Vec<Scalar>),
+    /// The field, as text, starts with, ends with or contains the text (compared as SQLite's
+    /// LIKE does: ASCII letters in either case).
+    StartsWith(String),
+    EndsWith(String),
+    Contains(String),
+}
+
+#[derive(Debug)]
+pub struct Condition {
+    pub field: &'static Field,
+    pub op: Op,
+}
+
+/// A parsed search: conditions ANDed, and the order (by `id` ascending unless sorted).
 #[derive(Debug, Default)]
-pub struct Filter {
-    pub conditions: Vec<String>,
-    pub params: Vec<Sql>,
-    pub order_by: String,
+pub struct Criteria {
+    pub conditions: Vec<Condition>,
+    /// A field and whether descending; ties are broken by `id` in the same direction.
+    pub sort: Option<(&'static Field, bool)>,
 }
 
-impl Filter {
-    /// ` AND cond1 AND cond2` (or nothing), to append after the store's own WHERE.
-    pub fn and_clause(&self) -> String {
-        self.conditions
-            .iter()
-            .map(|c| format!(" AND {c}"))
-            .collect()
-    }
-}
-
-/// Parses `criteria` (may be absent) and the sort into a [`Filter`].
+/// Parses `criteria` (may be absent) and the sort.
 pub fn parse(
-    fields: &[Field],
+    fields: &'static [Field],
     criteria: Option<&Value>,
     sort_by: Option<&str>,
     descending: bool,
-) -> Result<Filter, ApiError> {
-    let mut filter = Filter::default();
+) -> Result<Criteria, ApiError> {
+    let mut parsed = Criteria::default();
     match criteria {
         None => {}
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                criterion(fields, item, &mut filter)
+                let condition = criterion(fields, item)
                     .map_err(|e| ApiError::InvalidSearch(format!("criterion {i}: {e}")))?;
+                parsed.conditions.push(condition);
             }
         }
         Some(_) => {
@@ -71,69 +95,43 @@ pub fn parse(
             ))
         }
     }
-    filter.order_by = match sort_by {
-        None => "id ASC".to_owned(),
-        Some(name) => {
-            let field = find(fields, name).map_err(ApiError::InvalidSearch)?;
-            let dir = if descending { "DESC" } else { "ASC" };
-            format!("{} {dir}, id {dir}", field.column)
-        }
-    };
-    Ok(filter)
+    if let Some(name) = sort_by {
+        let field = find(fields, name).map_err(ApiError::InvalidSearch)?;
+        parsed.sort = Some((field, descending));
+    }
+    Ok(parsed)
 }
 
-fn find<'a>(fields: &'a [Field], name: &str) -> Result<&'a Field, String> {
+fn find(fields: &'static [Field], name: &str) -> Result<&'static Field, String> {
     fields.iter().find(|f| f.name == name).ok_or_else(|| {
         let names: Vec<_> = fields.iter().map(|f| f.name).collect();
         format!("unknown field {name:?}; fields: {}", names.join(", "))
     })
 }
 
-fn criterion(fields: &[Field], item: &Value, filter: &mut Filter) -> Result<(), String> {
-    let triple = match item.as_array().map(Vec::as_slice) {
+fn criterion(fields: &'static [Field], item: &Value) -> Result<Condition, String> {
+    let (name, op, value) = match item.as_array().map(Vec::as_slice) {
         Some([Value::String(f), Value::String(op), value]) => (f, op, value),
         _ => {
             return Err("must be [field, operator, value] with a string field and operator".into())
         }
     };
-    let (name, op, value) = triple;
     let field = find(fields, name)?;
-    let is_pattern = matches!(op.as_str(), "starts_with" | "ends_with" | "contains");
-    let col = if is_pattern && field.kind != Kind::Text {
-        format!("CAST({} AS TEXT)", field.column)
-    } else {
-        field.column.to_owned()
-    };
-    let condition = match op.as_str() {
-        "exactly" | "not" => {
-            filter.params.push(scalar(field, value, true)?);
-            format!("{col} {} ?", if op == "exactly" { "IS" } else { "IS NOT" })
-        }
-        "greater_than" | "less_than" => {
-            filter.params.push(scalar(field, value, false)?);
-            format!("{col} {} ?", if op == "greater_than" { ">" } else { "<" })
-        }
-        "in" => {
-            let items = in_list(value)?;
-            for v in &items {
-                filter.params.push(scalar(field, v, false)?);
-            }
-            format!("{col} IN ({})", vec!["?"; items.len()].join(", "))
-        }
-        "starts_with" | "ends_with" | "contains" => {
-            let text = text_of(value).ok_or("the value must be a string or a number")?;
-            let escaped = text
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let pattern = match op.as_str() {
-                "starts_with" => format!("{escaped}%"),
-                "ends_with" => format!("%{escaped}"),
-                _ => format!("%{escaped}%"),
-            };
-            filter.params.push(Sql::Text(pattern));
-            format!("{col} LIKE ? ESCAPE '\\'")
-        }
+    let text = || text_of(value).ok_or("the value must be a string or a number");
+    let op = match op.as_str() {
+        "exactly" => Op::Is(scalar(field, value, true)?),
+        "not" => Op::IsNot(scalar(field, value, true)?),
+        "greater_than" => Op::GreaterThan(scalar(field, value, false)?),
+        "less_than" => Op::LessThan(scalar(field, value, false)?),
+        "in" => Op::In(
+            in_list(value)?
+                .iter()
+                .map(|v| scalar(field, v, false))
+                .collect::<Result<_, _>>()?,
+        ),
+        "starts_with" => Op::StartsWith(text()?),
+        "ends_with" => Op::EndsWith(text()?),
+        "contains" => Op::Contains(text()?),
         other => {
             return Err(format!(
                 "unknown operator {other:?}; operators: {}",
@@ -141,8 +139,7 @@ fn criterion(fields: &[Field], item: &Value, filter: &mut Filter) -> Result<(), 
             ))
         }
     };
-    filter.conditions.push(condition);
-    Ok(())
+    Ok(Condition { field, op })
 }
 
 /// `in` takes an array or a comma-separated string.
@@ -171,7 +168,7 @@ fn text_of(value: &Value) -> Option<String> {
 
 /// One value, typed as the field is. Strings holding numbers are accepted for integer fields:
 /// PHP clients often send them.
-fn scalar(field: &Field, value: &Value, null_ok: bool) -> Result<Sql, String> {
+fn scalar(field: &Field, value: &Value, null_ok: bool) -> Result<Scalar, String> {
     let bad = || {
         format!(
             "{} takes {} values",
@@ -184,20 +181,20 @@ fn scalar(field: &Field, value: &Value, null_ok: bool) -> Result<Sql, String> {
         )
     };
     match (field.kind, value) {
-        (_, Value::Null) if null_ok => Ok(Sql::Null),
-        (Kind::Int, Value::Number(n)) => n.as_i64().map(Sql::Integer).ok_or_else(bad),
-        (Kind::Int, Value::String(s)) => s.trim().parse().map(Sql::Integer).map_err(|_| bad()),
-        (Kind::Text, Value::String(s)) => Ok(Sql::Text(s.clone())),
-        (Kind::Text, Value::Number(n)) => Ok(Sql::Text(n.to_string())),
-        (Kind::Bool, Value::Bool(b)) => Ok(Sql::Integer(*b as i64)),
+        (_, Value::Null) if null_ok => Ok(Scalar::Null),
+        (Kind::Int, Value::Number(n)) => n.as_i64().map(Scalar::Int).ok_or_else(bad),
+        (Kind::Int, Value::String(s)) => s.trim().parse().map(Scalar::Int).map_err(|_| bad()),
+        (Kind::Text, Value::String(s)) => Ok(Scalar::Text(s.clone())),
+        (Kind::Text, Value::Number(n)) => Ok(Scalar::Text(n.to_string())),
+        (Kind::Bool, Value::Bool(b)) => Ok(Scalar::Bool(*b)),
         (Kind::Bool, v) => match v
             .as_i64()
             .map(|n| n.to_string())
             .or_else(|| v.as_str().map(str::to_owned))
             .as_deref()
         {
-            Some("1" | "true") => Ok(Sql::Integer(1)),
-            Some("0" | "false") => Ok(Sql::Integer(0)),
+            Some("1" | "true") => Ok(Scalar::Bool(true)),
+            Some("0" | "false") => Ok(Scalar::Bool(false)),
             _ => Err(bad()),
         },
         _ => Err(bad()),

@@ -24,10 +24,10 @@ pub async fn search(
     args: Args,
     check: Checker,
 ) -> Result<Json, ApiError> {
-    let (filter, limit, offset) = search_args(DELIVERY_FIELDS, &args, check)?;
+    let (criteria, limit, offset) = search_args(DELIVERY_FIELDS, &args, check)?;
     reply(
         &app.store
-            .search_deliveries(caller.account_id, filter, limit, offset)
+            .search_deliveries(caller.account_id, criteria, limit, offset)
             .await?,
     )
 }
@@ -38,10 +38,10 @@ pub async fn count(
     args: Args,
     check: Checker,
 ) -> Result<Json, ApiError> {
-    let (filter, _, _) = search_args(DELIVERY_FIELDS, &args, check)?;
+    let (criteria, _, _) = search_args(DELIVERY_FIELDS, &args, check)?;
     reply(
         &app.store
-            .count_deliveries(caller.account_id, filter)
+            .count_deliveries(caller.account_id, criteria)
             .await?,
     )
 }

@@ -57,10 +57,10 @@ pub async fn search(
     args: Args,
     check: Checker,
 ) -> Result<Json, ApiError> {
-    let (filter, limit, offset) = search_args(EVENT_FIELDS, &args, check)?;
+    let (criteria, limit, offset) = search_args(EVENT_FIELDS, &args, check)?;
     reply(
         &app.store
-            .search_events(caller.account_id, filter, limit, offset)
+            .search_events(caller.account_id, criteria, limit, offset)
             .await?,
     )
 }
@@ -71,6 +71,6 @@ pub async fn count(
     args: Args,
     check: Checker,
 ) -> Result<Json, ApiError> {
-    let (filter, _, _) = search_args(EVENT_FIELDS, &args, check)?;
-    reply(&app.store.count_events(caller.account_id, filter).await?)
+    let (criteria, _, _) = search_args(EVENT_FIELDS, &args, check)?;
+    reply(&app.store.count_events(caller.account_id, criteria).await?)
 }

@@ -16,7 +16,7 @@ use crate::delivery::Waker;
 use crate::error::{ApiError, RequestId};
 use crate::metrics;
 use crate::model::{Access, Caller};
-use crate::search::{self, Field, Filter};
+use crate::search::{self, Criteria, Field};
 use crate::store::Store;
 use crate::validate::{bind, Args, Checker};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -227,10 +227,10 @@ async fn run(
 
 /// The optional params of search* and count*: criteria, paging and sort, checked together.
 fn search_args(
-    fields: &[Field],
+    fields: &'static [Field],
     args: &Args,
     mut check: Checker,
-) -> Result<(Filter, i64, i64), ApiError> {
+) -> Result<(Criteria, i64, i64), ApiError> {
     let limit = check
         .opt_int("limit", args.get("limit"), 0, i64::MAX)
         .unwrap_or(0);
@@ -240,13 +240,13 @@ fn search_args(
     let sort_by = check.sort_by(args.get("sort_by"));
     let descending = check.sort_order(args.get("sort_order"));
     check.finish()?;
-    let filter = search::parse(
+    let criteria = search::parse(
         fields,
         args.get("search_criteria"),
         sort_by.as_deref(),
         descending,
     )?;
-    Ok((filter, limit, offset))
+    Ok((criteria, limit, offset))
 }
 
 /// A handler's result, as the reply will carry it.

@@ -78,10 +78,10 @@ pub async fn search(
     args: Args,
     check: Checker,
 ) -> Result<Json, ApiError> {
-    let (filter, limit, offset) = search_args(WEBHOOK_FIELDS, &args, check)?;
+    let (criteria, limit, offset) = search_args(WEBHOOK_FIELDS, &args, check)?;
     let found = app
         .store
-        .search_webhooks(caller.account_id, filter, limit, offset)
+        .search_webhooks(caller.account_id, criteria, limit, offset)
         .await?;
     let views: Vec<_> = found.iter().map(|w| w.view(caller.access)).collect();
     reply(&views)
@@ -93,8 +93,12 @@ pub async fn count(
     args: Args,
     check: Checker,
 ) -> Result<Json, ApiError> {
-    let (filter, _, _) = search_args(WEBHOOK_FIELDS, &args, check)?;
-    reply(&app.store.count_webhooks(caller.account_id, filter).await?)
+    let (criteria, _, _) = search_args(WEBHOOK_FIELDS, &args, check)?;
+    reply(
+        &app.store
+            .count_webhooks(caller.account_id, criteria)
+            .await?,
+    )
 }
 
 pub async fn rotate_secret(

@@ -4,7 +4,7 @@
 use super::Store;
 use crate::error::ApiError;
 use crate::model::{now_ms, now_secs, BasicAuth, Header, WireItem};
-use crate::search::{Field, Filter, Kind};
+use crate::search::{Criteria, Field, Kind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -62,6 +62,8 @@ pub const FIELDS: &[Field] = &[
         kind: Kind::Int,
     },
 ];
+
+const FROM: &str = "FROM deliveries WHERE account_id = ?";
 
 const COLUMNS: &str = "id, webhook_id, event_id, status, attempt_count,
     CASE WHEN status = 'pending' THEN due_ms / 1000 END, last_attempt_time, last_status_code,
@@ -541,27 +543,30 @@ impl Store {
     pub async fn search_deliveries(
         &self,
         account_id: i64,
-        filter: Filter,
+        criteria: Criteria,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Value>, ApiError> {
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM deliveries WHERE account_id = ?{} ORDER BY {} LIMIT ? OFFSET ?",
-                filter.and_clause(),
-                filter.order_by
-            );
-            super::query_filtered(conn, &sql, account_id, filter.params, Some((limit, offset)), delivery_json)
+            super::filter::search(
+                conn,
+                COLUMNS,
+                FROM,
+                account_id,
+                &criteria,
+                (limit, offset),
+                delivery_json,
+            )
         })
         .await
     }
 
-    pub async fn count_deliveries(&self, account_id: i64, filter: Filter) -> Result<i64, ApiError> {
-        let sql = format!(
-            "SELECT count(*) FROM deliveries WHERE account_id = ?{}",
-            filter.and_clause()
-        );
-        self.count(sql, account_id, filter).await
+    pub async fn count_deliveries(
+        &self,
+        account_id: i64,
+        criteria: Criteria,
+    ) -> Result<i64, ApiError> {
+        self.count(FROM, account_id, criteria).await
     }
 
     /// `retryDelivery`: a failed or cancelled delivery is due again now, with a fresh run of

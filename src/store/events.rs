@@ -4,7 +4,7 @@
 use super::Store;
 use crate::error::ApiError;
 use crate::model::{now_ms, NewEvent, PING_EVENT};
-use crate::search::{Field, Filter, Kind};
+use crate::search::{Criteria, Field, Kind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Value};
 
@@ -53,6 +53,8 @@ pub const FIELDS: &[Field] = &[
         kind: Kind::Int,
     },
 ];
+
+const FROM: &str = "FROM events WHERE account_id = ?";
 
 const COLUMNS: &str =
     "id, object, event, list_id, contact_id, data, idempotency_key, creation_time, delivery_count";
@@ -213,33 +215,25 @@ impl Store {
     pub async fn search_events(
         &self,
         account_id: i64,
-        filter: Filter,
+        criteria: Criteria,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Value>, ApiError> {
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM events WHERE account_id = ?{} ORDER BY {} LIMIT ? OFFSET ?",
-                filter.and_clause(),
-                filter.order_by
-            );
-            super::query_filtered(
+            super::filter::search(
                 conn,
-                &sql,
+                COLUMNS,
+                FROM,
                 account_id,
-                filter.params,
-                Some((limit, offset)),
+                &criteria,
+                (limit, offset),
                 event_json,
             )
         })
         .await
     }
 
-    pub async fn count_events(&self, account_id: i64, filter: Filter) -> Result<i64, ApiError> {
-        let sql = format!(
-            "SELECT count(*) FROM events WHERE account_id = ?{}",
-            filter.and_clause()
-        );
-        self.count(sql, account_id, filter).await
+    pub async fn count_events(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError> {
+        self.count(FROM, account_id, criteria).await
     }
 }

@@ -6,6 +6,7 @@
 
 mod deliveries;
 mod events;
+mod filter;
 mod keys;
 mod migrate;
 mod webhooks;
@@ -17,7 +18,6 @@ pub use keys::{hash_key, KeyInfo};
 pub use webhooks::FIELDS as WEBHOOK_FIELDS;
 
 use crate::error::ApiError;
-use crate::search;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -247,44 +247,5 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) {
     });
     for finish in finishes {
         finish(committed.clone().map_err(ApiError::Internal));
-    }
-}
-
-/// Runs a search: `sql` has `?` for the account, then the filter's parameters, then (when
-/// paging) limit and offset. Limit 0 means no limit.
-fn query_filtered<T>(
-    conn: &Connection,
-    sql: &str,
-    account_id: i64,
-    filter_params: Vec<rusqlite::types::Value>,
-    page: Option<(i64, i64)>,
-    map: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
-) -> Result<Vec<T>, ApiError> {
-    use rusqlite::types::Value as Sql;
-    let mut values = Vec::with_capacity(filter_params.len() + 3);
-    values.push(Sql::Integer(account_id));
-    values.extend(filter_params);
-    if let Some((limit, offset)) = page {
-        values.push(Sql::Integer(if limit == 0 { -1 } else { limit }));
-        values.push(Sql::Integer(offset));
-    }
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(values), map)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-impl Store {
-    /// Runs a `SELECT count(*) …` built like a search.
-    async fn count(
-        &self,
-        sql: String,
-        account_id: i64,
-        filter: search::Filter,
-    ) -> Result<i64, ApiError> {
-        self.read(move |conn| {
-            let counts = query_filtered(conn, &sql, account_id, filter.params, None, |r| r.get(0))?;
-            Ok(counts.first().copied().unwrap_or(0))
-        })
-        .await
     }
 }

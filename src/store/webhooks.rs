@@ -3,7 +3,7 @@
 use super::Store;
 use crate::error::ApiError;
 use crate::model::{now_secs, BasicAuth, WebhookRecord, WebhookSettings};
-use crate::search::{Field, Filter, Kind};
+use crate::search::{Criteria, Field, Kind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// How long a rotated-out secret still signs (API.md §4).
@@ -82,6 +82,9 @@ pub const FIELDS: &[Field] = &[
         kind: Kind::Int,
     },
 ];
+
+/// The webhooks a search sees: the account's, not deleted.
+const LIVE: &str = "FROM webhooks WHERE account_id = ? AND deleted_time IS NULL";
 
 const COLUMNS: &str = "id, name, description, object, event, list_id, url, headers, auth_username,
     auth_password, secret, is_active, batch_size, metadata, circuit_state, consecutive_failures,
@@ -289,26 +292,29 @@ impl Store {
     pub async fn search_webhooks(
         &self,
         account_id: i64,
-        filter: Filter,
+        criteria: Criteria,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<WebhookRecord>, ApiError> {
         self.read(move |conn| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM webhooks WHERE account_id = ? AND deleted_time IS NULL{} ORDER BY {} LIMIT ? OFFSET ?",
-                filter.and_clause(),
-                filter.order_by
-            );
-            super::query_filtered(conn, &sql, account_id, filter.params, Some((limit, offset)), record)
+            super::filter::search(
+                conn,
+                COLUMNS,
+                LIVE,
+                account_id,
+                &criteria,
+                (limit, offset),
+                record,
+            )
         })
         .await
     }
 
-    pub async fn count_webhooks(&self, account_id: i64, filter: Filter) -> Result<i64, ApiError> {
-        let sql = format!(
-            "SELECT count(*) FROM webhooks WHERE account_id = ? AND deleted_time IS NULL{}",
-            filter.and_clause()
-        );
-        self.count(sql, account_id, filter).await
+    pub async fn count_webhooks(
+        &self,
+        account_id: i64,
+        criteria: Criteria,
+    ) -> Result<i64, ApiError> {
+        self.count(LIVE, account_id, criteria).await
     }
 }
