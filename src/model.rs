@@ -309,3 +309,48 @@ pub struct WireItem<'a> {
     #[serde(borrow)]
     pub data: &'a serde_json::value::RawValue,
 }
+
+/// A stored event, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub object: String,
+    pub event: String,
+    pub list_id: i64,
+    pub contact_id: Option<i64>,
+    /// As stored (always JSON; null were a row ever damaged).
+    pub data: Box<serde_json::value::RawValue>,
+    pub idempotency_key: Option<String>,
+    pub creation_time: i64,
+    pub delivery_count: i64,
+}
+
+/// One delivery (an event at one webhook), as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub webhook_id: i64,
+    pub event_id: i64,
+    /// `pending`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    pub attempt_count: i64,
+    pub next_attempt_time: Option<i64>,
+    pub last_attempt_time: Option<i64>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub creation_time: i64,
+    /// Only `getDeliveryById` shows them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptRecord>>,
+}
+
+/// One request that carried a delivery, and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    pub time: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    /// The first 4 KiB of the receiver's reply, lossy UTF-8.
+    pub response_body: Option<String>,
+}

@@ -3,11 +3,10 @@
 
 use super::Store;
 use crate::error::ApiError;
-use crate::model::{now_ms, now_secs, BasicAuth, Header, WireItem};
+use crate::model::{now_ms, now_secs, AttemptRecord, BasicAuth, DeliveryRecord, Header, WireItem};
 use crate::search::{Criteria, Field, Kind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 
 pub const FIELDS: &[Field] = &[
@@ -69,35 +68,36 @@ const COLUMNS: &str = "id, webhook_id, event_id, status, attempt_count,
     CASE WHEN status = 'pending' THEN due_ms / 1000 END, last_attempt_time, last_status_code,
     last_error, creation_time";
 
-fn delivery_json(r: &Row) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": r.get::<_, i64>(0)?,
-        "webhook_id": r.get::<_, i64>(1)?,
-        "event_id": r.get::<_, i64>(2)?,
-        "status": r.get::<_, String>(3)?,
-        "attempt_count": r.get::<_, i64>(4)?,
-        "next_attempt_time": r.get::<_, Option<i64>>(5)?,
-        "last_attempt_time": r.get::<_, Option<i64>>(6)?,
-        "last_status_code": r.get::<_, Option<i64>>(7)?,
-        "last_error": r.get::<_, Option<String>>(8)?,
-        "creation_time": r.get::<_, i64>(9)?,
-    }))
+fn delivery_record(r: &Row) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: r.get(0)?,
+        webhook_id: r.get(1)?,
+        event_id: r.get(2)?,
+        status: r.get(3)?,
+        attempt_count: r.get(4)?,
+        next_attempt_time: r.get(5)?,
+        last_attempt_time: r.get(6)?,
+        last_status_code: r.get(7)?,
+        last_error: r.get(8)?,
+        creation_time: r.get(9)?,
+        attempts: None,
+    })
 }
 
-fn attempts(conn: &Connection, delivery_id: i64) -> Result<Vec<Value>, ApiError> {
+fn attempts(conn: &Connection, delivery_id: i64) -> Result<Vec<AttemptRecord>, ApiError> {
     let mut stmt = conn.prepare_cached(
         "SELECT a.time, a.duration_ms, a.status_code, a.error, a.response_body
          FROM delivery_attempts da JOIN attempts a ON a.id = da.attempt_id
          WHERE da.delivery_id = ?1 ORDER BY a.id",
     )?;
     let rows = stmt.query_map([delivery_id], |r| {
-        Ok(json!({
-            "time": r.get::<_, i64>(0)?,
-            "duration_ms": r.get::<_, i64>(1)?,
-            "status_code": r.get::<_, Option<i64>>(2)?,
-            "error": r.get::<_, Option<String>>(3)?,
-            "response_body": r.get::<_, Option<String>>(4)?,
-        }))
+        Ok(AttemptRecord {
+            time: r.get(0)?,
+            duration_ms: r.get(1)?,
+            status_code: r.get(2)?,
+            error: r.get(3)?,
+            response_body: r.get(4)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -525,16 +525,16 @@ fn record_failure(
 }
 
 impl Store {
-    pub async fn delivery(&self, account_id: i64, id: i64) -> Result<Value, ApiError> {
+    pub async fn delivery(&self, account_id: i64, id: i64) -> Result<DeliveryRecord, ApiError> {
         self.read(move |conn| {
             let mut delivery = conn
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM deliveries WHERE id = ?1 AND account_id = ?2"
                 ))?
-                .query_row(params![id, account_id], delivery_json)
+                .query_row(params![id, account_id], delivery_record)
                 .optional()?
                 .ok_or(ApiError::DeliveryNotFound)?;
-            delivery["attempts"] = Value::Array(attempts(conn, id)?);
+            delivery.attempts = Some(attempts(conn, id)?);
             Ok(delivery)
         })
         .await
@@ -546,7 +546,7 @@ impl Store {
         criteria: Criteria,
         limit: i64,
         offset: i64,
-    ) -> Result<Vec<Value>, ApiError> {
+    ) -> Result<Vec<DeliveryRecord>, ApiError> {
         self.read(move |conn| {
             super::filter::search(
                 conn,
@@ -555,7 +555,7 @@ impl Store {
                 account_id,
                 &criteria,
                 (limit, offset),
-                delivery_json,
+                delivery_record,
             )
         })
         .await

@@ -3,10 +3,10 @@
 
 use super::Store;
 use crate::error::ApiError;
-use crate::model::{now_ms, NewEvent, PING_EVENT};
+use crate::model::{now_ms, EventRecord, NewEvent, PING_EVENT};
 use crate::search::{Criteria, Field, Kind};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
 
 /// How long an idempotency key is remembered (API.md: 24 h).
 const IDEMPOTENCY_SECS: i64 = 24 * 3600;
@@ -59,19 +59,18 @@ const FROM: &str = "FROM events WHERE account_id = ?";
 const COLUMNS: &str =
     "id, object, event, list_id, contact_id, data, idempotency_key, creation_time, delivery_count";
 
-fn event_json(r: &Row) -> rusqlite::Result<Value> {
-    let data: String = r.get(5)?;
-    Ok(json!({
-        "id": r.get::<_, i64>(0)?,
-        "object": r.get::<_, String>(1)?,
-        "event": r.get::<_, String>(2)?,
-        "list_id": r.get::<_, i64>(3)?,
-        "contact_id": r.get::<_, Option<i64>>(4)?,
-        "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::Null),
-        "idempotency_key": r.get::<_, Option<String>>(6)?,
-        "creation_time": r.get::<_, i64>(7)?,
-        "delivery_count": r.get::<_, i64>(8)?,
-    }))
+fn event_record(r: &Row) -> rusqlite::Result<EventRecord> {
+    Ok(EventRecord {
+        id: r.get(0)?,
+        object: r.get(1)?,
+        event: r.get(2)?,
+        list_id: r.get(3)?,
+        contact_id: r.get(4)?,
+        data: RawValue::from_string(r.get(5)?).unwrap_or_else(|_| RawValue::NULL.to_owned()),
+        idempotency_key: r.get(6)?,
+        creation_time: r.get(7)?,
+        delivery_count: r.get(8)?,
+    })
 }
 
 /// Inserts one event and a delivery for each of `webhook_ids`, due now.
@@ -201,12 +200,12 @@ impl Store {
         .await
     }
 
-    pub fn event(&self, account_id: i64, id: i64) -> Result<Value, ApiError> {
+    pub fn event(&self, account_id: i64, id: i64) -> Result<EventRecord, ApiError> {
         self.lookup(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM events WHERE id = ?1 AND account_id = ?2"
             ))?
-            .query_row(params![id, account_id], event_json)
+            .query_row(params![id, account_id], event_record)
             .optional()?
             .ok_or(ApiError::EventNotFound)
         })
@@ -218,7 +217,7 @@ impl Store {
         criteria: Criteria,
         limit: i64,
         offset: i64,
-    ) -> Result<Vec<Value>, ApiError> {
+    ) -> Result<Vec<EventRecord>, ApiError> {
         self.read(move |conn| {
             super::filter::search(
                 conn,
@@ -227,7 +226,7 @@ impl Store {
                 account_id,
                 &criteria,
                 (limit, offset),
-                event_json,
+                event_record,
             )
         })
         .await
