@@ -354,3 +354,84 @@ pub struct AttemptRecord {
     /// The first 4 KiB of the receiver's reply, lossy UTF-8.
     pub response_body: Option<String>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// The delivery engine's records: what a claim hands it, and what it reports back.
+
+/// Where and how one webhook is sent to, as the engine needs it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub webhook_id: i64,
+    pub url: String,
+    pub headers: Vec<Header>,
+    pub auth: Option<BasicAuth>,
+    /// The current secret first; a rotated-out one while it still signs.
+    pub secrets: Vec<String>,
+}
+
+/// A claimed delivery and what the engine must know to schedule its next attempt.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    /// Attempts made in the current run of the retry schedule, before this one.
+    pub attempts_in_schedule: i64,
+    /// The item of the wire format (API.md §4), as sent: held this way it takes a fraction of
+    /// the memory of a JSON tree, and is not serialized again for each attempt.
+    pub item: Box<serde_json::value::RawValue>,
+}
+
+/// One request's worth of work: up to `batch_size` deliveries for one webhook.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub target: Target,
+    pub deliveries: Vec<ClaimedDelivery>,
+}
+
+/// What becomes of one delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Succeeded,
+    RetryAt { due_ms: i64 },
+    Failed,
+}
+
+/// The result of one request, for all the deliveries it carried.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub webhook_id: i64,
+    pub next: Vec<(i64, Next)>,
+    pub time: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<u16>,
+    /// None on success; otherwise what went wrong, in words.
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    /// 410 Gone: the receiver asked to stop.
+    pub deactivate: bool,
+}
+
+/// How many more batches the engine can take for each webhook now: what it already holds
+/// counts against each webhook's limit on requests in flight.
+#[derive(Debug, Clone, Default)]
+pub struct Room {
+    /// Webhooks the engine holds work for, or has learnt a limit for.
+    pub known: std::collections::HashMap<i64, usize>,
+    /// Any other webhook.
+    pub otherwise: usize,
+}
+
+impl Room {
+    pub fn batches(&self, webhook_id: i64) -> usize {
+        self.known
+            .get(&webhook_id)
+            .copied()
+            .unwrap_or(self.otherwise)
+    }
+}
+
+/// Circuit breaker settings, passed in by the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct CircuitPolicy {
+    pub threshold: i64,
+    pub probe_interval_ms: i64,
+}

@@ -10,8 +10,8 @@ pub mod signing;
 
 use crate::config::Config;
 use crate::metrics;
-use crate::model::{now_ms, now_secs};
-use crate::store::{CircuitPolicy, Claim, Next, Outcome, Room, Store};
+use crate::model::{now_ms, now_secs, CircuitPolicy, Claim, Next, Outcome, Room};
+use crate::store::Store;
 use retry::{AdaptiveLimit, Signal};
 use sender::{Attempt, Sender};
 use std::collections::{HashMap, HashSet};

@@ -2,7 +2,7 @@
 //! and twice it (API.md §4); and the adaptive limit on requests in flight to one webhook.
 
 use crate::config::Schedule;
-use crate::store::Next;
+use crate::model::Next;
 use rand::Rng;
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 use super::guard::{self, GuardedResolver, Refused};
 use super::{retry, signing};
 use crate::config::Config;
-use crate::store::Claim;
+use crate::model::Claim;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};

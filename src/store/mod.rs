@@ -9,10 +9,10 @@ mod events;
 mod filter;
 mod keys;
 mod migrate;
+mod queue;
 mod webhooks;
 
 pub use deliveries::FIELDS as DELIVERY_FIELDS;
-pub use deliveries::{CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Room, Target};
 pub use events::{Published, FIELDS as EVENT_FIELDS};
 pub use keys::{hash_key, KeyInfo};
 pub use webhooks::FIELDS as WEBHOOK_FIELDS;
