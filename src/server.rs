@@ -103,7 +103,8 @@ where
     S: Service<HttpRequest, Response = HttpResponse, Error = BoxError>,
 {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/health") => return Ok(health(&front.store).await),
+        // HEAD too (the contract names both): hyper sends a HEAD reply's headers only.
+        (&Method::GET | &Method::HEAD, "/health") => return Ok(health(&front.store).await),
         (&Method::GET, "/metrics") => return Ok(metrics_page(&front.store).await),
         (&Method::POST, _) if is_json(&req) => {}
         _ => return inner.call(req).await, // 405, 415 and WebSocket upgrades are jsonrpsee's
