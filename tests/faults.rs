@@ -51,6 +51,13 @@ async fn a_locked_database_gives_100_with_a_request_id_and_the_server_recovers()
     assert!(line.contains("locked") || line.contains("busy"), "{line}");
     // The reply does not leak the cause.
     assert!(!data.to_string().contains("sqlite"), "{data}");
+    // /health says so, with the reason: its probe write waits for the lock and gives up too.
+    let (status, body) = health(&server, reqwest::Method::GET).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("refuses writes") && body.contains("locked"),
+        "{body}"
+    );
 
     // Reads are unaffected, and so is the Vision6 dialect's reply shape for the failure.
     let got = server.ok("getWebhookById", json!([server.key, hook])).await;
@@ -151,6 +158,58 @@ async fn a_full_disk_gives_100_and_the_server_recovers() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// `/health` as GET and as HEAD: the status, and the body (empty for HEAD).
+async fn health(server: &Server, method: reqwest::Method) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .request(method, format!("http://{}/health", server.addr))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Health tells the truth: while the database refuses writes (here a file-size limit, as a
+/// full disk), `/health` answers 503 with the reason, although reads still work; once writes
+/// work again it answers 200 by itself (its own probe write succeeds), and so do writes.
+#[tokio::test]
+async fn health_is_503_while_writes_are_refused_and_200_once_they_work() {
+    let server = Server::start(&[]);
+    assert_eq!(health(&server, reqwest::Method::GET).await.0, 200);
+    let (status, body) = health(&server, reqwest::Method::HEAD).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    limit_file_size(&server, "1");
+    let (code, _) = server
+        .err(
+            "addWebhook",
+            json!([server.key, webhook("https://example.com/full")]),
+        )
+        .await;
+    assert_eq!(code, 100);
+    let (status, body) = health(&server, reqwest::Method::GET).await;
+    assert_eq!(status, 503, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("database refuses writes"), "{body}");
+    // Asking again does not make it true: each probe is a real write, refused like the rest.
+    assert_eq!(health(&server, reqwest::Method::GET).await.0, 503);
+    let (status, body) = health(&server, reqwest::Method::HEAD).await;
+    assert_eq!((status, body.as_str()), (503, ""));
+
+    limit_file_size(&server, "unlimited");
+    eventually("/health to answer 200", Duration::from_secs(30), || async {
+        (health(&server, reqwest::Method::GET).await.0 == 200).then_some(())
+    })
+    .await;
+    server
+        .ok(
+            "addWebhook",
+            json!([server.key, webhook("https://example.com/after")]),
+        )
+        .await;
 }
 
 /// A damaged row (event data that is no longer JSON, written behind the server's back) does

@@ -39,6 +39,8 @@ pub struct Store {
     /// For point lookups by key: run on the calling thread, which costs a few microseconds,
     /// instead of a hop to the blocking pool, which costs more than the lookup itself.
     lookups: Arc<[Mutex<Connection>]>,
+    /// Why the last write that failed failed, until a probe write from `health` succeeds.
+    write_failure: Arc<Mutex<Option<String>>>,
 }
 
 struct ReadPool {
@@ -68,12 +70,15 @@ impl Store {
             .map(|_| open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let write_failure = Arc::new(Mutex::new(None));
+        let failure = write_failure.clone();
         std::thread::Builder::new()
             .name("hookrpc-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &failure))
             .map_err(|e| ApiError::Internal(format!("spawn writer: {e}")))?;
         Ok(Store {
             lookups: lookups.into(),
+            write_failure,
             writer: tx,
             readers: Arc::new(ReadPool {
                 available: Semaphore::new(readers.len()),
@@ -88,6 +93,20 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
+        self.write_then(f, |_| {}).await
+    }
+
+    /// [`Store::write`], and `then` runs on the writer thread with the outcome, before any
+    /// later group is run.
+    async fn write_then<T, F>(
+        &self,
+        f: F,
+        then: impl FnOnce(&Result<T, ApiError>) + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = match conn {
@@ -95,7 +114,9 @@ impl Store {
                 None => Err(ApiError::Internal("not run".into())),
             };
             Box::new(move |committed| {
-                let _ = tx.send(committed.and(result));
+                let outcome = committed.and(result);
+                then(&outcome);
+                let _ = tx.send(outcome);
             })
         });
         self.writer
@@ -144,11 +165,40 @@ impl Store {
         f(&conn)
     }
 
-    /// True while the database answers a trivial query (for `/health`).
-    pub async fn healthy(&self) -> bool {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+    /// For `/health`: `Ok` while the database answers and takes writes, else why not.
+    /// Cheap while all is well: the writer notes each failed write, so no write (and no
+    /// fsync) is needed to know. Only after one is a real write tried: it changes a row, so
+    /// its commit must reach the WAL. (A commit that changes no page writes nothing and
+    /// succeeds on a full disk; so does an UPDATE to the same value, SQLite skips it: neither
+    /// proves anything, which is also why a successful group does not clear the failure.)
+    /// The probe's success clears it, on the writer thread, so a failure of a later group is
+    /// never lost to it.
+    pub async fn health(&self) -> Result<(), String> {
+        let failed = lock(&self.write_failure).is_some();
+        if failed {
+            let failure = self.write_failure.clone();
+            self.write_then(
+                |c| Ok(exec(c, "UPDATE write_probe SET probes = probes + 1")?),
+                move |outcome| {
+                    if outcome.is_ok() {
+                        *lock(&failure) = None;
+                    }
+                },
+            )
             .await
-            .is_ok()
+            .map_err(|e| format!("database refuses writes: {}", cause(e)))?;
+        }
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+            .map_err(|e| format!("database does not answer: {}", cause(e)))
+    }
+}
+
+/// The cause an internal error carries, without the client-facing prefix.
+fn cause(e: ApiError) -> String {
+    match e {
+        ApiError::Internal(cause) => cause,
+        other => other.to_string(),
     }
 }
 
@@ -217,7 +267,7 @@ fn run_job(conn: &Connection, job: Job) -> Finish {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, failure: &Mutex<Option<String>>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -226,17 +276,20 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&conn, jobs);
+        commit_group(&conn, jobs, failure);
     }
 }
 
-/// One transaction for the whole group; every caller hears the commit's outcome.
-fn commit_group(conn: &Connection, jobs: Vec<Job>) {
+/// One transaction for the whole group; every caller hears the commit's outcome. A failure
+/// is noted in `failure` (for `/health`) before any caller hears of it.
+fn commit_group(conn: &Connection, jobs: Vec<Job>, failure: &Mutex<Option<String>>) {
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         // No transaction (e.g. another process holds the lock past the busy timeout): every
         // caller hears why, and the next group tries again.
+        let why = format!("sqlite: begin: {e}");
+        *lock(failure) = Some(why.clone());
         for job in jobs {
-            job(None)(Err(ApiError::Internal(format!("sqlite: begin: {e}"))));
+            job(None)(Err(ApiError::Internal(why.clone())));
         }
         return;
     }
@@ -245,6 +298,9 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) {
         let _ = exec(conn, "ROLLBACK");
         format!("sqlite: commit: {e}")
     });
+    if let Err(why) = &committed {
+        *lock(failure) = Some(why.clone());
+    }
     for finish in finishes {
         finish(committed.clone().map_err(ApiError::Internal));
     }
