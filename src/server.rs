@@ -103,7 +103,8 @@ where
     S: Service<HttpRequest, Response = HttpResponse, Error = BoxError>,
 {
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/health") => return Ok(health(&front.store).await),
+        // HEAD too (the contract names both): hyper sends a HEAD reply's headers only.
+        (&Method::GET | &Method::HEAD, "/health") => return Ok(health(&front.store).await),
         (&Method::GET, "/metrics") => return Ok(metrics_page(&front.store).await),
         (&Method::POST, _) if is_json(&req) => {}
         _ => return inner.call(req).await, // 405, 415 and WebSocket upgrades are jsonrpsee's
@@ -170,14 +171,17 @@ fn is_json(req: &HttpRequest) -> bool {
         })
 }
 
+/// 200 while the database answers and takes writes; 503 with the reason otherwise (for an
+/// operator: the reason is SQLite's message, e.g. "database or disk is full").
 async fn health(store: &Store) -> HttpResponse {
-    if store.healthy().await {
-        json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
-    } else {
-        json_response(
+    match store.health().await {
+        Ok(()) => json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+        Err(reason) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            br#"{"status":"unavailable"}"#.to_vec(),
-        )
+            serde_json::json!({"status": "unavailable", "reason": reason})
+                .to_string()
+                .into_bytes(),
+        ),
     }
 }
 

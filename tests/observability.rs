@@ -15,6 +15,14 @@ async fn health_answers_ok_while_the_database_is_open() {
     assert_eq!(r.status(), 200);
     let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(body, json!({"status": "ok"}));
+    // HEAD answers the same, without the body.
+    let r = reqwest::Client::new()
+        .head(format!("http://{}/health", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../schema/migrations/0001_init.sql"),
     include_str!("../../schema/migrations/0002_live_webhook_count.sql"),
     include_str!("../../schema/migrations/0003_claim_by_webhook.sql"),
+    include_str!("../../schema/migrations/0004_write_probe.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

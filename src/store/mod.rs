@@ -27,6 +27,20 @@ use tokio::sync::{oneshot, Semaphore};
 /// How many queued writes one transaction may take at most.
 const MAX_GROUP: usize = 512;
 
+/// SQLite checkpoints inside the commit that leaves the WAL past this many pages. Four times
+/// its default means a quarter of the checkpoints: hot pages are copied back less often
+/// (addWebhook under load: 12k -> 18k/s in one A/B run, BENCHMARKS.md), for a WAL of up to
+/// ~16 MiB.
+const CHECKPOINT_PAGES: u32 = 4000;
+/// After a checkpoint lets the WAL start over, its file is cut back to this size.
+const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
+/// Below this much free space on the database's filesystem, the writer checkpoints after
+/// every commit (see [`SpaceWatch`]), until there is room for a WAL of the size limit again
+/// on top (cutting the WAL back frees space by itself: without that margin the two settings
+/// would take turns).
+const LOW_SPACE: u64 = 64 << 20;
+const SPACE_AGAIN: u64 = LOW_SPACE + JOURNAL_SIZE_LIMIT;
+
 type Finish = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
 /// A queued write. Given the connection, it runs in the group's transaction; given `None`
 /// (there is no transaction: BEGIN failed) it does nothing, and its `Finish` carries the error.
@@ -39,6 +53,8 @@ pub struct Store {
     /// For point lookups by key: run on the calling thread, which costs a few microseconds,
     /// instead of a hop to the blocking pool, which costs more than the lookup itself.
     lookups: Arc<[Mutex<Connection>]>,
+    /// Why the last write that failed failed, until a probe write from `health` succeeds.
+    write_failure: Arc<Mutex<Option<String>>>,
 }
 
 struct ReadPool {
@@ -51,14 +67,9 @@ impl Store {
     pub fn open(path: &Path, reader_count: usize) -> Result<Store, ApiError> {
         let mut conn = Connection::open(path)?;
         configure(&conn, 8192)?;
-        // SQLite checkpoints inside the commit that leaves the WAL past this many pages. Four
-        // times its default means a quarter of the checkpoints: hot pages are copied back
-        // less often (addWebhook under load: 12k -> 18k/s in one A/B run, BENCHMARKS.md), for
-        // a WAL of up to ~16 MiB.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 4000;
-             PRAGMA journal_size_limit = 67108864;",
-        )?;
+        conn.execute_batch("PRAGMA journal_mode = WAL")?;
+        let mut space = SpaceWatch::new(path);
+        space.set_checkpoints(&conn, false)?;
         migrate::apply(&mut conn)?;
 
         let readers = (0..reader_count.max(1))
@@ -68,12 +79,15 @@ impl Store {
             .map(|_| open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let write_failure = Arc::new(Mutex::new(None));
+        let failure = write_failure.clone();
         std::thread::Builder::new()
             .name("hookrpc-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &failure, space))
             .map_err(|e| ApiError::Internal(format!("spawn writer: {e}")))?;
         Ok(Store {
             lookups: lookups.into(),
+            write_failure,
             writer: tx,
             readers: Arc::new(ReadPool {
                 available: Semaphore::new(readers.len()),
@@ -88,6 +102,20 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
+        self.write_then(f, |_| {}).await
+    }
+
+    /// [`Store::write`], and `then` runs on the writer thread with the outcome, before any
+    /// later group is run.
+    async fn write_then<T, F>(
+        &self,
+        f: F,
+        then: impl FnOnce(&Result<T, ApiError>) + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = match conn {
@@ -95,7 +123,9 @@ impl Store {
                 None => Err(ApiError::Internal("not run".into())),
             };
             Box::new(move |committed| {
-                let _ = tx.send(committed.and(result));
+                let outcome = committed.and(result);
+                then(&outcome);
+                let _ = tx.send(outcome);
             })
         });
         self.writer
@@ -144,11 +174,40 @@ impl Store {
         f(&conn)
     }
 
-    /// True while the database answers a trivial query (for `/health`).
-    pub async fn healthy(&self) -> bool {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+    /// For `/health`: `Ok` while the database answers and takes writes, else why not.
+    /// Cheap while all is well: the writer notes each failed write, so no write (and no
+    /// fsync) is needed to know. Only after one is a real write tried: it changes a row, so
+    /// its commit must reach the WAL. (A commit that changes no page writes nothing and
+    /// succeeds on a full disk; so does an UPDATE to the same value, SQLite skips it: neither
+    /// proves anything, which is also why a successful group does not clear the failure.)
+    /// The probe's success clears it, on the writer thread, so a failure of a later group is
+    /// never lost to it.
+    pub async fn health(&self) -> Result<(), String> {
+        let failed = lock(&self.write_failure).is_some();
+        if failed {
+            let failure = self.write_failure.clone();
+            self.write_then(
+                |c| Ok(exec(c, "UPDATE write_probe SET probes = probes + 1")?),
+                move |outcome| {
+                    if outcome.is_ok() {
+                        *lock(&failure) = None;
+                    }
+                },
+            )
             .await
-            .is_ok()
+            .map_err(|e| format!("database refuses writes: {}", cause(e)))?;
+        }
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+            .map_err(|e| format!("database does not answer: {}", cause(e)))
+    }
+}
+
+/// The cause an internal error carries, without the client-facing prefix.
+fn cause(e: ApiError) -> String {
+    match e {
+        ApiError::Internal(cause) => cause,
+        other => other.to_string(),
     }
 }
 
@@ -217,7 +276,12 @@ fn run_job(conn: &Connection, job: Job) -> Finish {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    failure: &Mutex<Option<String>>,
+    mut space: SpaceWatch,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -226,17 +290,101 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&conn, jobs);
+        space.check(&conn);
+        commit_group(&conn, jobs, failure);
     }
 }
 
-/// One transaction for the whole group; every caller hears the commit's outcome.
-fn commit_group(conn: &Connection, jobs: Vec<Job>) {
+/// Lets a server stopped by a full disk recover once a little space is free.
+///
+/// What a full disk showed (a tmpfs holding the database, events published until writes
+/// failed with SQLITE_FULL): SQLite can neither reuse nor shrink the WAL until a checkpoint
+/// has copied every page in it to the database file, and that file must grow for the pages
+/// it does not have yet: up to a checkpoint interval's worth (4000 pages, 16 MiB), more when
+/// the WAL outgrew it. A checkpoint that fails keeps the space it took in the database file
+/// but none of its progress. Freeing 1 MB at a time on a 60 MiB disk (WAL 16 MiB, database
+/// 45 MiB), each step let one small commit into the WAL, and the checkpoint inside that
+/// commit took the rest and failed again: claims (writes), so delivery, and most other writes
+/// stalled until 7 MB more were free, the pages the database file still lacked (on a 20 MiB
+/// disk: 8 MB; freeing 2 MB did nothing). So while free space is low the writer checkpoints
+/// after every commit, which keeps that backlog to about one group (the WAL at the failure:
+/// 0.3 MiB; 1 MB freed was enough), and sets journal_size_limit to 0, which gives the WAL's
+/// unused tail back for the database to grow into. Commits then cost a checkpoint each, but
+/// only near a full disk; a statvfs per group costs a microsecond beside its fsync. Tested by
+/// `after_a_full_disk_a_little_free_space_is_enough_to_recover` in tests/faults.rs.
+struct SpaceWatch {
+    /// The database file (statvfs follows a symbolic link to the filesystem that holds it,
+    /// as SQLite does when it puts the WAL beside it).
+    db: std::ffi::CString,
+    low: bool,
+}
+
+impl SpaceWatch {
+    fn new(db: &Path) -> SpaceWatch {
+        use std::os::unix::ffi::OsStrExt;
+        SpaceWatch {
+            db: std::ffi::CString::new(db.as_os_str().as_bytes()).unwrap_or_default(),
+            low: false,
+        }
+    }
+
+    fn set_checkpoints(&mut self, conn: &Connection, low: bool) -> rusqlite::Result<()> {
+        let (pages, limit) = match low {
+            true => (1, 0),
+            false => (CHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT),
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {pages}; PRAGMA journal_size_limit = {limit};"
+        ))?;
+        self.low = low;
+        Ok(())
+    }
+
+    fn check(&mut self, conn: &Connection) {
+        let Some(free) = free_bytes(&self.db) else {
+            return;
+        };
+        let low = match self.low {
+            false => free < LOW_SPACE,
+            true => free < SPACE_AGAIN,
+        };
+        if low == self.low {
+            return;
+        }
+        match self.set_checkpoints(conn, low) {
+            Ok(()) if low => tracing::warn!(
+                free_bytes = free,
+                "little free space for the database: checkpointing after every commit"
+            ),
+            Ok(()) => tracing::info!(free_bytes = free, "free space again: usual checkpoints"),
+            Err(e) => tracing::warn!(error = %e, "cannot change checkpoint settings"),
+        }
+    }
+}
+
+/// Bytes free to an unprivileged user on the filesystem holding `path`.
+fn free_bytes(path: &std::ffi::CStr) -> Option<u64> {
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is NUL-terminated and `stat` is written by statvfs before it is read.
+    let stat = unsafe {
+        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stat.assume_init()
+    };
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// One transaction for the whole group; every caller hears the commit's outcome. A failure
+/// is noted in `failure` (for `/health`) before any caller hears of it.
+fn commit_group(conn: &Connection, jobs: Vec<Job>, failure: &Mutex<Option<String>>) {
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         // No transaction (e.g. another process holds the lock past the busy timeout): every
         // caller hears why, and the next group tries again.
+        let why = format!("sqlite: begin: {e}");
+        *lock(failure) = Some(why.clone());
         for job in jobs {
-            job(None)(Err(ApiError::Internal(format!("sqlite: begin: {e}"))));
+            job(None)(Err(ApiError::Internal(why.clone())));
         }
         return;
     }
@@ -245,6 +393,9 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>) {
         let _ = exec(conn, "ROLLBACK");
         format!("sqlite: commit: {e}")
     });
+    if let Err(why) = &committed {
+        *lock(failure) = Some(why.clone());
+    }
     for finish in finishes {
         finish(committed.clone().map_err(ApiError::Internal));
     }

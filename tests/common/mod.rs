@@ -56,6 +56,13 @@ impl Server {
         Self::spawn(dir, args, filter.to_owned(), None)
     }
 
+    /// A fresh server whose database is `hookrpc.db` in `dir`, which the test may have
+    /// prepared (e.g. made that name a link to a file on another filesystem).
+    pub fn start_in(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Server {
+        let args = args.iter().map(|s| s.to_string()).collect();
+        Self::spawn(dir, args, "info".to_owned(), None)
+    }
+
     /// The same database again (after `stop` or `kill9`), with the same flags.
     pub fn restart(&mut self) {
         self.stop();
