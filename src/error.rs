@@ -123,18 +123,6 @@ impl ApiError {
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Internal(format!("sqlite: {e}"))
-    }
-}
-
-impl From<rusqlite::types::FromSqlError> for ApiError {
-    fn from(e: rusqlite::types::FromSqlError) -> Self {
-        Self::Internal(format!("sqlite: {e}"))
-    }
-}
-
 impl From<serde_json::Error> for ApiError {
     fn from(e: serde_json::Error) -> Self {
         Self::Internal(format!("json: {e}"))

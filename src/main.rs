@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use hookrpc::api::{App, Gate, KEY_CACHE_TTL};
 use hookrpc::config::{Config, LogFormat};
-use hookrpc::delivery::{self, Waker};
+use hookrpc::delivery;
 use hookrpc::error::ApiError;
 use hookrpc::model::Access;
 use hookrpc::store::Store;
@@ -130,14 +130,12 @@ async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), ApiError> {
     if let Some(key) = store.bootstrap().await? {
         println!("created account default with full-access key: {key}");
     }
-    let waker = Waker::default();
-    let engine = delivery::start(store.clone(), config.clone(), waker.clone())
+    let engine = delivery::start(store.clone(), config.clone())
         .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
     let app = Arc::new(App {
         store,
         gate: Gate::new(config.max_concurrent_calls),
         config: config.clone(),
-        waker,
     });
     let (handle, addr) = server::start(app).await?;
     println!("listening on {addr}");

@@ -55,6 +55,5 @@ pub async fn retry(
     let id = check.id("delivery_id", args.get("delivery_id"));
     check.finish()?;
     app.store.retry_delivery(caller.account_id, id).await?;
-    app.waker.wake();
     done()
 }

@@ -2,8 +2,8 @@
 
 use super::{reply, search_args, App, Json};
 use crate::error::ApiError;
-use crate::model::{Caller, NewEvent};
-use crate::store::{Published, EVENT_FIELDS};
+use crate::model::Caller;
+use crate::store::EVENT_FIELDS;
 use crate::validate::{Args, Checker};
 use std::sync::Arc;
 
@@ -15,8 +15,8 @@ pub async fn add(
 ) -> Result<Json, ApiError> {
     let event = check.event_details("", args.get("event_details"));
     check.finish()?;
-    let published = publish(&app, caller, vec![event]).await?;
-    reply(&published.ids[0])
+    let ids = app.store.add_events(caller.account_id, vec![event]).await?;
+    reply(&ids[0])
 }
 
 pub async fn add_many(
@@ -27,17 +27,7 @@ pub async fn add_many(
 ) -> Result<Json, ApiError> {
     let events = check.events(args.get("events"));
     check.finish()?;
-    let published = publish(&app, caller, events).await?;
-    reply(&published.ids)
-}
-
-/// Stores and fans out; wakes the delivery engine when there is something to deliver.
-async fn publish(app: &App, caller: Caller, events: Vec<NewEvent>) -> Result<Published, ApiError> {
-    let published = app.store.add_events(caller.account_id, events).await?;
-    if published.deliveries > 0 {
-        app.waker.wake();
-    }
-    Ok(published)
+    reply(&app.store.add_events(caller.account_id, events).await?)
 }
 
 pub async fn get(

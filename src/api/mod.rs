@@ -12,7 +12,6 @@ mod webhooks;
 pub use auth::{Gate, KEY_CACHE_TTL};
 
 use crate::config::Config;
-use crate::delivery::Waker;
 use crate::error::{ApiError, RequestId};
 use crate::metrics;
 use crate::model::{Access, Caller};
@@ -34,7 +33,6 @@ use tracing::Instrument;
 pub struct App {
     pub store: Store,
     pub config: Arc<Config>,
-    pub waker: Waker,
     pub gate: Gate,
 }
 

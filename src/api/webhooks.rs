@@ -124,7 +124,5 @@ pub async fn test(
 ) -> Result<Json, ApiError> {
     let id = check.id("webhook_id", args.get("webhook_id"));
     check.finish()?;
-    let delivery_id = app.store.add_ping(caller.account_id, id).await?;
-    app.waker.wake();
-    reply(&delivery_id)
+    reply(&app.store.add_ping(caller.account_id, id).await?)
 }

@@ -11,7 +11,7 @@ pub mod signing;
 use crate::config::Config;
 use crate::metrics;
 use crate::model::{now_ms, now_secs, CircuitPolicy, Claim, Next, Outcome, Room};
-use crate::store::Store;
+use crate::store::{Store, Waker};
 use retry::{AdaptiveLimit, Signal};
 use sender::{Attempt, Sender};
 use std::collections::{HashMap, HashSet};
@@ -32,16 +32,6 @@ const MIN_IDLE_MS: i64 = 5;
 const INITIAL_WEBHOOK_LIMIT: usize = 4;
 /// How long what was learnt about an idle webhook's receiver is kept.
 const FORGET_AFTER: Duration = Duration::from_secs(300);
-
-/// Wakes the engine: new work was committed.
-#[derive(Clone, Default)]
-pub struct Waker(Arc<Notify>);
-
-impl Waker {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-}
 
 /// A running engine; [`EngineHandle::shutdown`] stops it gracefully.
 pub struct EngineHandle {
@@ -109,11 +99,8 @@ impl Flow {
     }
 }
 
-pub fn start(
-    store: Store,
-    config: Arc<Config>,
-    waker: Waker,
-) -> Result<EngineHandle, reqwest::Error> {
+/// Starts the engine on `store`, whose commits that queue work wake it.
+pub fn start(store: Store, config: Arc<Config>) -> Result<EngineHandle, reqwest::Error> {
     let shared = Arc::new(Shared {
         sender: Sender::new(&config)?,
         circuit: CircuitPolicy {
@@ -125,9 +112,9 @@ pub fn start(
         in_hand: Mutex::default(),
         stopping: AtomicBool::new(false),
         idle: Notify::new(),
+        waker: store.waker(),
         store,
         config,
-        waker,
     });
     let task = tokio::spawn(run(shared.clone()));
     Ok(EngineHandle { shared, task })
@@ -194,7 +181,7 @@ async fn run(shared: Arc<Shared>) {
             },
         };
         tokio::select! {
-            _ = shared.waker.0.notified() => {}
+            _ = shared.waker.woken() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }

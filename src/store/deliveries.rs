@@ -170,5 +170,6 @@ impl Store {
             Ok(())
         })
         .await
+        .inspect(|_| self.waker.wake())
     }
 }

@@ -73,6 +73,14 @@ fn event_record(r: &Row) -> rusqlite::Result<EventRecord> {
     })
 }
 
+/// What a fan-out did.
+struct Published {
+    /// The events' ids, in the order given.
+    ids: Vec<i64>,
+    /// How many deliveries it queued.
+    deliveries: usize,
+}
+
 /// Inserts one event and a delivery for each of `webhook_ids`, due now.
 fn insert_event(
     conn: &Connection,
@@ -140,46 +148,44 @@ fn earlier_event(
         .optional()?)
 }
 
-/// What `add_events` did.
-pub struct Published {
-    /// The events' ids, in the order given.
-    pub ids: Vec<i64>,
-    /// How many deliveries it queued (none: the engine need not wake).
-    pub deliveries: usize,
-}
-
 impl Store {
-    /// Stores events and fans them out, all or nothing. A repeated idempotency key returns the
-    /// first event's id and creates nothing.
+    /// Stores events and fans them out, all or nothing; returns their ids in the order given.
+    /// A repeated idempotency key returns the first event's id and creates nothing. The engine
+    /// is woken once the commit queued deliveries (not otherwise: a wake-up costs a claim).
     pub async fn add_events(
         &self,
         account_id: i64,
         events: Vec<NewEvent>,
-    ) -> Result<Published, ApiError> {
-        self.write(move |conn| {
-            let now_ms = now_ms();
-            let mut published = Published {
-                ids: Vec::with_capacity(events.len()),
-                deliveries: 0,
-            };
-            for e in &events {
-                let earlier = match &e.idempotency_key {
-                    Some(key) => earlier_event(conn, account_id, key, now_ms / 1000)?,
-                    None => None,
+    ) -> Result<Vec<i64>, ApiError> {
+        let published = self
+            .write(move |conn| {
+                let now_ms = now_ms();
+                let mut published = Published {
+                    ids: Vec::with_capacity(events.len()),
+                    deliveries: 0,
                 };
-                let id = match earlier {
-                    Some(id) => id,
-                    None => {
-                        let webhooks = matching_webhooks(conn, account_id, e)?;
-                        published.deliveries += webhooks.len();
-                        insert_event(conn, account_id, e, &webhooks, now_ms)?
-                    }
-                };
-                published.ids.push(id);
-            }
-            Ok(published)
-        })
-        .await
+                for e in &events {
+                    let earlier = match &e.idempotency_key {
+                        Some(key) => earlier_event(conn, account_id, key, now_ms / 1000)?,
+                        None => None,
+                    };
+                    let id = match earlier {
+                        Some(id) => id,
+                        None => {
+                            let webhooks = matching_webhooks(conn, account_id, e)?;
+                            published.deliveries += webhooks.len();
+                            insert_event(conn, account_id, e, &webhooks, now_ms)?
+                        }
+                    };
+                    published.ids.push(id);
+                }
+                Ok(published)
+            })
+            .await?;
+        if published.deliveries > 0 {
+            self.waker.wake();
+        }
+        Ok(published.ids)
     }
 
     /// `testWebhook`: a `ping` event for one webhook, delivered now; returns the delivery id.
@@ -198,6 +204,7 @@ impl Store {
             Ok(conn.last_insert_rowid())
         })
         .await
+        .inspect(|_| self.waker.wake())
     }
 
     pub fn event(&self, account_id: i64, id: i64) -> Result<EventRecord, ApiError> {

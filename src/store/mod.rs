@@ -13,7 +13,7 @@ mod queue;
 mod webhooks;
 
 pub use deliveries::FIELDS as DELIVERY_FIELDS;
-pub use events::{Published, FIELDS as EVENT_FIELDS};
+pub use events::FIELDS as EVENT_FIELDS;
 pub use keys::{hash_key, KeyInfo};
 pub use webhooks::FIELDS as WEBHOOK_FIELDS;
 
@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 /// How many queued writes one transaction may take at most.
 const MAX_GROUP: usize = 512;
@@ -53,8 +53,25 @@ pub struct Store {
     /// For point lookups by key: run on the calling thread, which costs a few microseconds,
     /// instead of a hop to the blocking pool, which costs more than the lookup itself.
     lookups: Arc<[Mutex<Connection>]>,
+    /// Wakes the delivery engine after a commit that queued work for it.
+    waker: Waker,
     /// Why the last write that failed failed, until a probe write from `health` succeeds.
     write_failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Wakes the delivery engine: a commit queued work for it.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves at the next wake-up (or at once, if one came since the last).
+    pub async fn woken(&self) {
+        self.0.notified().await
+    }
 }
 
 struct ReadPool {
@@ -86,6 +103,7 @@ impl Store {
             .spawn(move || writer_loop(conn, rx, &failure, space))
             .map_err(|e| ApiError::Internal(format!("spawn writer: {e}")))?;
         Ok(Store {
+            waker: Waker::default(),
             lookups: lookups.into(),
             write_failure,
             writer: tx,
@@ -96,8 +114,13 @@ impl Store {
         })
     }
 
+    /// The engine's wake-ups: every commit that queues work for it rings this.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
     /// Runs `f` on the writer connection inside a savepoint; resolves after the commit.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
@@ -136,7 +159,7 @@ impl Store {
     }
 
     /// Runs `f` on a read-only connection off the async threads.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
@@ -162,10 +185,7 @@ impl Store {
 
     /// Runs a point lookup (an indexed query returning at most a row or two) right here.
     /// Anything that may scan goes through [`Store::read`].
-    pub fn lookup<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
+    fn lookup<T>(&self, f: impl FnOnce(&Connection) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let conn = self
             .lookups
             .iter()
@@ -398,5 +418,19 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>, failure: &Mutex<Option<String
     }
     for finish in finishes {
         finish(committed.clone().map_err(ApiError::Internal));
+    }
+}
+
+// A driver's errors become internal errors here, inside the store: no caller sees a driver
+// type, and the words never reach a client (`ApiError::Internal` is logged, not sent).
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Internal(format!("sqlite: {e}"))
+    }
+}
+
+impl From<rusqlite::types::FromSqlError> for ApiError {
+    fn from(e: rusqlite::types::FromSqlError) -> Self {
+        Self::Internal(format!("sqlite: {e}"))
     }
 }
