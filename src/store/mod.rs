@@ -408,11 +408,24 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>, failure: &Mutex<Option<String
         }
         return;
     }
-    let finishes: Vec<Finish> = jobs.into_iter().map(|job| run_job(conn, job)).collect();
-    let committed = exec(conn, "COMMIT").map_err(|e| {
-        let _ = exec(conn, "ROLLBACK");
-        format!("sqlite: commit: {e}")
-    });
+    // A statement that fails on I/O (a full disk, say) can make SQLite roll the whole
+    // transaction back. A job run after that would open and commit a transaction of its own,
+    // while its caller is told that the group failed: such jobs are not run, and the group
+    // fails as a whole.
+    let finishes: Vec<Finish> = jobs
+        .into_iter()
+        .map(|job| match conn.is_autocommit() {
+            false => run_job(conn, job),
+            true => job(None),
+        })
+        .collect();
+    let committed = match conn.is_autocommit() {
+        true => Err("sqlite: the transaction was rolled back by an error inside it".to_owned()),
+        false => exec(conn, "COMMIT").map_err(|e| {
+            let _ = exec(conn, "ROLLBACK");
+            format!("sqlite: commit: {e}")
+        }),
+    };
     if let Err(why) = &committed {
         *lock(failure) = Some(why.clone());
     }
@@ -432,5 +445,54 @@ impl From<rusqlite::Error> for ApiError {
 impl From<rusqlite::types::FromSqlError> for ApiError {
     fn from(e: rusqlite::types::FromSqlError) -> Self {
         Self::Internal(format!("sqlite: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite ending the group's transaction under a job (as it does after some I/O errors) fails
+    /// the whole group: no later job of the group commits on its own behind its caller's back.
+    #[tokio::test]
+    async fn a_group_whose_transaction_ended_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db"), 1).unwrap();
+        let insert = |name: &'static str| {
+            move |c: &Connection| {
+                c.execute(
+                    "INSERT INTO accounts (name, creation_time) VALUES (?1, 0)",
+                    [name],
+                )?;
+                Ok(())
+            }
+        };
+        // The first job holds the writer while the other two queue up behind it, so those two
+        // share a group (with it, or with each other).
+        let (first, ended, after) = tokio::join!(
+            store.write(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                Ok(())
+            }),
+            store.write(|c| Ok(exec(c, "ROLLBACK")?)),
+            store.write(insert("after")),
+        );
+        let _ = first;
+        assert!(ended.is_err());
+        assert!(after.is_err(), "its group failed, so its caller hears so");
+        let stored: i64 = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM accounts WHERE name = 'after'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            stored, 0,
+            "a write reported as failed is not in the database"
+        );
     }
 }
