@@ -47,7 +47,7 @@ impl Gate {
 
     /// Takes one of the key's slots (399 when none is free), then says who is calling (300
     /// for a missing, unknown or revoked key).
-    pub fn admit(&self, store: &Store, key: &str) -> Result<(Caller, Permit), ApiError> {
+    pub async fn admit(&self, store: &Store, key: &str) -> Result<(Caller, Permit), ApiError> {
         let known = {
             let mut keys = lock(&self.keys);
             let state = keys.entry(key.to_owned()).or_default();
@@ -66,7 +66,7 @@ impl Gate {
         let caller = match known {
             Some((caller, _)) => caller,
             None => {
-                let found = store.authenticate(&hash_key(key));
+                let found = store.authenticate(&hash_key(key)).await;
                 if let Some(state) = lock(&self.keys).get_mut(key) {
                     // A key that stopped working is forgotten, like one never seen.
                     state.known = found.as_ref().ok().map(|caller| (*caller, Instant::now()));

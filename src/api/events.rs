@@ -38,7 +38,7 @@ pub async fn get(
 ) -> Result<Json, ApiError> {
     let id = check.id("event_id", args.get("event_id"));
     check.finish()?;
-    reply(&app.store.event(caller.account_id, id)?)
+    reply(&app.store.event(caller.account_id, id).await?)
 }
 
 pub async fn search(

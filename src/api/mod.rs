@@ -213,7 +213,7 @@ async fn run(
         .get("api_key")
         .and_then(Value::as_str)
         .ok_or(ApiError::InvalidKey)?;
-    let (caller, _permit) = app.gate.admit(&app.store, key)?;
+    let (caller, _permit) = app.gate.admit(&app.store, key).await?;
     tracing::Span::current().record("account", caller.account_id);
     if !caller.access.allows(method.access) {
         return Err(ApiError::AccessDenied {

@@ -67,7 +67,8 @@ pub async fn get(
     check.finish()?;
     reply(
         &app.store
-            .webhook(caller.account_id, id)?
+            .webhook(caller.account_id, id)
+            .await?
             .view(caller.access),
     )
 }

@@ -1,64 +1,11 @@
 //! The SQL of `deliveries` and `attempts` as the API shows them, and `retryDelivery`. The
 //! engine's side of the same tables is `queue.rs`.
 
-use super::Store;
+use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_ms, AttemptRecord, DeliveryRecord};
-use crate::search::{Criteria, Field, Kind};
+use crate::search::Criteria;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-
-pub const FIELDS: &[Field] = &[
-    Field {
-        name: "id",
-        column: "id",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "webhook_id",
-        column: "webhook_id",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "event_id",
-        column: "event_id",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "status",
-        column: "status",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "attempt_count",
-        column: "attempt_count",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "next_attempt_time",
-        column: "(CASE WHEN status = 'pending' THEN due_ms / 1000 END)",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "last_attempt_time",
-        column: "last_attempt_time",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "last_status_code",
-        column: "last_status_code",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "last_error",
-        column: "last_error",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "creation_time",
-        column: "creation_time",
-        kind: Kind::Int,
-    },
-];
 
 const FROM: &str = "FROM deliveries WHERE account_id = ?";
 
@@ -100,7 +47,7 @@ fn attempts(conn: &Connection, delivery_id: i64) -> Result<Vec<AttemptRecord>, A
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-impl Store {
+impl Sqlite {
     pub async fn delivery(&self, account_id: i64, id: i64) -> Result<DeliveryRecord, ApiError> {
         self.read(move |conn| {
             let mut delivery = conn

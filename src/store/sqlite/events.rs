@@ -1,58 +1,15 @@
 //! The SQL of the `events` table, and the fan-out: an event and its deliveries are written in
 //! one transaction, and that commit is the acknowledgement (the outbox is the queue).
 
-use super::Store;
+use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_ms, EventRecord, NewEvent, PING_EVENT};
-use crate::search::{Criteria, Field, Kind};
+use crate::search::Criteria;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::value::RawValue;
 
 /// How long an idempotency key is remembered (API.md: 24 h).
 const IDEMPOTENCY_SECS: i64 = 24 * 3600;
-
-pub const FIELDS: &[Field] = &[
-    Field {
-        name: "id",
-        column: "id",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "object",
-        column: "object",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "event",
-        column: "event",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "list_id",
-        column: "list_id",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "contact_id",
-        column: "contact_id",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "idempotency_key",
-        column: "idempotency_key",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "creation_time",
-        column: "creation_time",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "delivery_count",
-        column: "delivery_count",
-        kind: Kind::Int,
-    },
-];
 
 const FROM: &str = "FROM events WHERE account_id = ?";
 
@@ -148,7 +105,7 @@ fn earlier_event(
         .optional()?)
 }
 
-impl Store {
+impl Sqlite {
     /// Stores events and fans them out, all or nothing; returns their ids in the order given.
     /// A repeated idempotency key returns the first event's id and creates nothing. The engine
     /// is woken once the commit queued deliveries (not otherwise: a wake-up costs a claim).
@@ -207,7 +164,7 @@ impl Store {
         .inspect(|_| self.waker.wake())
     }
 
-    pub fn event(&self, account_id: i64, id: i64) -> Result<EventRecord, ApiError> {
+    pub async fn event(&self, account_id: i64, id: i64) -> Result<EventRecord, ApiError> {
         self.lookup(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM events WHERE id = ?1 AND account_id = ?2"

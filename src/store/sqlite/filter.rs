@@ -1,7 +1,7 @@
 //! Searches on SQLite: the neutral criteria of `search.rs` rendered as SQL whose values are all
 //! bound parameters.
 
-use super::Store;
+use super::Sqlite;
 use crate::error::ApiError;
 use crate::search::{Criteria, Kind, Op, Scalar};
 use rusqlite::types::Value as Sql;
@@ -101,7 +101,7 @@ pub(super) fn search<T>(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-impl Store {
+impl Sqlite {
     /// How many rows a search would find (see [`search`]).
     pub(super) async fn count(
         &self,

@@ -1,31 +1,10 @@
 //! Accounts and API keys. Only the SHA-256 of a key is stored; the key is shown once.
 
-use super::Store;
+use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_secs, Access, Caller};
-use rand::RngCore;
+use crate::store::{hash_key, new_key, KeyInfo};
 use rusqlite::{params, Connection, OptionalExtension};
-use sha2::{Digest, Sha256};
-
-/// A key as `key list` shows it (never the key itself).
-#[derive(Debug, Clone)]
-pub struct KeyInfo {
-    pub prefix: String,
-    pub account: String,
-    pub access: Access,
-    pub creation_time: i64,
-    pub revoked_time: Option<i64>,
-}
-
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-fn new_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
 
 fn account_id(conn: &Connection, name: &str) -> Result<i64, ApiError> {
     conn.execute(
@@ -39,7 +18,7 @@ fn account_id(conn: &Connection, name: &str) -> Result<i64, ApiError> {
     )
 }
 
-impl Store {
+impl Sqlite {
     /// Creates a key for `account` (creating the account if needed); returns the key.
     pub async fn add_key(&self, account: &str, access: Access) -> Result<String, ApiError> {
         let account = account.to_owned();
@@ -135,7 +114,7 @@ impl Store {
     }
 
     /// Who is calling: the account and access level of the live key with this [`hash_key`].
-    pub fn authenticate(&self, hash: &str) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, hash: &str) -> Result<Caller, ApiError> {
         self.lookup(move |conn| {
             conn.prepare_cached(
                 "SELECT account_id, access FROM api_keys WHERE key_hash = ?1 AND revoked_time IS NULL",

@@ -1,4 +1,4 @@
-//! Applies `schema/migrations/*.sql` in order at start-up. The files are compiled into the
+//! Applies `schema/migrations/sqlite/*.sql` in order at start-up. The files are compiled into the
 //! binary so that one file is all an operator ships; `PRAGMA user_version` records how far a
 //! database has come.
 
@@ -7,10 +7,10 @@ use rusqlite::Connection;
 
 /// Every migration, in order; the version of each is its position (1-based).
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../schema/migrations/0001_init.sql"),
-    include_str!("../../schema/migrations/0002_live_webhook_count.sql"),
-    include_str!("../../schema/migrations/0003_claim_by_webhook.sql"),
-    include_str!("../../schema/migrations/0004_write_probe.sql"),
+    include_str!("../../../schema/migrations/sqlite/0001_init.sql"),
+    include_str!("../../../schema/migrations/sqlite/0002_live_webhook_count.sql"),
+    include_str!("../../../schema/migrations/sqlite/0003_claim_by_webhook.sql"),
+    include_str!("../../../schema/migrations/sqlite/0004_write_probe.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

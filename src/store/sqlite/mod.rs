@@ -1,7 +1,7 @@
-//! The store owns every line of SQL. Writes go to one writer thread that commits whatever is
-//! queued in one transaction (group commit: each caller is answered only after its write is on
-//! disk, and throughput comes from batching, not from weaker durability). Each write runs in its
-//! own savepoint, so a failing call never leaves a partial row and never spoils its neighbours.
+//! The SQLite backend. Writes go to one writer thread that commits whatever is queued in one
+//! transaction (group commit: each caller is answered only after its write is on disk, and
+//! throughput comes from batching, not from weaker durability). Each write runs in its own
+//! savepoint, so a failing call never leaves a partial row and never spoils its neighbours.
 //! Reads use a small pool of read-only connections.
 
 mod deliveries;
@@ -12,17 +12,13 @@ mod migrate;
 mod queue;
 mod webhooks;
 
-pub use deliveries::FIELDS as DELIVERY_FIELDS;
-pub use events::FIELDS as EVENT_FIELDS;
-pub use keys::{hash_key, KeyInfo};
-pub use webhooks::FIELDS as WEBHOOK_FIELDS;
-
+use super::Waker;
 use crate::error::ApiError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
 /// How many queued writes one transaction may take at most.
 const MAX_GROUP: usize = 512;
@@ -47,7 +43,7 @@ type Finish = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
 type Job = Box<dyn FnOnce(Option<&Connection>) -> Finish + Send>;
 
 #[derive(Clone)]
-pub struct Store {
+pub struct Sqlite {
     writer: mpsc::Sender<Job>,
     readers: Arc<ReadPool>,
     /// For point lookups by key: run on the calling thread, which costs a few microseconds,
@@ -59,29 +55,14 @@ pub struct Store {
     write_failure: Arc<Mutex<Option<String>>>,
 }
 
-/// Wakes the delivery engine: a commit queued work for it.
-#[derive(Clone, Default)]
-pub struct Waker(Arc<Notify>);
-
-impl Waker {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-
-    /// Resolves at the next wake-up (or at once, if one came since the last).
-    pub async fn woken(&self) {
-        self.0.notified().await
-    }
-}
-
 struct ReadPool {
     connections: Mutex<Vec<Connection>>,
     available: Semaphore,
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (creating if needed) the database, applies migrations and starts the writer.
-    pub fn open(path: &Path, reader_count: usize) -> Result<Store, ApiError> {
+    pub fn open(path: &Path, reader_count: usize) -> Result<Sqlite, ApiError> {
         let mut conn = Connection::open(path)?;
         configure(&conn, 8192)?;
         conn.execute_batch("PRAGMA journal_mode = WAL")?;
@@ -102,7 +83,7 @@ impl Store {
             .name("hookrpc-writer".into())
             .spawn(move || writer_loop(conn, rx, &failure, space))
             .map_err(|e| ApiError::Internal(format!("spawn writer: {e}")))?;
-        Ok(Store {
+        Ok(Sqlite {
             waker: Waker::default(),
             lookups: lookups.into(),
             write_failure,
@@ -457,7 +438,7 @@ mod tests {
     #[tokio::test]
     async fn a_group_whose_transaction_ended_commits_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db"), 1).unwrap();
+        let store = Sqlite::open(&dir.path().join("t.db"), 1).unwrap();
         let insert = |name: &'static str| {
             move |c: &Connection| {
                 c.execute(

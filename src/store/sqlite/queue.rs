@@ -1,7 +1,7 @@
 //! The delivery engine's queue on SQLite: claim due work with a lease, record what each
 //! attempt came to (and what its webhook's circuit learns), hand back what was not sent.
 
-use super::Store;
+use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{
     now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Room,
@@ -355,7 +355,7 @@ fn record_failure(
     Ok(())
 }
 
-impl Store {
+impl Sqlite {
     /// The engine's claim (see [`claim`]).
     pub async fn claim_due(
         &self,

@@ -1,87 +1,13 @@
 //! The SQL of the `webhooks` table.
 
-use super::Store;
+use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_secs, BasicAuth, WebhookRecord, WebhookSettings};
-use crate::search::{Criteria, Field, Kind};
+use crate::search::Criteria;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// How long a rotated-out secret still signs (API.md §4).
 const PREVIOUS_SECRET_SECS: i64 = 24 * 3600;
-
-/// The fields `searchWebhooks` and `countWebhooks` accept.
-pub const FIELDS: &[Field] = &[
-    Field {
-        name: "id",
-        column: "id",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "name",
-        column: "name",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "description",
-        column: "description",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "object",
-        column: "object",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "event",
-        column: "event",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "list_id",
-        column: "list_id",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "url",
-        column: "url",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "is_active",
-        column: "is_active",
-        kind: Kind::Bool,
-    },
-    Field {
-        name: "batch_size",
-        column: "batch_size",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "circuit_state",
-        column: "circuit_state",
-        kind: Kind::Text,
-    },
-    Field {
-        name: "consecutive_failures",
-        column: "consecutive_failures",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "last_success_time",
-        column: "last_success_time",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "creation_time",
-        column: "creation_time",
-        kind: Kind::Int,
-    },
-    Field {
-        name: "last_modified_time",
-        column: "last_modified_time",
-        kind: Kind::Int,
-    },
-];
 
 /// The webhooks a search sees: the account's, not deleted.
 const LIVE: &str = "FROM webhooks WHERE account_id = ? AND deleted_time IS NULL";
@@ -158,7 +84,7 @@ pub(super) fn cancel_pending(conn: &Connection, webhook_id: i64) -> Result<(), A
     Ok(())
 }
 
-impl Store {
+impl Sqlite {
     pub async fn add_webhook(
         &self,
         account_id: i64,
@@ -204,7 +130,7 @@ impl Store {
         .await
     }
 
-    pub fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError> {
+    pub async fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError> {
         self.lookup(|conn| load(conn, account_id, id))
     }
 

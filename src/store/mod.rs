@@ -1,0 +1,161 @@
+//! The store: the one interface the rest of the crate sees for everything that is kept. Its
+//! signatures carry typed inputs and records (`model`, `search::Criteria`) and no driver type;
+//! each backend owns its SQL and converts its driver's errors inside itself. Today there is one
+//! backend, SQLite (`sqlite/`); the enum is where a second one joins.
+
+mod fields;
+mod sqlite;
+
+pub use fields::{DELIVERY_FIELDS, EVENT_FIELDS, WEBHOOK_FIELDS};
+
+use crate::error::ApiError;
+use crate::model::{
+    Access, Caller, CircuitPolicy, Claim, DeliveryRecord, EventRecord, NewEvent, Outcome, Room,
+    WebhookRecord, WebhookSettings,
+};
+use crate::search::Criteria;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+}
+
+/// Wakes the delivery engine: a commit queued work for it.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves at the next wake-up (or at once, if one came since the last).
+    pub async fn woken(&self) {
+        self.0.notified().await
+    }
+}
+
+/// A key as `key list` shows it (never the key itself).
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub prefix: String,
+    pub account: String,
+    pub access: Access,
+    pub creation_time: i64,
+    pub revoked_time: Option<i64>,
+}
+
+/// What is stored of a key: its SHA-256, never the key.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A new key: 32 random bytes as 64 lowercase hex characters.
+fn new_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies migrations and starts its workers.
+    pub fn open(path: &Path, reader_count: usize) -> Result<Store, ApiError> {
+        Ok(Store {
+            backend: Backend::Sqlite(sqlite::Sqlite::open(path, reader_count)?),
+        })
+    }
+
+    /// The engine's wake-ups: every commit that queues work for it rings this.
+    pub fn waker(&self) -> Waker {
+        match &self.backend {
+            Backend::Sqlite(b) => b.waker(),
+        }
+    }
+
+    /// An edit: the webhook is read, `merge` turns its settings into the new ones (and
+    /// validates them), and the result is stored, all in one transaction.
+    pub async fn edit_webhook<F>(&self, account_id: i64, id: i64, merge: F) -> Result<(), ApiError>
+    where
+        F: FnOnce(WebhookSettings) -> Result<WebhookSettings, ApiError> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(b) => b.edit_webhook(account_id, id, merge).await,
+        }
+    }
+}
+
+/// Methods that every backend has with the same signature, passed to the backend in use.
+macro_rules! delegate {
+    ($( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match &self.backend {
+                        Backend::Sqlite(b) => b.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    /// For `/health`: `Ok` while the database answers and takes writes, else why not.
+    fn health(&self) -> Result<(), String>;
+
+    /// Creates a key for `account` (creating the account if needed); returns the key.
+    fn add_key(&self, account: &str, access: Access) -> Result<String, ApiError>;
+    /// On an empty database: account `default` and a full key for it, returned once.
+    fn bootstrap(&self) -> Result<Option<String>, ApiError>;
+    fn list_keys(&self) -> Result<Vec<KeyInfo>, ApiError>;
+    /// Revokes the one key whose first characters are `prefix`.
+    fn revoke_key(&self, prefix: &str) -> Result<(), ApiError>;
+    /// Who holds the key with this hash (300 for an unknown or revoked one).
+    fn authenticate(&self, hash: &str) -> Result<Caller, ApiError>;
+
+    fn add_webhook(&self, account_id: i64, settings: WebhookSettings, max_webhooks: u32) -> Result<i64, ApiError>;
+    fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError>;
+    /// Soft delete; its pending deliveries are cancelled.
+    fn delete_webhook(&self, account_id: i64, id: i64) -> Result<(), ApiError>;
+    /// The old secret keeps signing beside the new one for 24 h.
+    fn rotate_secret(&self, account_id: i64, id: i64, secret: String) -> Result<String, ApiError>;
+    fn search_webhooks(&self, account_id: i64, criteria: Criteria, limit: i64, offset: i64) -> Result<Vec<WebhookRecord>, ApiError>;
+    fn count_webhooks(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
+
+    /// Stores events and fans them out, all or nothing; returns their ids.
+    fn add_events(&self, account_id: i64, events: Vec<NewEvent>) -> Result<Vec<i64>, ApiError>;
+    /// `testWebhook`: a `ping` event for one webhook; returns its delivery's id.
+    fn add_ping(&self, account_id: i64, webhook_id: i64) -> Result<i64, ApiError>;
+    fn event(&self, account_id: i64, id: i64) -> Result<EventRecord, ApiError>;
+    fn search_events(&self, account_id: i64, criteria: Criteria, limit: i64, offset: i64) -> Result<Vec<EventRecord>, ApiError>;
+    fn count_events(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
+
+    /// A delivery with its attempts.
+    fn delivery(&self, account_id: i64, id: i64) -> Result<DeliveryRecord, ApiError>;
+    fn search_deliveries(&self, account_id: i64, criteria: Criteria, limit: i64, offset: i64) -> Result<Vec<DeliveryRecord>, ApiError>;
+    fn count_deliveries(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
+    /// A failed or cancelled delivery is due again now, with a fresh retry schedule.
+    fn retry_delivery(&self, account_id: i64, id: i64) -> Result<(), ApiError>;
+
+    /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook.
+    fn claim_due(&self, limit: usize, room: Room, lease_ms: i64, circuit: CircuitPolicy) -> Result<Vec<Claim>, ApiError>;
+    /// Records one attempt for every delivery it carried, and what the webhook learnt.
+    fn record_outcome(&self, outcome: Outcome, circuit: CircuitPolicy) -> Result<(), ApiError>;
+    /// Claimed deliveries that were not sent are due again now.
+    fn release(&self, ids: Vec<i64>) -> Result<(), ApiError>;
+    /// When the earliest pending delivery due after `after` (epoch ms) falls due.
+    fn next_due_ms(&self, after: i64) -> Result<Option<i64>, ApiError>;
+    /// For /metrics: pending deliveries, the age of the oldest (s), open circuits.
+    fn queue_stats(&self) -> Result<(i64, i64, i64), ApiError>;
+}
