@@ -459,6 +459,80 @@ async fn vision6_replies_echo_any_id_as_sent_and_never_carry_jsonrpc() {
 }
 
 #[tokio::test]
+async fn jsonrpc_1_0_and_version_1_1_requests_are_the_vision6_dialect() {
+    let server = Server::start(&[]);
+    for marker in [json!({"jsonrpc": "1.0"}), json!({"version": "1.1"})] {
+        let with = |mut request: Value| {
+            for (k, v) in marker.as_object().unwrap() {
+                request[k] = v.clone();
+            }
+            request
+        };
+        let reply = post(
+            &server,
+            V6,
+            with(json!({"id": 1, "method": "countWebhooks", "params": [server.key]})),
+        )
+        .await;
+        assert_eq!(
+            reply,
+            json!({"id": 1, "result": 0, "error": null}),
+            "{marker}"
+        );
+        let reply = post(
+            &server,
+            V6,
+            with(json!({"id": 2, "method": "countWebhoks", "params": [server.key]})),
+        )
+        .await;
+        assert_eq!(keys(&reply), ["error", "id", "result"], "{marker}: {reply}");
+        assert_eq!(reply["error"]["code"], 104, "{marker}: {reply}");
+        let reply = post(
+            &server,
+            V6,
+            with(json!({"id": 3, "method": "getWebhookById", "params": ["no key", 1]})),
+        )
+        .await;
+        assert_eq!(keys(&reply), ["error", "id", "result"], "{marker}: {reply}");
+        assert_eq!(reply["error"]["code"], 300, "{marker}: {reply}");
+        // A body that does not parse (its closing brace cut off), in this dialect, is 100.
+        let whole = with(json!({"id": 4, "method": "countWebhooks"})).to_string();
+        let (status, text) = server
+            .post_raw(V6, whole[..whole.len() - 1].to_owned())
+            .await;
+        assert_eq!(status, 200);
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(keys(&reply), ["error", "id", "result"], "{marker}: {reply}");
+        assert_eq!(reply["error"]["code"], 100, "{marker}: {reply}");
+    }
+    // A batch past the limit is one error in this dialect too.
+    let batch: Vec<Value> = (0..1001)
+        .map(|i| json!({"jsonrpc": "1.0", "id": i, "method": "countWebhooks", "params": [server.key]}))
+        .collect();
+    let reply = post(&server, V6, Value::Array(batch)).await;
+    let replies = reply.as_array().expect("an array");
+    assert_eq!(replies.len(), 1, "{reply}");
+    assert_eq!(keys(&replies[0]), ["error", "id", "result"], "{reply}");
+    assert_eq!(replies[0]["error"]["code"], -32600, "{reply}");
+}
+
+#[tokio::test]
+async fn vision6_protocol_errors_never_carry_jsonrpc() {
+    let server = Server::start(&[]);
+    let reply = post(&server, V6, json!({"id": 1, "method": 5})).await;
+    assert_eq!(keys(&reply), ["error", "id", "result"], "{reply}");
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    let batch: Vec<Value> = (0..1001)
+        .map(|i| json!({"id": i, "method": "countWebhooks", "params": [server.key]}))
+        .collect();
+    let reply = post(&server, V6, Value::Array(batch)).await;
+    let replies = reply.as_array().expect("an array");
+    assert_eq!(replies.len(), 1, "{reply}");
+    assert_eq!(keys(&replies[0]), ["error", "id", "result"], "{reply}");
+    assert_eq!(replies[0]["error"]["code"], -32600, "{reply}");
+}
+
+#[tokio::test]
 async fn every_reply_is_application_json_utf8() {
     let server = Server::start(&[]);
     let key = &server.key;
