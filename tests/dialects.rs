@@ -770,7 +770,12 @@ async fn wrong_top_level_types_are_310_never_minus_32602() {
         ("searchWebhooks", json!([server.key, null, -1]), "limit"),
         (
             "searchWebhooks",
-            json!([server.key, null, 0, "0"]),
+            json!([server.key, null, 0, "zero"]),
+            "offset",
+        ),
+        (
+            "searchWebhooks",
+            json!([server.key, null, 0, "-1"]),
             "offset",
         ),
         ("searchWebhooks", json!([server.key, null, 0, -1]), "offset"),
