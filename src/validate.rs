@@ -91,8 +91,10 @@ impl Args {
 }
 
 /// Binds raw params to `names`; the first `required` names must be present. Problems (extra
-/// positional params, unknown names, missing ones) go to `check`. Params that are neither an
-/// array nor an object bind nothing, not even the key: that is a 310 straight away.
+/// positional params, missing ones) go to `check`. Params that are neither an array nor an
+/// object bind nothing, not even the key: that is a 310 straight away. So is a name the method
+/// does not have, before the key is looked at: a camelCase SDK sending `apiKey` must learn
+/// that the name is wrong, not that its key is (300).
 pub fn bind(
     raw: Option<Value>,
     names: &'static [&'static str],
@@ -100,6 +102,7 @@ pub fn bind(
     check: &mut Checker,
 ) -> Result<Args, ApiError> {
     let mut values = vec![None; names.len()];
+    let mut unknown_names = false;
     match raw {
         None => {}
         Some(Value::Array(items)) => {
@@ -121,7 +124,10 @@ pub fn bind(
             for (key, value) in map {
                 match names.iter().position(|n| *n == key) {
                     Some(index) => values[index] = Some(value),
-                    None => check.problem(key.clone(), format!("Unknown argument {key}")),
+                    None => {
+                        check.problem(key.clone(), format!("Unknown argument {key}"));
+                        unknown_names = true;
+                    }
                 }
             }
         }
@@ -132,11 +138,16 @@ pub fn bind(
             ))
         }
     }
-    for (name, value) in names.iter().zip(&values).take(required).skip(1) {
-        // The key (always first) is checked by authentication, which answers 300 instead.
+    // The key (always first) is otherwise checked by authentication, which answers 300; in a
+    // 310 about unknown names, its absence is one of the problems (the likely misnamed one).
+    let first = if unknown_names { 0 } else { 1 };
+    for (name, value) in names.iter().zip(&values).take(required).skip(first) {
         if value.as_ref().is_none_or(Value::is_null) {
             check.problem(*name, format!("{name} is required"));
         }
+    }
+    if unknown_names {
+        return Err(ApiError::InvalidParams(std::mem::take(&mut check.problems)));
     }
     Ok(Args { names, values })
 }

@@ -692,11 +692,52 @@ async fn unknown_and_missing_names_are_310() {
         .collect();
     assert_eq!(fields, [&json!("id"), &json!("webhook_id")], "{data}");
     assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 0);
-    // Without a key by name: 300.
-    let (code, _) = server
-        .err("countWebhooks", json!({"key": server.key}))
-        .await;
+    // No key at all: 300.
+    let (code, _) = server.err("countWebhooks", json!({})).await;
     assert_eq!(code, 300);
+}
+
+#[tokio::test]
+async fn a_misnamed_key_is_310_naming_it_not_300() {
+    // A camelCase SDK sends `apiKey`: it must learn that name is wrong, not that its key is.
+    let server = Server::start(&[]);
+    for (method, params) in [
+        ("countWebhooks", json!({"apiKey": server.key})),
+        ("countWebhooks", json!({"key": server.key})),
+        (
+            "getWebhookById",
+            json!({"apiKey": server.key, "webhookId": 1}),
+        ),
+    ] {
+        let (code, data) = server.err(method, params.clone()).await;
+        assert_eq!(code, 310, "{method} {params}: {data}");
+        let problems = data.as_array().unwrap();
+        for name in params.as_object().unwrap().keys() {
+            assert!(
+                problems.contains(
+                    &json!({"field": name, "message": format!("Unknown argument {name}")})
+                ),
+                "{method} {params}: {data}"
+            );
+        }
+        assert!(
+            problems.iter().any(|p| p["field"] == "api_key"),
+            "names the key it expected: {data}"
+        );
+    }
+    // The same in the Vision6 dialect.
+    let reply = post(
+        &server,
+        V6,
+        json!({"id": 1, "method": "countWebhooks", "params": {"apiKey": server.key}}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], 310, "{reply}");
+    // An unknown name beside a wrong key is 310 too: the name is the first thing wrong.
+    let (code, data) = server
+        .err("countWebhooks", json!({"api_key": "nope", "limit": 1}))
+        .await;
+    assert_eq!(code, 310, "{data}");
 }
 
 #[tokio::test]
