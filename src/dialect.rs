@@ -27,7 +27,9 @@ const INVALID_REQUEST: i64 = -32600;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flavor {
     V2,
-    /// Vision6 / JSON-RPC 1.0 style: no `jsonrpc` member.
+    /// Vision6 / JSON-RPC 1.0 style: no `jsonrpc` member, or `"jsonrpc":"1.0"` (what 1.0
+    /// clients such as jayson in 1.0 mode may send). JSON-RPC 1.1's `"version":"1.1"` has no
+    /// `jsonrpc` member, so it is this dialect too.
     V1,
 }
 
@@ -66,7 +68,7 @@ pub fn prepare(body: &[u8]) -> Prepared {
         return Prepared::PassThrough;
     }
     let object_or_array = matches!(body.trim_ascii_start().first(), Some(b'{' | b'['));
-    let shows_jsonrpc = contains(body, b"\"jsonrpc\"");
+    let shows_jsonrpc = shows_v2(body);
     let parse_error = |detail: &str| {
         Prepared::ParseError(if object_or_array && shows_jsonrpc {
             v2_parse_error()
@@ -205,10 +207,9 @@ fn normalise(
     let Ok(members) = serde_json::from_str::<Members>(item.get()) else {
         return Ok(refuse(n, fallback, out));
     };
-    let flavor = if members.get("jsonrpc").is_some() {
-        Flavor::V2
-    } else {
-        Flavor::V1
+    let flavor = match members.get("jsonrpc") {
+        Some(version) if !is_v1_version(version) => Flavor::V2,
+        _ => Flavor::V1,
     };
     let mut ids = members.0.iter().filter(|(k, _)| k == "id").map(|(_, v)| *v);
     let id = match (ids.next(), ids.next()) {
@@ -225,7 +226,9 @@ fn normalise(
     if flavor == Flavor::V1 {
         out.extend_from_slice(br#","jsonrpc":"2.0""#);
     }
-    for (name, value) in members.0.iter().filter(|(k, _)| k != "id") {
+    // A 1.0 client's own `"jsonrpc":"1.0"` gives way to the 2.0 jsonrpsee is sent.
+    let dropped = |name: &str| name == "id" || (flavor == Flavor::V1 && name == "jsonrpc");
+    for (name, value) in members.0.iter().filter(|(k, _)| !dropped(k)) {
         out.push(b',');
         serde_json::to_writer(&mut *out, name)?;
         out.push(b':');
@@ -233,6 +236,12 @@ fn normalise(
     }
     out.push(b'}');
     Ok(Entry { flavor, id })
+}
+
+/// `"jsonrpc":"1.0"`: a JSON-RPC 1.0 client naming its version, answered in the Vision6
+/// dialect. Any other value is a (perhaps broken) 2.0 request, held to 2.0's rules.
+fn is_v1_version(version: &RawValue) -> bool {
+    serde_json::from_str::<&str>(version.get()).is_ok_and(|v| v == "1.0")
 }
 
 /// JSON-RPC 2.0 allows a string, a number or null as an id; 1.0 allows anything.
@@ -408,8 +417,23 @@ fn v2_parse_error() -> Vec<u8> {
     serde_json::to_vec(&reply).unwrap_or_default()
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Whether a body, read as text only (it may not parse), shows a `jsonrpc` member other than
+/// `"jsonrpc":"1.0"`: what decides the dialect of a reply about the body as a whole (a parse
+/// error, a batch past the limit, a batch entry that is no object).
+fn shows_v2(body: &[u8]) -> bool {
+    const NAME: &[u8] = b"\"jsonrpc\"";
+    let mut rest = body;
+    while let Some(at) = rest.windows(NAME.len()).position(|w| w == NAME) {
+        rest = &rest[at + NAME.len()..];
+        let after_colon = rest
+            .trim_ascii_start()
+            .strip_prefix(b":")
+            .map(<[u8]>::trim_ascii_start);
+        if !after_colon.is_some_and(|value| value.starts_with(b"\"1.0\"")) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -598,6 +622,42 @@ mod tests {
             text(reply),
             r#"[{"id":null,"result":null,"error":{"code":-32600,"message":"Invalid request","data":"too big"}}]"#
         );
+    }
+
+    #[test]
+    fn jsonrpc_1_0_and_version_1_1_are_the_vision6_dialect() {
+        for body in [
+            r#"{"jsonrpc":"1.0","id":1,"method":"m"}"#,
+            r#"{"id":1,"method":"m","jsonrpc" : "1.0"}"#,
+            r#"{"version":"1.1","id":1,"method":"m"}"#,
+        ] {
+            let (req, plan) = rewrite(body);
+            assert_eq!(req["jsonrpc"], "2.0", "{body}");
+            let reply = finish(br#"{"jsonrpc":"2.0","id":0,"result":5}"#, &plan);
+            assert_eq!(text(reply), r#"{"id":1,"result":5,"error":null}"#, "{body}");
+        }
+        // Anything else claims 2.0 and is held to it.
+        let (req, plan) = rewrite(r#"{"jsonrpc":"3.0","id":-1,"method":"m"}"#);
+        assert_eq!(req["jsonrpc"], "3.0");
+        let reply = finish(
+            br#"{"jsonrpc":"2.0","id":0,"error":{"code":-32600,"message":"Invalid request"}}"#,
+            &plan,
+        );
+        assert!(text(reply).starts_with(r#"{"jsonrpc":"2.0","id":-1,"#));
+        // What the body as a whole is answered in.
+        assert!(!shows_v2(
+            br#"[{"jsonrpc":"1.0","id":1},{"jsonrpc": "1.0"}]"#
+        ));
+        assert!(shows_v2(br#"[{"jsonrpc":"1.0","id":1},{"jsonrpc":"2.0"}]"#));
+        assert!(shows_v2(br#"{"jsonrpc":2,"id":"#));
+        match prepare(br#"{"jsonrpc":"1.0","id":1,"method":"#) {
+            Prepared::ParseError(bytes) => {
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(v["error"]["code"], 100);
+                assert!(v.get("jsonrpc").is_none());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Builds the jsonrpsee server and the HTTP layer in front of it: `/health`, `/metrics`, the
-//! body limit (413), and the Vision6 dialect rewrite.
+//! body limit (413), the Vision6 dialect rewrite, and transport the way PHP servers do it: any
+//! POST is a call whatever its Content-Type, every reply is `application/json; charset=utf-8`,
+//! and transport faults (405, 413) say why in JSON.
 
 use crate::api::{self, App};
 use crate::dialect::{self, Prepared};
@@ -7,7 +9,7 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::store::Store;
 use bytes::Bytes;
-use http::{header, Method, Response, StatusCode};
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use jsonrpsee::server::{
     BatchRequestConfig, HttpBody, HttpRequest, HttpResponse, ServerConfig, ServerHandle,
@@ -23,6 +25,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Most entries in one batch.
 const MAX_BATCH: u32 = 1000;
+
+/// The Content-Type of every reply to a call, whatever the dialect or outcome: clients that
+/// check it (and decode by its charset) must never see anything else.
+const JSON_UTF8: &str = "application/json; charset=utf-8";
 
 /// Starts the server; returns its handle and the address it is bound to.
 pub async fn start(app: Arc<App>) -> Result<(ServerHandle, SocketAddr), ApiError> {
@@ -106,31 +112,50 @@ where
         // HEAD too (the contract names both): hyper sends a HEAD reply's headers only.
         (&Method::GET | &Method::HEAD, "/health") => return Ok(health(&front.store).await),
         (&Method::GET, "/metrics") => return Ok(metrics_page(&front.store).await),
-        (&Method::POST, _) if is_json(&req) => {}
-        _ => return inner.call(req).await, // 405, 415 and WebSocket upgrades are jsonrpsee's
+        (&Method::POST, _) => {}
+        _ => {
+            // WebSocket upgrades are jsonrpsee's; anything else it refuses with a text/plain
+            // 405, which becomes ours in JSON.
+            let response = inner.call(req).await?;
+            if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                return Ok(not_allowed());
+            }
+            return Ok(response);
+        }
     }
-    let too_large = req
+    let mut response = call(front, inner, req).await?;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    Ok(response)
+}
+
+/// A POST: a call, whatever its Content-Type says, as PHP servers take one (they read the body
+/// and json_decode it). tinyrpc sends `text/plain`, PHP's curl sends form-urlencoded when a
+/// header is forgotten; a body that is no JSON is a parse error, answered as one.
+async fn call<S>(front: Front, mut inner: S, req: HttpRequest) -> Result<HttpResponse, BoxError>
+where
+    S: Service<HttpRequest, Response = HttpResponse, Error = BoxError>,
+{
+    let declared_too_large = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|len| len > front.max_body);
-    if too_large {
-        return Ok(status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-        ));
+    if declared_too_large {
+        return Ok(too_large(front.max_body));
     }
     let (mut parts, body) = req.into_parts();
     let bytes = match Limited::new(body, front.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return Ok(status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large",
-            ))
-        }
+        Err(_) => return Ok(too_large(front.max_body)),
     };
     parts.headers.remove(header::CONTENT_LENGTH);
+    // jsonrpsee answers anything but a few spellings of application/json with 415.
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     // jsonrpsee answers HTTP 400 when the first 128 bytes are all whitespace.
     let body = bytes.trim_ascii_start();
     match dialect::prepare(body) {
@@ -148,27 +173,21 @@ where
                 .call(HttpRequest::from_parts(parts, HttpBody::from(body)))
                 .await?;
             let (parts, body) = response.into_parts();
+            if parts.status == StatusCode::PAYLOAD_TOO_LARGE {
+                // The rewrite grew the body past jsonrpsee's room: the same fault as ours,
+                // told the same way (jsonrpsee's own words come as a 2.0 reply).
+                return Ok(too_large(front.max_body));
+            }
             if parts.status != StatusCode::OK {
                 return Ok(Response::from_parts(parts, body));
             }
             let reply: Bytes = body.collect().await?.to_bytes();
-            Ok(match dialect::finish(&reply, &plan) {
-                Some(bytes) => json_response(StatusCode::OK, bytes),
-                None => status(StatusCode::NO_CONTENT, ""),
-            })
+            // Nothing to answer (notifications only) is still HTTP 200: jsonrpclib-pelix and
+            // others treat a 204 as a failed call.
+            let bytes = dialect::finish(&reply, &plan).unwrap_or_default();
+            Ok(json_response(StatusCode::OK, bytes))
         }
     }
-}
-
-fn is_json(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        })
 }
 
 /// 200 while the database answers and takes writes; 503 with the reason otherwise (for an
@@ -187,22 +206,50 @@ async fn health(store: &Store) -> HttpResponse {
 
 async fn metrics_page(store: &Store) -> HttpResponse {
     let (pending, oldest, open) = store.queue_stats().await.unwrap_or((0, 0, 0));
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-        .body(HttpBody::from(metrics::render(pending, oldest, open)))
-        .unwrap_or_else(|_| status(StatusCode::INTERNAL_SERVER_ERROR, ""))
+    let mut response = Response::new(HttpBody::from(metrics::render(pending, oldest, open)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 fn json_response(code: StatusCode, body: Vec<u8>) -> HttpResponse {
-    Response::builder()
-        .status(code)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(HttpBody::from(body))
-        .unwrap_or_else(|_| status(StatusCode::INTERNAL_SERVER_ERROR, ""))
+    let mut response = Response::new(HttpBody::from(body));
+    *response.status_mut() = code;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    response
 }
 
-fn status(code: StatusCode, text: &'static str) -> HttpResponse {
-    let mut response = Response::new(HttpBody::from(text));
-    *response.status_mut() = code;
+/// A transport fault, told in JSON: no `jsonrpc` member and no id, since it answers no
+/// request of either dialect; its code is the HTTP status.
+fn transport_fault(code: StatusCode, why: &str) -> HttpResponse {
+    let body = serde_json::json!({"error": {
+        "code": code.as_u16(),
+        "message": code.canonical_reason().unwrap_or_default(),
+        "data": why,
+    }});
+    json_response(code, body.to_string().into_bytes())
+}
+
+fn too_large(limit: usize) -> HttpResponse {
+    transport_fault(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "the request body is larger than {limit} bytes, this server's limit (--max-body-bytes)"
+        ),
+    )
+}
+
+fn not_allowed() -> HttpResponse {
+    let mut response = transport_fault(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "JSON-RPC calls are POST requests; GET serves /health and /metrics only",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
     response
 }

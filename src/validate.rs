@@ -1,6 +1,11 @@
 //! THE validator: raw JSON in, typed values out, and every problem collected at once (310).
 //! The rules of API.md live here and nowhere else, so a client always hears the same words
 //! for the same mistake.
+//!
+//! It takes input the way PHP writes it, because PHP clients are the ones this API was made
+//! for: `json_encode` writes an empty PHP array as `[]` (it cannot tell an empty list from an
+//! empty map), integers read from a database arrive as strings of digits, and booleans stored
+//! as TINYINT as 0/1 (or "0"/"1"). Anything else of the wrong type is still a 310.
 
 use crate::error::{ApiError, Problem};
 use crate::model::{
@@ -24,6 +29,48 @@ const MAX_METADATA_BYTES: usize = 4 * 1024;
 const MAX_EVENT_DATA_BYTES: usize = 256 * 1024;
 pub const MAX_EVENTS_PER_CALL: usize = 1000;
 
+/// What an empty PHP array (`[]`) reads as where an object is expected.
+static EMPTY_OBJECT: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+
+/// An object, or PHP's `[]` for an empty one.
+fn as_object(v: &Value) -> Option<&Map<String, Value>> {
+    match v {
+        Value::Object(map) => Some(map),
+        Value::Array(items) if items.is_empty() => Some(&EMPTY_OBJECT),
+        _ => None,
+    }
+}
+
+/// An integer, or a string of decimal digits (PHP's database drivers hand out integers as
+/// strings). No sign, space, point or exponent: "-1", " 5" and "1e3" are not PHP's output of
+/// an integer, and telling what they meant would be a guess.
+fn as_integer(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
+        _ => v.as_i64(),
+    }
+}
+
+/// A boolean, or 0/1 as a number or a string (a TINYINT column, as PHP reads it).
+fn as_boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_u64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => match s.as_str() {
+            "0" => Some(false),
+            "1" => Some(true),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The top-level params of a call, bound to the method's parameter names whether the client
 /// sent them by position (Vision6) or by name (generated SDKs).
 pub struct Args {
@@ -44,8 +91,10 @@ impl Args {
 }
 
 /// Binds raw params to `names`; the first `required` names must be present. Problems (extra
-/// positional params, unknown names, missing ones) go to `check`. Params that are neither an
-/// array nor an object bind nothing, not even the key: that is a 310 straight away.
+/// positional params, missing ones) go to `check`. Params that are neither an array nor an
+/// object bind nothing, not even the key: that is a 310 straight away. So is a name the method
+/// does not have, before the key is looked at: a camelCase SDK sending `apiKey` must learn
+/// that the name is wrong, not that its key is (300).
 pub fn bind(
     raw: Option<Value>,
     names: &'static [&'static str],
@@ -53,6 +102,7 @@ pub fn bind(
     check: &mut Checker,
 ) -> Result<Args, ApiError> {
     let mut values = vec![None; names.len()];
+    let mut unknown_names = false;
     match raw {
         None => {}
         Some(Value::Array(items)) => {
@@ -74,7 +124,10 @@ pub fn bind(
             for (key, value) in map {
                 match names.iter().position(|n| *n == key) {
                     Some(index) => values[index] = Some(value),
-                    None => check.problem(key.clone(), format!("Unknown argument {key}")),
+                    None => {
+                        check.problem(key.clone(), format!("Unknown argument {key}"));
+                        unknown_names = true;
+                    }
                 }
             }
         }
@@ -85,11 +138,16 @@ pub fn bind(
             ))
         }
     }
-    for (name, value) in names.iter().zip(&values).take(required).skip(1) {
-        // The key (always first) is checked by authentication, which answers 300 instead.
+    // The key (always first) is otherwise checked by authentication, which answers 300; in a
+    // 310 about unknown names, its absence is one of the problems (the likely misnamed one).
+    let first = if unknown_names { 0 } else { 1 };
+    for (name, value) in names.iter().zip(&values).take(required).skip(first) {
         if value.as_ref().is_none_or(Value::is_null) {
             check.problem(*name, format!("{name} is required"));
         }
+    }
+    if unknown_names {
+        return Err(ApiError::InvalidParams(std::mem::take(&mut check.problems)));
     }
     Ok(Args { names, values })
 }
@@ -134,7 +192,7 @@ impl Checker {
     }
 
     fn int_in(&mut self, field: &str, v: &Value, min: i64, max: i64) -> Option<i64> {
-        match v.as_i64() {
+        match as_integer(v) {
             Some(n) if (min..=max).contains(&n) => Some(n),
             Some(_) if max == i64::MAX => {
                 self.problem(field, format!("must be an integer of at least {min}"));
@@ -181,7 +239,7 @@ impl Checker {
     }
 
     fn boolean(&mut self, field: &str, v: &Value) -> Option<bool> {
-        let b = v.as_bool();
+        let b = as_boolean(v);
         if b.is_none() {
             self.problem(field, "must be true or false");
         }
@@ -189,11 +247,13 @@ impl Checker {
     }
 
     fn object(&mut self, field: &str, v: &Value, max_bytes: usize) -> Option<Map<String, Value>> {
-        let Some(map) = v.as_object() else {
+        let Some(map) = as_object(v) else {
             self.problem(field, "must be an object");
             return None;
         };
-        let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(map)
+            .map(|b| b.len())
+            .unwrap_or(usize::MAX);
         if size > max_bytes {
             self.problem(
                 field,
@@ -213,10 +273,10 @@ impl Checker {
         v: Option<&'a Value>,
         allowed: &[&str],
     ) -> Option<&'a Map<String, Value>> {
-        let map = match v {
+        let map = match v.map(as_object) {
             None => return None, // reported by `bind`
-            Some(Value::Object(map)) => map,
-            Some(_) => {
+            Some(Some(map)) => map,
+            Some(None) => {
                 self.problem(field, "must be an object");
                 return None;
             }
@@ -444,7 +504,8 @@ impl Checker {
     }
 
     fn auth(&mut self, v: &Value) -> Option<Option<BasicAuth>> {
-        if v.is_null() {
+        // PHP's `[]` is an empty map: no credentials, the same as null.
+        if v.is_null() || v.as_array().is_some_and(Vec::is_empty) {
             return Some(None);
         }
         let map = self.details("auth", "auth.", Some(v), &["username", "password"])?;

@@ -252,11 +252,12 @@ async fn a_notification_runs_but_gets_no_reply_body() {
             .to_string(),
         )
         .await;
-    assert!(
-        status == 204 || (status == 200 && text.is_empty()),
-        "no reply for a lone notification: HTTP {status} {text:?}"
+    // 200, not 204: jsonrpclib-pelix and others treat any status but 200 as a failure.
+    assert_eq!(
+        (status, text.as_str()),
+        (200, ""),
+        "no reply for a lone notification"
     );
-    assert!(text.is_empty(), "{text:?}");
     // The event was stored before the (empty) answer.
     assert_eq!(event_count(&server).await, 1);
     let found = server.ok("searchEvents", json!([server.key])).await;
@@ -270,8 +271,7 @@ async fn a_notification_runs_but_gets_no_reply_body() {
                 .to_string(),
         )
         .await;
-    assert!(status == 204 || status == 200, "{status}");
-    assert!(text.is_empty(), "{text:?}");
+    assert_eq!((status, text.as_str()), (200, ""));
     assert_eq!(event_count(&server).await, 1);
 
     // In a batch, notifications run and only the calls are answered.
@@ -292,8 +292,7 @@ async fn a_notification_runs_but_gets_no_reply_body() {
         {"jsonrpc": "2.0", "method": "addEvent", "params": [server.key, {"object": "list", "event": "removed"}]},
     ]);
     let (status, text) = server.post_raw("/", batch.to_string()).await;
-    assert!(status == 204 || status == 200, "{status}");
-    assert!(text.is_empty(), "{text:?}");
+    assert_eq!((status, text.as_str()), (200, ""));
     assert_eq!(event_count(&server).await, 4);
 }
 
@@ -460,6 +459,109 @@ async fn vision6_replies_echo_any_id_as_sent_and_never_carry_jsonrpc() {
 }
 
 #[tokio::test]
+async fn jsonrpc_1_0_and_version_1_1_requests_are_the_vision6_dialect() {
+    let server = Server::start(&[]);
+    for marker in [json!({"jsonrpc": "1.0"}), json!({"version": "1.1"})] {
+        let with = |mut request: Value| {
+            for (k, v) in marker.as_object().unwrap() {
+                request[k] = v.clone();
+            }
+            request
+        };
+        let reply = post(
+            &server,
+            V6,
+            with(json!({"id": 1, "method": "countWebhooks", "params": [server.key]})),
+        )
+        .await;
+        assert_eq!(
+            reply,
+            json!({"id": 1, "result": 0, "error": null}),
+            "{marker}"
+        );
+        let reply = post(
+            &server,
+            V6,
+            with(json!({"id": 2, "method": "countWebhoks", "params": [server.key]})),
+        )
+        .await;
+        assert_eq!(keys(&reply), ["error", "id", "result"], "{marker}: {reply}");
+        assert_eq!(reply["error"]["code"], 104, "{marker}: {reply}");
+        let reply = post(
+            &server,
+            V6,
+            with(json!({"id": 3, "method": "getWebhookById", "params": ["no key", 1]})),
+        )
+        .await;
+        assert_eq!(keys(&reply), ["error", "id", "result"], "{marker}: {reply}");
+        assert_eq!(reply["error"]["code"], 300, "{marker}: {reply}");
+        // A body that does not parse (its closing brace cut off), in this dialect, is 100.
+        let whole = with(json!({"id": 4, "method": "countWebhooks"})).to_string();
+        let (status, text) = server
+            .post_raw(V6, whole[..whole.len() - 1].to_owned())
+            .await;
+        assert_eq!(status, 200);
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(keys(&reply), ["error", "id", "result"], "{marker}: {reply}");
+        assert_eq!(reply["error"]["code"], 100, "{marker}: {reply}");
+    }
+    // A batch past the limit is one error in this dialect too.
+    let batch: Vec<Value> = (0..1001)
+        .map(|i| json!({"jsonrpc": "1.0", "id": i, "method": "countWebhooks", "params": [server.key]}))
+        .collect();
+    let reply = post(&server, V6, Value::Array(batch)).await;
+    let replies = reply.as_array().expect("an array");
+    assert_eq!(replies.len(), 1, "{reply}");
+    assert_eq!(keys(&replies[0]), ["error", "id", "result"], "{reply}");
+    assert_eq!(replies[0]["error"]["code"], -32600, "{reply}");
+}
+
+#[tokio::test]
+async fn vision6_protocol_errors_never_carry_jsonrpc() {
+    let server = Server::start(&[]);
+    let reply = post(&server, V6, json!({"id": 1, "method": 5})).await;
+    assert_eq!(keys(&reply), ["error", "id", "result"], "{reply}");
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    let batch: Vec<Value> = (0..1001)
+        .map(|i| json!({"id": i, "method": "countWebhooks", "params": [server.key]}))
+        .collect();
+    let reply = post(&server, V6, Value::Array(batch)).await;
+    let replies = reply.as_array().expect("an array");
+    assert_eq!(replies.len(), 1, "{reply}");
+    assert_eq!(keys(&replies[0]), ["error", "id", "result"], "{reply}");
+    assert_eq!(replies[0]["error"]["code"], -32600, "{reply}");
+}
+
+#[tokio::test]
+async fn every_reply_is_application_json_utf8() {
+    let server = Server::start(&[]);
+    let key = &server.key;
+    for body in [
+        // 2.0: as jsonrpsee answers it, and as rewritten (an id it would not echo).
+        json!({"jsonrpc": "2.0", "id": 1, "method": "countWebhooks", "params": [key]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": -1, "method": "countWebhooks", "params": [key]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": [1], "method": "countWebhooks"}).to_string(),
+        json!([{"jsonrpc": "2.0", "id": 1, "method": "noSuchMethod"}]).to_string(),
+        json!([]).to_string(),
+        r#"{"jsonrpc":"2.0","id":1,"method":"#.to_owned(),
+        // Vision6: replies, errors, batches, parse errors.
+        json!({"id": 1, "method": "countWebhooks", "params": [key]}).to_string(),
+        json!({"id": "a", "method": "getWebhookById", "params": [key, 9]}).to_string(),
+        json!([{"id": 1, "method": "countWebhooks", "params": [key]}]).to_string(),
+        "{not json".to_owned(),
+        "5".to_owned(),
+        // A lone notification: no body, but the header all the same.
+        json!({"jsonrpc": "2.0", "method": "countWebhooks", "params": [key]}).to_string(),
+    ] {
+        let (status, content_type, text) = server
+            .post_as(V6, Some("application/json"), body.clone())
+            .await;
+        assert_eq!(status, 200, "{body}: {text}");
+        assert_eq!(content_type, "application/json; charset=utf-8", "{body}");
+    }
+}
+
+#[tokio::test]
 async fn invalid_2_0_requests_are_minus_32600() {
     let server = Server::start(&[]);
     let reply = post(&server, "/", json!({"jsonrpc": "2.0", "id": 1})).await;
@@ -590,11 +692,52 @@ async fn unknown_and_missing_names_are_310() {
         .collect();
     assert_eq!(fields, [&json!("id"), &json!("webhook_id")], "{data}");
     assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 0);
-    // Without a key by name: 300.
-    let (code, _) = server
-        .err("countWebhooks", json!({"key": server.key}))
-        .await;
+    // No key at all: 300.
+    let (code, _) = server.err("countWebhooks", json!({})).await;
     assert_eq!(code, 300);
+}
+
+#[tokio::test]
+async fn a_misnamed_key_is_310_naming_it_not_300() {
+    // A camelCase SDK sends `apiKey`: it must learn that name is wrong, not that its key is.
+    let server = Server::start(&[]);
+    for (method, params) in [
+        ("countWebhooks", json!({"apiKey": server.key})),
+        ("countWebhooks", json!({"key": server.key})),
+        (
+            "getWebhookById",
+            json!({"apiKey": server.key, "webhookId": 1}),
+        ),
+    ] {
+        let (code, data) = server.err(method, params.clone()).await;
+        assert_eq!(code, 310, "{method} {params}: {data}");
+        let problems = data.as_array().unwrap();
+        for name in params.as_object().unwrap().keys() {
+            assert!(
+                problems.contains(
+                    &json!({"field": name, "message": format!("Unknown argument {name}")})
+                ),
+                "{method} {params}: {data}"
+            );
+        }
+        assert!(
+            problems.iter().any(|p| p["field"] == "api_key"),
+            "names the key it expected: {data}"
+        );
+    }
+    // The same in the Vision6 dialect.
+    let reply = post(
+        &server,
+        V6,
+        json!({"id": 1, "method": "countWebhooks", "params": {"apiKey": server.key}}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], 310, "{reply}");
+    // An unknown name beside a wrong key is 310 too: the name is the first thing wrong.
+    let (code, data) = server
+        .err("countWebhooks", json!({"api_key": "nope", "limit": 1}))
+        .await;
+    assert_eq!(code, 310, "{data}");
 }
 
 #[tokio::test]
@@ -668,7 +811,12 @@ async fn wrong_top_level_types_are_310_never_minus_32602() {
         ("searchWebhooks", json!([server.key, null, -1]), "limit"),
         (
             "searchWebhooks",
-            json!([server.key, null, 0, "0"]),
+            json!([server.key, null, 0, "zero"]),
+            "offset",
+        ),
+        (
+            "searchWebhooks",
+            json!([server.key, null, 0, "-1"]),
             "offset",
         ),
         ("searchWebhooks", json!([server.key, null, 0, -1]), "offset"),

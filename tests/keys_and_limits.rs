@@ -1,5 +1,5 @@
 //! Keys (300, the `key` commands, revocation) and the transport limits: 399 per-key
-//! concurrency, 413 body size, 415 content type, 405 verb.
+//! concurrency, 413 body size, any content type, 405 verb.
 mod common;
 use common::*;
 use serde_json::{json, Value};
@@ -289,7 +289,7 @@ async fn past_the_concurrent_call_limit_a_key_gets_399() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Transport: 413, 415, 405
+// Transport: any content type, 413, 405
 // ---------------------------------------------------------------------------------------------
 
 /// A valid addWebhook request of exactly `size` bytes.
@@ -372,64 +372,129 @@ async fn raw_http(server: &Server, request: &str) -> u16 {
         .unwrap_or_else(|| panic!("no status line: {text}"))
 }
 
+/// What every reply to a POST carries, whatever the dialect, the id or the outcome.
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+/// A transport fault: its status, a JSON body saying why, and the JSON content type.
+fn assert_transport_fault(status: u16, content_type: &str, text: &str, expected: u16) {
+    assert_eq!(status, expected, "{text}");
+    assert_eq!(content_type, JSON_UTF8, "HTTP {status}");
+    let reply: Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("HTTP {status}: not JSON ({e}): {text:?}"));
+    assert_eq!(reply["error"]["code"], expected, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{reply}"
+    );
+    assert!(reply.get("jsonrpc").is_none(), "{reply}");
+}
+
 #[tokio::test]
-async fn a_wrong_content_type_is_415_and_a_wrong_verb_405() {
+async fn a_json_body_is_a_call_whatever_its_content_type_says() {
+    // PHP servers read php://input whatever the header says, and clients rely on it: tinyrpc
+    // sends text/plain, a forgotten header makes PHP's curl send form-urlencoded.
+    let server = Server::start(&[]);
+    let path = "/api/jsonrpcserver.php?version=3.3";
+    let content_types = [
+        None,
+        Some("application/json"),
+        Some("application/json; charset=utf-8"),
+        Some("application/json;charset=UTF-8"),
+        Some("application/json; charset=iso-8859-1"),
+        Some("application/json-rpc"),
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("text/json"),
+        Some(""),
+    ];
+    for (i, content_type) in content_types.iter().enumerate() {
+        for (dialect, body) in [
+            (
+                "2.0",
+                json!({"jsonrpc": "2.0", "id": i, "method": "addWebhook",
+                       "params": [server.key, webhook(&format!("https://example.com/ct{i}"))]}),
+            ),
+            (
+                "Vision6",
+                json!({"id": i, "method": "addWebhook",
+                       "params": [server.key, webhook(&format!("https://example.com/v6ct{i}"))]}),
+            ),
+        ] {
+            let (status, reply_type, text) =
+                server.post_as(path, *content_type, body.to_string()).await;
+            assert_eq!(status, 200, "{content_type:?} {dialect}: {text}");
+            assert_eq!(reply_type, JSON_UTF8, "{content_type:?} {dialect}");
+            let reply: Value = serde_json::from_str(&text).unwrap();
+            assert!(
+                reply["result"].is_i64(),
+                "{content_type:?} {dialect}: {reply}"
+            );
+        }
+    }
+    assert_eq!(
+        server.ok("countWebhooks", json!([server.key])).await,
+        2 * content_types.len()
+    );
+    // A body that is no JSON is still a call that failed to parse, not a transport fault.
+    let (status, reply_type, text) = server
+        .post_as(path, Some("application/x-www-form-urlencoded"), "a=1&b=2")
+        .await;
+    assert_eq!((status, reply_type.as_str()), (200, JSON_UTF8), "{text}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+}
+
+#[tokio::test]
+async fn a_wrong_verb_is_405_with_a_json_body() {
     let server = Server::start(&[]);
     let client = reqwest::Client::new();
-    let url = format!("http://{}/api/jsonrpcserver.php?version=3.3", server.addr);
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "addWebhook",
-                      "params": [server.key, webhook("https://example.com/ct")]})
+                      "params": [server.key, webhook("https://example.com/verb")]})
     .to_string();
-    for content_type in [
-        "text/plain",
-        "application/x-www-form-urlencoded",
-        "text/json",
-    ] {
-        let r = client
-            .post(&url)
-            .header("content-type", content_type)
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 415, "{content_type}");
-    }
-    let r = client.post(&url).body(body.clone()).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 415, "no content type");
-    // A charset parameter is still JSON.
-    let r = client
-        .post(&url)
-        .header("content-type", "application/json; charset=utf-8")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
-
+    let mut requests = vec![];
     for path in ["/", "/api/jsonrpcserver.php?version=3.3"] {
-        let r = client
-            .get(format!("http://{}{path}", server.addr))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 405, "GET {path}");
+        requests.push(client.get(format!("http://{}{path}", server.addr)));
     }
     for verb in [
         reqwest::Method::PUT,
         reqwest::Method::DELETE,
         reqwest::Method::PATCH,
     ] {
-        let r = client
-            .request(verb.clone(), format!("http://{}/", server.addr))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 405, "{verb}");
+        requests.push(
+            client
+                .request(verb, format!("http://{}/", server.addr))
+                .header("content-type", "application/json")
+                .body(body.clone()),
+        );
     }
-    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
+    for request in requests {
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+        let text = r.text().await.unwrap();
+        assert_transport_fault(status, &content_type, &text, 405);
+        assert_eq!(allow.as_deref(), Some("POST"));
+    }
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 0);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_with_a_json_body() {
+    let server = Server::start(&["--max-body-bytes", "2000"]);
+    for content_type in [Some("application/json"), Some("text/plain"), None] {
+        let (status, reply_type, text) = server
+            .post_as("/", content_type, add_request_of_size(&server.key, 2001))
+            .await;
+        assert_transport_fault(status, &reply_type, &text, 413);
+    }
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 0);
 }
 
 #[tokio::test]

@@ -669,7 +669,28 @@ async fn list_id() {
     accepted(&server, json!({"list_id": 1}), "list_id").await;
     accepted(&server, json!({"list_id": i64::MAX}), "list_id").await;
     refused(&server, json!({"list_id": -1}), "list_id").await;
-    refused(&server, json!({"list_id": "5"}), "list_id").await;
+    // PHP sends integers it read from a database as strings of digits; nothing else passes.
+    for digits in ["5", "0", "007"] {
+        let id = try_add(&server, json!({ "list_id": digits }))
+            .await
+            .unwrap();
+        let w = server.ok("getWebhookById", json!([server.key, id])).await;
+        assert_eq!(w["list_id"], digits.parse::<i64>().unwrap(), "{digits}");
+    }
+    for text in [
+        "-1",
+        "+5",
+        " 5",
+        "5 ",
+        "1.5",
+        "1e3",
+        "0x10",
+        "",
+        "five",
+        "99999999999999999999",
+    ] {
+        refused(&server, json!({ "list_id": text }), "list_id").await;
+    }
     refused(&server, json!({"list_id": 1.5}), "list_id").await;
     refused(&server, json!({"list_id": null}), "list_id").await;
 }
@@ -1007,14 +1028,17 @@ async fn is_active_and_batch_size() {
     accepted(&server, json!({"is_active": true}), "is_active").await;
     accepted(&server, json!({"is_active": false}), "is_active").await;
     refused(&server, json!({"is_active": "true"}), "is_active").await;
-    refused(&server, json!({"is_active": 1}), "is_active").await;
+    refused(&server, json!({"is_active": 2}), "is_active").await;
+    refused(&server, json!({"is_active": "yes"}), "is_active").await;
+    refused(&server, json!({"is_active": 1.0}), "is_active").await;
 
     accepted(&server, json!({"batch_size": 1}), "batch_size").await;
     accepted(&server, json!({"batch_size": 1000}), "batch_size").await;
     refused(&server, json!({"batch_size": 0}), "batch_size").await;
     refused(&server, json!({"batch_size": 1001}), "batch_size").await;
     refused(&server, json!({"batch_size": -5}), "batch_size").await;
-    refused(&server, json!({"batch_size": "10"}), "batch_size").await;
+    refused(&server, json!({"batch_size": "10.0"}), "batch_size").await;
+    refused(&server, json!({"batch_size": "1001"}), "batch_size").await;
 }
 
 #[tokio::test]
@@ -1033,6 +1057,95 @@ async fn metadata() {
     .await;
     refused(&server, json!({"metadata": [1, 2]}), "metadata").await;
     refused(&server, json!({"metadata": "{}"}), "metadata").await;
+}
+
+/// What PHP's `json_encode` writes for a PHP value: `[]` for an empty array (PHP cannot tell
+/// it from an empty map), strings of digits for integers read from a database, 0/1 for
+/// booleans stored as TINYINT.
+#[tokio::test]
+async fn php_shaped_input_is_accepted() {
+    let server = Server::start(&[]);
+    let id = server
+        .ok(
+            "addWebhook",
+            json!([server.key, {"object": "contact", "event": "subscribed",
+                                "url": "https://example.com/php", "list_id": "12",
+                                "batch_size": "10", "is_active": 0, "metadata": [], "auth": []}]),
+        )
+        .await;
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(w["list_id"], 12);
+    assert_eq!(w["batch_size"], 10);
+    assert_eq!(w["is_active"], false);
+    assert_eq!(w["metadata"], json!({}));
+    assert_eq!(w["auth"], Value::Null);
+    // An id as a string of digits, in every method that takes one; `[]` as details.
+    let as_text = json!(id.to_string());
+    for (value, expected) in [(json!(1), true), (json!("0"), false), (json!("1"), true)] {
+        let done = server
+            .ok(
+                "editWebhook",
+                json!([server.key, as_text, {"is_active": value}]),
+            )
+            .await;
+        assert_eq!(done, true);
+        let w = server
+            .ok("getWebhookById", json!([server.key, as_text]))
+            .await;
+        assert_eq!(w["is_active"], expected, "{value}");
+    }
+    assert_eq!(
+        server
+            .ok("editWebhook", json!([server.key, as_text, []]))
+            .await,
+        true
+    );
+    let w = server
+        .ok(
+            "getWebhookById",
+            json!({"api_key": server.key, "webhook_id": as_text}),
+        )
+        .await;
+    assert_eq!(w["id"], id);
+    // Paging as strings; counting with `[]` criteria.
+    let found = server
+        .ok("searchWebhooks", json!([server.key, [], "1", "0"]))
+        .await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(server.ok("countWebhooks", json!([server.key, []])).await, 1);
+    // Events: list_id and contact_id as digits, data as `[]`.
+    let event = server
+        .ok(
+            "addEvent",
+            json!([server.key, {"object": "contact", "event": "subscribed",
+                                "list_id": "12", "contact_id": "7", "data": []}]),
+        )
+        .await;
+    let e = server
+        .ok("getEventById", json!([server.key, event.to_string()]))
+        .await;
+    assert_eq!(
+        (e["list_id"].clone(), e["contact_id"].clone()),
+        (json!(12), json!(7))
+    );
+    assert_eq!(e["data"], json!({}));
+    // Anything else is still a 310: a non-empty array is no object, and `[]` where details
+    // are required still lacks them.
+    refused(&server, json!({"metadata": [1]}), "metadata").await;
+    refused(&server, json!({"auth": ["u", "p"]}), "auth").await;
+    let (code, data) = server.err("addWebhook", json!([server.key, []])).await;
+    assert_eq!(code, 310);
+    let mut got = fields(&data);
+    got.sort();
+    assert_eq!(got, ["event", "object", "url"], "{data}");
+    let (code, data) = server
+        .err(
+            "addEvent",
+            json!([server.key, {"object": "contact", "event": "created", "data": [1]}]),
+        )
+        .await;
+    assert_eq!(code, 310);
+    assert_eq!(fields(&data), ["data"]);
 }
 
 #[tokio::test]
@@ -1159,7 +1272,9 @@ async fn webhook_ids_must_be_positive_integers() {
         .ok("addWebhook", json!([server.key, hook("i")]))
         .await;
     for bad in [
-        json!("1"),
+        json!("1.0"),
+        json!("0"),
+        json!("one"),
         json!(0),
         json!(-3),
         json!(1.5),

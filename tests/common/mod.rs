@@ -184,6 +184,31 @@ impl Server {
         (status, r.text().await.unwrap_or_default())
     }
 
+    /// POSTs `body` to `path` with `content_type` as its Content-Type header, or with none at
+    /// all; returns the status, the reply's Content-Type ("" when absent) and the body text.
+    pub async fn post_as(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String, String) {
+        let mut request = self
+            .client
+            .post(format!("http://{}{}", self.addr, path))
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let r = request.send().await.expect("post");
+        let status = r.status().as_u16();
+        let reply_type = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or("(not text)").to_owned())
+            .unwrap_or_default();
+        (status, reply_type, r.text().await.unwrap_or_default())
+    }
+
     /// A JSON-RPC 2.0 call; returns the whole reply object.
     pub async fn rpc(&self, method: &str, params: Value) -> Value {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
