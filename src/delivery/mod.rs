@@ -261,21 +261,37 @@ fn take_batch(shared: &Shared, webhook_id: i64) -> Arc<Semaphore> {
     flow.slots.clone()
 }
 
+/// What the limit learns from: when a request was sent, how many were in flight to its
+/// webhook then (itself included), and what its answer said.
+struct Answer {
+    sent: Instant,
+    in_flight: usize,
+    signal: Signal,
+}
+
+/// Requests in flight to a webhook now: the slots taken.
+fn in_flight(shared: &Shared, webhook_id: i64) -> usize {
+    lock(&shared.flows).get(&webhook_id).map_or(0, |flow| {
+        flow.permits.saturating_sub(flow.slots.available_permits())
+    })
+}
+
 /// A batch is done: its slot goes back (or is retired after a cut) and the limit learns from
 /// the answer.
 fn finish_batch(
     shared: &Shared,
     webhook_id: i64,
     permit: Option<OwnedSemaphorePermit>,
-    answer: Option<(Instant, Signal)>,
+    answer: Option<Answer>,
 ) {
     let mut flows = lock(&shared.flows);
     let Some(flow) = flows.get_mut(&webhook_id) else {
         return;
     };
     flow.batches -= 1;
-    if let Some((sent, signal)) = answer {
-        flow.limit.observe(sent, signal);
+    if let Some(answer) = answer {
+        flow.limit
+            .observe(answer.sent, answer.in_flight, answer.signal);
         flow.follow_limit();
     }
     if let Some(permit) = permit {
@@ -319,9 +335,13 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
             release(&shared, &claim).await;
         } else if now_ms() < lease_end {
             // Past its lease, a claim may have been taken again: leave it to that claim.
-            let sent = Instant::now();
+            let (sent, in_flight) = (Instant::now(), in_flight(&shared, webhook_id));
             let attempt = shared.sender.send(&claim).await;
-            answer = Some((sent, attempt.signal()));
+            answer = Some(Answer {
+                sent,
+                in_flight,
+                signal: attempt.signal(),
+            });
             record(&shared, &claim, attempt, lease_end).await;
         }
         drop(global);

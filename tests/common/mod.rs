@@ -338,6 +338,9 @@ pub enum Reply {
     Slow(Duration),
     /// Sleep, then this status.
     SlowStatus(Duration, u16),
+    /// 200 after the first duration for every n-th request, after the second for the rest:
+    /// a receiver whose time varies by itself, not with its load.
+    Varying(Duration, Duration, usize),
     /// Drop the connection without answering.
     Hangup,
     /// Status with this body.
@@ -351,6 +354,8 @@ pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     reply: Arc<Mutex<Reply>>,
     in_flight: Arc<AtomicUsize>,
+    /// When set, only this many requests are worked on at once; the rest queue.
+    workers: Arc<Mutex<Option<Arc<tokio::sync::Semaphore>>>>,
 }
 
 /// Counts a request out of the receiver's hands however its answer ends.
@@ -372,6 +377,7 @@ impl Receiver {
             received: Arc::default(),
             reply: Arc::new(Mutex::new(Reply::Status(200))),
             in_flight: Arc::default(),
+            workers: Arc::default(),
         };
         let r = receiver.clone();
         tokio::spawn(async move {
@@ -412,6 +418,11 @@ impl Receiver {
             headers: parts.headers,
             body,
         });
+        let workers = self.workers.lock().unwrap().clone();
+        let _worker = match workers {
+            Some(workers) => Some(workers.acquire_owned().await.expect("open")),
+            None => None,
+        };
         let reply = self.reply.lock().unwrap().clone();
         let (status, headers) = match reply {
             Reply::Status(s) => (s, vec![]),
@@ -423,6 +434,11 @@ impl Receiver {
             Reply::SlowStatus(d, s) => {
                 tokio::time::sleep(d).await;
                 (s, vec![])
+            }
+            Reply::Varying(fast, slow, every) => {
+                let n = self.received.lock().unwrap().len();
+                tokio::time::sleep(if n.is_multiple_of(every) { fast } else { slow }).await;
+                (200, vec![])
             }
             Reply::Hangup => return Err(std::io::Error::other("hang up")),
             Reply::Text(s, text) => {
@@ -439,6 +455,12 @@ impl Receiver {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// Only `count` requests are worked on at once (None: any number); the rest wait their
+    /// turn inside the receiver, as they would at a small app server.
+    pub fn set_workers(&self, count: Option<usize>) {
+        *self.workers.lock().unwrap() = count.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     }
 
     pub fn set_reply(&self, reply: Reply) {
