@@ -399,6 +399,9 @@ pub enum Next {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub webhook_id: i64,
+    /// Where the request went: what it says about the webhook holds only while the webhook
+    /// still has this url.
+    pub url: String,
     pub next: Vec<(i64, Next)>,
     pub time: i64,
     pub duration_ms: i64,

@@ -311,6 +311,38 @@ async fn deliveries_cancelled_in_flight_still_count_their_attempt() {
 }
 
 #[tokio::test]
+async fn a_late_410_from_the_old_url_does_not_stop_a_moved_webhook() {
+    let server = Server::start(RETRY_TWICE);
+    let old = Receiver::start().await;
+    let new = Receiver::start().await;
+    old.set_reply(Reply::SlowStatus(Duration::from_millis(200), 410));
+    let details = json!({"object": "contact", "event": "created", "url": old.url("/"),
+        "batch_size": 1});
+    let webhook = server.ok("addWebhook", json!([server.key, details])).await;
+    let event = json!({"object": "contact", "event": "created"});
+    let id = server.ok("addEvent", json!([server.key, event])).await;
+    eventually("the request reaches the old url", WAIT, || async {
+        (!old.received().is_empty()).then_some(())
+    })
+    .await;
+    // Moved (and said to be active) while the old url is still making up its answer.
+    server
+        .ok(
+            "editWebhook",
+            json!([server.key, webhook, {"url": new.url("/"), "is_active": true}]),
+        )
+        .await;
+    let delivery = server.delivery_of(&id).await;
+    server.delivery_with_status(&delivery, "succeeded").await;
+    assert_eq!(new.items().len(), 1, "the event reached the new url");
+    let w = server
+        .ok("getWebhookById", json!([server.key, webhook]))
+        .await;
+    assert_eq!(w["is_active"], true, "{w}");
+    assert_eq!(w["consecutive_failures"], 0, "{w}");
+}
+
+#[tokio::test]
 async fn a_closed_circuit_releases_its_backlog_at_once() {
     // The circuit opens on the first failure, with its first probe 1 s later. The server then
     // restarts with a probe interval of an hour: were the backlog to wait for the probe after

@@ -385,6 +385,7 @@ async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64
     );
     let outcome = Outcome {
         webhook_id: claim.target.webhook_id,
+        url: claim.target.url.clone(),
         next,
         time: now_secs(),
         duration_ms: attempt.duration.as_millis() as i64,

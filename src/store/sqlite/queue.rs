@@ -281,19 +281,33 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), 
            last_attempt_time = ?4, last_status_code = ?5, last_error = ?6
          WHERE id = ?1",
     )?;
+    // The webhook was moved to another url while the request was out: the answer speaks for
+    // the old url only. A 410 there asks nothing of the new one, so what it failed is due
+    // again at once (at the new url), and the webhook's own record (its circuit, failures,
+    // activity) is left to answers from its current url.
+    let moved = current_url(conn, o.webhook_id)?.is_some_and(|url| url != o.url);
     for (id, next) in &o.next {
         link.execute(params![id, attempt_id])?;
         let (status, due) = match next {
             Next::Succeeded => ("succeeded", None),
             Next::RetryAt { due_ms } => ("pending", Some(*due_ms)),
+            Next::Failed if moved && o.deactivate => ("pending", Some(now_ms())),
             Next::Failed => ("failed", None),
         };
         update.execute(params![id, status, due, o.time, o.status_code, o.error])?;
     }
     match &o.error {
+        _ if moved => Ok(()),
         None => record_success(conn, o),
         Some(error) => record_failure(conn, o, error, circuit),
     }
+}
+
+fn current_url(conn: &Connection, webhook_id: i64) -> Result<Option<String>, ApiError> {
+    Ok(conn
+        .prepare_cached("SELECT url FROM webhooks WHERE id = ?1")?
+        .query_row([webhook_id], |r| r.get(0))
+        .optional()?)
 }
 
 /// A success closes the circuit, and what it held back is due at once, not at the probe that
