@@ -213,6 +213,27 @@ async fn health_is_503_while_writes_are_refused_and_200_once_they_work() {
         .await;
 }
 
+/// An idle server is not taken at its word: with nothing written lately, `/health` tries a
+/// write itself, so a disk that filled up while nobody called shows as 503 without a call
+/// having to fail first.
+#[tokio::test]
+async fn an_idle_server_whose_writes_are_refused_is_not_healthy() {
+    let server = Server::start(&[]);
+    assert_eq!(health(&server, reqwest::Method::GET).await.0, 200);
+    limit_file_size(&server, "1");
+    let reason = eventually("/health to answer 503", Duration::from_secs(30), || async {
+        let (status, body) = health(&server, reqwest::Method::GET).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(reason.contains("database refuses writes"), "{reason}");
+    limit_file_size(&server, "unlimited");
+    eventually("/health to answer 200", Duration::from_secs(30), || async {
+        (health(&server, reqwest::Method::GET).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
 /// A damaged row (event data that is no longer JSON, written behind the server's back) does
 /// not stop delivery: its item goes out with null data, and the other events with it.
 #[tokio::test]

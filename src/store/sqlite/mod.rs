@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
 
 /// How many queued writes one transaction may take at most.
@@ -52,7 +53,7 @@ pub struct Sqlite {
     /// Wakes the delivery engine after a commit that queued work for it.
     waker: Waker,
     /// Why the last write that failed failed, until a probe write from `health` succeeds.
-    write_failure: Arc<Mutex<Option<String>>>,
+    writes: Arc<WriteHealth>,
 }
 
 struct ReadPool {
@@ -77,16 +78,16 @@ impl Sqlite {
             .map(|_| open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = mpsc::channel::<Job>();
-        let write_failure = Arc::new(Mutex::new(None));
-        let failure = write_failure.clone();
+        let writes = Arc::new(WriteHealth::default());
+        let health = writes.clone();
         std::thread::Builder::new()
             .name("hookrpc-writer".into())
-            .spawn(move || writer_loop(conn, rx, &failure, space))
+            .spawn(move || writer_loop(conn, rx, &health, space))
             .map_err(|e| ApiError::Internal(format!("spawn writer: {e}")))?;
         Ok(Sqlite {
             waker: Waker::default(),
             lookups: lookups.into(),
-            write_failure,
+            writes,
             writer: tx,
             readers: Arc::new(ReadPool {
                 available: Semaphore::new(readers.len()),
@@ -176,31 +177,67 @@ impl Sqlite {
     }
 
     /// For `/health`: `Ok` while the database answers and takes writes, else why not.
-    /// Cheap while all is well: the writer notes each failed write, so no write (and no
-    /// fsync) is needed to know. Only after one is a real write tried: it changes a row, so
-    /// its commit must reach the WAL. (A commit that changes no page writes nothing and
-    /// succeeds on a full disk; so does an UPDATE to the same value, SQLite skips it: neither
-    /// proves anything, which is also why a successful group does not clear the failure.)
-    /// The probe's success clears it, on the writer thread, so a failure of a later group is
-    /// never lost to it.
+    /// Cheap while all is well: the writer notes each failed write and each commit that really
+    /// wrote, so while writes go through, no write (and no fsync) is needed to know. After a
+    /// failure, or when nothing has been written for a while (an idle server whose disk filled
+    /// up meanwhile would otherwise look healthy), a real write is tried: it changes a row, so
+    /// its commit must reach the WAL. (A commit that changes nothing writes nothing and
+    /// succeeds on a full disk; so does an UPDATE to the same value, SQLite skips it.) The
+    /// probe's success clears the failure, on the writer thread, so a failure of a later group
+    /// is never lost to it. It is waited for briefly: a database locked by another process
+    /// would otherwise hold the answer for the whole busy timeout.
     pub async fn health(&self) -> Result<(), String> {
-        let failed = lock(&self.write_failure).is_some();
-        if failed {
-            let failure = self.write_failure.clone();
-            self.write_then(
+        if self.writes.in_doubt() {
+            let writes = self.writes.clone();
+            let probe = self.write_then(
                 |c| Ok(exec(c, "UPDATE write_probe SET probes = probes + 1")?),
                 move |outcome| {
                     if outcome.is_ok() {
-                        *lock(&failure) = None;
+                        *lock(&writes.failure) = None;
                     }
                 },
-            )
-            .await
-            .map_err(|e| format!("database refuses writes: {}", cause(e)))?;
+            );
+            match tokio::time::timeout(PROBE_WAIT, probe).await {
+                Ok(done) => done.map_err(|e| format!("database refuses writes: {}", cause(e)))?,
+                Err(_) => {
+                    let waited = PROBE_WAIT.as_millis();
+                    return Err(match lock(&self.writes.failure).clone() {
+                        Some(why) => format!(
+                            "database refuses writes: {why} (a new write waited {waited} ms)"
+                        ),
+                        None => format!("database took no write within {waited} ms"),
+                    });
+                }
+            }
         }
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
             .map_err(|e| format!("database does not answer: {}", cause(e)))
+    }
+}
+
+/// What the writer has seen lately, for `/health`.
+#[derive(Default)]
+struct WriteHealth {
+    /// Why the last write that failed failed, until a probe write succeeds.
+    failure: Mutex<Option<String>>,
+    /// When a commit that changed rows last succeeded.
+    proven: Mutex<Option<Instant>>,
+}
+
+/// A write proven this recently is taken as proof that writes work.
+const PROOF_AGE: Duration = Duration::from_secs(1);
+/// How long `/health` waits for its probe write.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+
+impl WriteHealth {
+    fn in_doubt(&self) -> bool {
+        lock(&self.failure).is_some()
+            || lock(&self.proven).is_none_or(|at| at.elapsed() > PROOF_AGE)
+    }
+
+    fn failed(&self, why: &str) {
+        *lock(&self.failure) = Some(why.to_owned());
     }
 }
 
@@ -280,7 +317,7 @@ fn run_job(conn: &Connection, job: Job) -> Finish {
 fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<Job>,
-    failure: &Mutex<Option<String>>,
+    health: &WriteHealth,
     mut space: SpaceWatch,
 ) {
     while let Ok(first) = rx.recv() {
@@ -292,7 +329,7 @@ fn writer_loop(
             }
         }
         space.check(&conn);
-        commit_group(&conn, jobs, failure);
+        commit_group(&conn, jobs, health);
     }
 }
 
@@ -377,13 +414,14 @@ fn free_bytes(path: &std::ffi::CStr) -> Option<u64> {
 }
 
 /// One transaction for the whole group; every caller hears the commit's outcome. A failure
-/// is noted in `failure` (for `/health`) before any caller hears of it.
-fn commit_group(conn: &Connection, jobs: Vec<Job>, failure: &Mutex<Option<String>>) {
+/// is noted in `health` before any caller hears of it, and so is a commit that wrote.
+fn commit_group(conn: &Connection, jobs: Vec<Job>, health: &WriteHealth) {
+    let changes_before = conn.total_changes();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         // No transaction (e.g. another process holds the lock past the busy timeout): every
         // caller hears why, and the next group tries again.
         let why = format!("sqlite: begin: {e}");
-        *lock(failure) = Some(why.clone());
+        health.failed(&why);
         for job in jobs {
             job(None)(Err(ApiError::Internal(why.clone())));
         }
@@ -407,8 +445,13 @@ fn commit_group(conn: &Connection, jobs: Vec<Job>, failure: &Mutex<Option<String
             format!("sqlite: commit: {e}")
         }),
     };
-    if let Err(why) = &committed {
-        *lock(failure) = Some(why.clone());
+    match &committed {
+        Err(why) => health.failed(why),
+        // Rows changed, so the commit reached the WAL: writes work.
+        Ok(()) if conn.total_changes() != changes_before => {
+            *lock(&health.proven) = Some(Instant::now())
+        }
+        Ok(()) => {}
     }
     for finish in finishes {
         finish(committed.clone().map_err(ApiError::Internal));
