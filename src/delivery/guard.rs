@@ -49,8 +49,13 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     // Addresses that carry an IPv4 address reach that address through a tunnel or a
     // translator, so they are as public as the IPv4 address they carry.
     match s {
-        // IPv4-compatible ::a.b.c.d (RFC 4291, deprecated but still routed by some stacks).
-        [0, 0, 0, 0, 0, 0, high, low] => is_public_v4(v4(high, low)),
+        // IPv4-compatible ::a.b.c.d (RFC 4291, deprecated but still routed by some stacks),
+        // and SIIT's IPv4-translated ::ffff:0:a.b.c.d (RFC 2765).
+        [0, 0, 0, 0, 0, 0, high, low] | [0, 0, 0, 0, 0xffff, 0, high, low] => {
+            is_public_v4(v4(high, low))
+        }
+        // Discard-only 100::/64 (RFC 6666): a black hole, never a receiver.
+        [0x100, 0, 0, 0, ..] => false,
         // 6to4 (RFC 3056): 2002:AABB:CCDD::/48 tunnels to AA.BB.CC.DD.
         [0x2002, high, low, ..] => is_public_v4(v4(high, low)),
         // Teredo (RFC 4380): 2001:0:server:flags:port:client, the client address inverted.
@@ -69,6 +74,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
             !(ip.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (first & 0xffc0) == 0xfe80 // link local fe80::/10
+                || (first & 0xffc0) == 0xfec0 // site local fec0::/10 (deprecated, still local)
                 || first == 0x2001 && second == 0x0db8) // documentation
         }
     }
@@ -157,6 +163,10 @@ mod tests {
             "224.0.0.1",
             "255.255.255.255",
             "::1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "fec0::1",
+            "100::1",
             "::",
             "fc00::1",
             "fd12::1",
@@ -173,6 +183,7 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} should be allowed");
         }
