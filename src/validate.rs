@@ -227,11 +227,16 @@ impl Checker {
         Some(s.to_owned())
     }
 
-    /// A string that names something: what [`Checker::string`] takes, and not only whitespace
-    /// (it would show as nothing wherever the name is listed).
+    /// A string that names something: what [`Checker::string`] takes, no control characters,
+    /// and something visible (whitespace or zero-width characters alone would show as nothing
+    /// wherever the name is listed).
     fn name(&mut self, field: &str, v: &Value, max: usize) -> Option<String> {
         let s = self.string(field, v, 1, max)?;
-        if s.trim().is_empty() {
+        if s.chars().any(char::is_control) {
+            self.problem(field, "must not contain control characters");
+            return None;
+        }
+        if s.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
             self.problem(field, "must not be blank");
             return None;
         }
@@ -648,4 +653,9 @@ impl Checker {
 /// RFC 9110 `tchar`.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Characters that take no room when shown: zero-width spaces and joiners, word joiner, BOM.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
 }

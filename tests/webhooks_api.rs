@@ -760,8 +760,12 @@ async fn name_and_description() {
     accepted(&server, json!({ "name": "é".repeat(250) }), "name").await;
     refused(&server, json!({"name": ""}), "name").await;
     // Blank is no name: it would show as nothing in every list.
-    for blank in [" ", "   ", "\t\n", "\u{3000}"] {
+    for blank in [" ", "   ", "\t\n", "\u{3000}", "\u{200B}", " \u{FEFF} "] {
         refused(&server, json!({ "name": blank }), "name").await;
+    }
+    // Control characters have no place in a name shown in lists and logs.
+    for control in ["\u{0}", "a\u{7}b", "line\nbreak", "\u{9B}x"] {
+        refused(&server, json!({ "name": control }), "name").await;
     }
     let data = try_add(&server, json!({"name": "  "})).await.unwrap_err();
     assert_eq!(message_for(&data, "name"), "must not be blank", "{data}");
