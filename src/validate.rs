@@ -232,12 +232,12 @@ impl Checker {
     /// wherever the name is listed).
     fn name(&mut self, field: &str, v: &Value, max: usize) -> Option<String> {
         let s = self.string(field, v, 1, max)?;
-        if s.chars().any(char::is_control) {
-            self.problem(field, "must not contain control characters");
-            return None;
-        }
         if s.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
             self.problem(field, "must not be blank");
+            return None;
+        }
+        if s.chars().any(char::is_control) {
+            self.problem(field, "must not contain control characters");
             return None;
         }
         Some(s)
