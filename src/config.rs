@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "HOOKRPC_CIRCUIT_PROBE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub circuit_probe_interval: Duration,
 
+    /// At start, delete live webhooks whose object or event the catalog no longer has (without
+    /// it, such webhooks stop the server from starting, named).
+    #[arg(long, env = "HOOKRPC_CATALOG_PRUNE")]
+    pub catalog_prune: bool,
+
     /// Allow deliveries to loopback, private and other non-public addresses (local testing).
     #[arg(long, env = "HOOKRPC_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,

@@ -4,6 +4,7 @@
 //! [`delivery`] engine → receiver → store.
 
 pub mod api;
+pub mod catalog;
 pub mod config;
 pub mod delivery;
 pub mod dialect;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hookrpc::api::{App, Gate, KEY_CACHE_TTL};
+use hookrpc::catalog::{self, Catalog};
 use hookrpc::config::{Config, LogFormat};
 use hookrpc::delivery;
 use hookrpc::error::ApiError;
@@ -9,7 +10,7 @@ use hookrpc::model::Access;
 use hookrpc::store::Store;
 use hookrpc::{metrics, server};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -23,6 +24,9 @@ struct Cli {
     /// SQLite database file (created if missing).
     #[arg(long, env = "HOOKRPC_DB", default_value = "hookrpc.db", global = true)]
     db: PathBuf,
+    /// The event catalog, a TOML file of objects and their events (Vision6's when not given).
+    #[arg(long, env = "HOOKRPC_CATALOG", global = true)]
+    catalog: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +40,8 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Print the active event catalog (as a file for --catalog).
+    Catalog,
 }
 
 #[derive(Subcommand)]
@@ -64,12 +70,27 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = match &cli.command {
         Command::Serve(config) => config.log_format,
-        Command::Key { .. } => LogFormat::Text,
+        Command::Key { .. } | Command::Catalog => LogFormat::Text,
     };
     init_tracing(log_format);
+    if let Err(why) = load_catalog(cli.catalog.as_deref()) {
+        eprintln!("hookrpc: {why}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
-        Command::Serve(config) => serve(cli.db, Arc::new(*config)).await,
+        Command::Serve(config) => match serve(cli.db, Arc::new(*config)).await {
+            Err(Stop::Refused(why)) => {
+                eprintln!("hookrpc: {why}");
+                return ExitCode::from(2);
+            }
+            Err(Stop::Failed(e)) => Err(e),
+            Ok(()) => Ok(()),
+        },
         Command::Key { action } => key(cli.db, action).await,
+        Command::Catalog => {
+            print!("{}", catalog::active().to_toml());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,10 +144,65 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), ApiError> {
+/// Makes the `--catalog` file (if any) the active catalog; a bad file is a clear error.
+fn load_catalog(path: Option<&Path>) -> Result<(), String> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("catalog {}: {e}", path.display()))?;
+    let catalog =
+        Catalog::from_toml(&text).map_err(|e| format!("catalog {}: {e}", path.display()))?;
+    catalog::install(catalog)
+}
+
+/// Live webhooks whose object or event the catalog no longer has are refused at start,
+/// named, unless `--catalog-prune` says to delete them.
+async fn check_catalog(store: &Store, prune: bool) -> Result<(), Stop> {
+    let catalog = catalog::active();
+    let orphans: Vec<(i64, String, String)> = store
+        .live_webhook_events()
+        .await?
+        .into_iter()
+        .filter(|(_, object, event)| !catalog.has(object, event))
+        .collect();
+    if orphans.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = orphans
+        .iter()
+        .map(|(id, object, event)| format!("webhook {id} ({object}.{event})"))
+        .collect();
+    if !prune {
+        return Err(Stop::Refused(format!(
+            "the catalog no longer has what these live webhooks follow: {}; restore it, or \
+             start with --catalog-prune to delete them",
+            named.join(", ")
+        )));
+    }
+    tracing::warn!(webhooks = %named.join(", "), "--catalog-prune: deleting webhooks whose event the catalog no longer has");
+    Ok(store
+        .retire_webhooks(orphans.iter().map(|(id, ..)| *id).collect())
+        .await?)
+}
+
+/// Why `serve` stopped before its time: settings it refuses (exit code 2), or a failure.
+enum Stop {
+    Refused(String),
+    Failed(ApiError),
+}
+
+impl From<ApiError> for Stop {
+    fn from(e: ApiError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), Stop> {
     survive_file_size_limit();
     metrics::install();
     let store = Store::open(&db, config.readers)?;
+    check_catalog(&store, config.catalog_prune).await?;
     if let Some(key) = store.bootstrap().await? {
         println!("created account default with full-access key: {key}");
     }

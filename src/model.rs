@@ -40,26 +40,7 @@ pub struct Caller {
     pub access: Access,
 }
 
-pub const OBJECTS: &[&str] = &["list", "contact"];
-
-/// Vision6's events per object.
-pub fn events_for(object: &str) -> &'static [&'static str] {
-    match object {
-        "list" => &["created", "updated", "removed", "bulk_updated"],
-        "contact" => &[
-            "created",
-            "updated",
-            "removed",
-            "subscribed",
-            "unsubscribed",
-            "deactivated",
-            "reactivated",
-        ],
-        _ => &[],
-    }
-}
-
-/// The `ping` event of `testWebhook` is not a Vision6 event: it is only ever created by us.
+/// The `ping` event of `testWebhook` is in no catalog: it is only ever created by us.
 pub const PING_EVENT: &str = "ping";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,10 +7,9 @@
 //! empty map), integers read from a database arrive as strings of digits, and booleans stored
 //! as TINYINT as 0/1 (or "0"/"1"). Anything else of the wrong type is still a 310.
 
+use crate::catalog;
 use crate::error::{ApiError, Problem};
-use crate::model::{
-    events_for, BasicAuth, Header, NewEvent, WebhookPatch, WebhookSettings, OBJECTS,
-};
+use crate::model::{BasicAuth, Header, NewEvent, WebhookPatch, WebhookSettings};
 use base64::Engine;
 use serde_json::{Map, Value};
 
@@ -301,20 +300,22 @@ impl Checker {
     ) -> (Option<String>, Option<String>) {
         let field = |name: &str| format!("{prefix}{name}");
         let object = map.get("object").and_then(|v| {
-            let s = self.string(&field("object"), v, 1, 32)?;
-            if OBJECTS.contains(&s.as_str()) {
+            let s = self.string(&field("object"), v, 1, 64)?;
+            let catalog = catalog::active();
+            if catalog.has_object(&s) {
                 Some(s)
             } else {
+                let objects: Vec<_> = catalog.objects().collect();
                 self.problem(
                     field("object"),
-                    format!("must be one of: {}", OBJECTS.join(", ")),
+                    format!("must be one of: {}", objects.join(", ")),
                 );
                 None
             }
         });
         let event = map
             .get("event")
-            .and_then(|v| self.string(&field("event"), v, 1, 32));
+            .and_then(|v| self.string(&field("event"), v, 1, 64));
         if required {
             for name in ["object", "event"] {
                 if !map.contains_key(name) {
@@ -329,8 +330,8 @@ impl Checker {
     }
 
     fn event_applies(&mut self, field: &str, object: &str, event: &str) -> bool {
-        let valid = events_for(object);
-        let ok = valid.contains(&event);
+        let valid = catalog::active().events(object).unwrap_or_default();
+        let ok = valid.iter().any(|e| e == event);
         if !ok {
             self.problem(
                 field,

@@ -143,12 +143,14 @@ pub const METHODS: &[Method] = &[
     ),
 ];
 
-/// The OpenRPC document, served by `rpc.discover` exactly as committed.
+/// The OpenRPC document, served by `rpc.discover` as committed, with the object and event
+/// enums of the active catalog (with the default catalog: exactly as committed).
 pub const OPENRPC: &str = include_str!("../../schema/openrpc.json");
 
 /// Builds the RPC module: every method of the table, plus `rpc.discover`.
 pub fn module(app: Arc<App>) -> Result<RpcModule<App>, ApiError> {
-    let discover: Value = serde_json::from_str(OPENRPC)?;
+    let mut discover: Value = serde_json::from_str(OPENRPC)?;
+    crate::catalog::active().describe_in(&mut discover);
     let mut module = RpcModule::from_arc(app);
     let register_error =
         |e: jsonrpsee::core::RegisterMethodError| ApiError::Internal(e.to_string());

@@ -132,6 +132,10 @@ delegate! {
     fn rotate_secret(&self, account_id: i64, id: i64, secret: String) -> Result<String, ApiError>;
     fn search_webhooks(&self, account_id: i64, criteria: Criteria, limit: i64, offset: i64) -> Result<Vec<WebhookRecord>, ApiError>;
     fn count_webhooks(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
+    /// Every live webhook's id, object and event, in all accounts.
+    fn live_webhook_events(&self) -> Result<Vec<(i64, String, String)>, ApiError>;
+    /// Deletes these webhooks as `deleteWebhook` does, whatever their account.
+    fn retire_webhooks(&self, ids: Vec<i64>) -> Result<(), ApiError>;
 
     /// Stores events and fans them out, all or nothing; returns their ids.
     fn add_events(&self, account_id: i64, events: Vec<NewEvent>) -> Result<Vec<i64>, ApiError>;

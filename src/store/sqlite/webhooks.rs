@@ -243,4 +243,31 @@ impl Sqlite {
     ) -> Result<i64, ApiError> {
         self.count(LIVE, account_id, criteria).await
     }
+
+    /// Every live webhook's id, object and event (to check them against the catalog).
+    pub async fn live_webhook_events(&self) -> Result<Vec<(i64, String, String)>, ApiError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, object, event FROM webhooks WHERE deleted_time IS NULL ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Deletes webhooks as `deleteWebhook` does, whatever their account.
+    pub async fn retire_webhooks(&self, ids: Vec<i64>) -> Result<(), ApiError> {
+        self.write(move |conn| {
+            for id in ids {
+                conn.prepare_cached(
+                    "UPDATE webhooks SET deleted_time = ?2, is_active = 0 WHERE id = ?1",
+                )?
+                .execute(params![id, now_secs()])?;
+                cancel_pending(conn, id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
 }
