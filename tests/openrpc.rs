@@ -135,3 +135,83 @@ async fn every_example_replays_against_a_live_server() {
         }
     }
 }
+
+/// Generators name a type after each schema's `title`, give each result the schema's `type`, and
+/// make one enum member per spelling: `@open-rpc/generator`'s TypeScript output did not compile
+/// without titles, mutations came out as `Promise<any>`, and `ASC`/`asc` broke its Rust output.
+#[test]
+fn document_is_fit_for_generators() {
+    let doc = document();
+    let mut problems = Vec::new();
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        let path = format!("components/schemas/{name}");
+        if schema.get("title").and_then(Value::as_str).is_none() {
+            problems.push(format!("{path}: no title"));
+        }
+        check_subschemas(schema, &path, &mut problems);
+    }
+    for m in doc_methods(&doc) {
+        let name = m["name"].as_str().unwrap();
+        let mut schemas: Vec<(String, &Value)> = m["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    format!("{name} param {}", p["name"].as_str().unwrap()),
+                    &p["schema"],
+                )
+            })
+            .collect();
+        schemas.push((format!("{name} result"), &m["result"]["schema"]));
+        for (path, schema) in schemas {
+            if schema.get("$ref").is_none() && schema.get("title").and_then(Value::as_str).is_none()
+            {
+                problems.push(format!("{path}: no title"));
+            }
+            check_subschemas(schema, &path, &mut problems);
+        }
+        let result = resolve(&doc, &m["result"]["schema"]);
+        if result.get("type").is_none() {
+            problems.push(format!("{name} result: no type"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => doc
+            .pointer(r.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("{r} resolves")),
+        None => schema,
+    }
+}
+
+/// Every object schema inside has a title; no enum has two members that differ only in case.
+fn check_subschemas(schema: &Value, path: &str, problems: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            if map.get("type") == Some(&json!("object")) && !map.contains_key("title") {
+                problems.push(format!("{path}: object schema without a title"));
+            }
+            if let Some(members) = map.get("enum").and_then(Value::as_array) {
+                let mut seen = BTreeSet::new();
+                for m in members.iter().filter_map(Value::as_str) {
+                    if !seen.insert(m.to_lowercase()) {
+                        problems.push(format!("{path}: enum spells {m:?} twice"));
+                    }
+                }
+            }
+            for (key, sub) in map {
+                check_subschemas(sub, &format!("{path}/{key}"), problems);
+            }
+        }
+        Value::Array(items) => {
+            for (i, sub) in items.iter().enumerate() {
+                check_subschemas(sub, &format!("{path}/{i}"), problems);
+            }
+        }
+        _ => {}
+    }
+}
