@@ -311,6 +311,114 @@ async fn deliveries_cancelled_in_flight_still_count_their_attempt() {
 }
 
 #[tokio::test]
+async fn retry_deliveries_replays_the_failed_ones_matching_the_criteria() {
+    let server = Server::start(RETRY_TWICE);
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Status(500));
+    let add = |path: &str| {
+        json!([server.key, {"object": "contact", "event": "created", "url": receiver.url(path),
+            "batch_size": 1}])
+    };
+    let first = server.ok("addWebhook", add("/first")).await;
+    let second = server.ok("addWebhook", add("/second")).await;
+    let event = json!({"object": "contact", "event": "created"});
+    server
+        .ok("addEvents", json!([server.key, [event, event, event]]))
+        .await;
+    let failed = json!([["status", "exactly", "failed"]]);
+    eventually("all six deliveries failed", WAIT, || async {
+        let n = server
+            .ok("countDeliveries", json!([server.key, failed]))
+            .await;
+        (n == 6).then_some(())
+    })
+    .await;
+    // The second webhook is switched off: its failed deliveries are skipped.
+    server
+        .ok(
+            "editWebhook",
+            json!([server.key, second, {"is_active": false}]),
+        )
+        .await;
+    receiver.set_reply(Reply::Status(200));
+    let none = json!([["webhook_id", "exactly", 999]]);
+    assert_eq!(
+        server
+            .ok("retryDeliveries", json!([server.key, none]))
+            .await,
+        0
+    );
+    let queued = server
+        .ok(
+            "retryDeliveries",
+            json!([server.key, [["webhook_id", "exactly", first]]]),
+        )
+        .await;
+    assert_eq!(queued, 3);
+    let of_first = json!([
+        ["webhook_id", "exactly", first],
+        ["status", "exactly", "succeeded"]
+    ]);
+    eventually("the three replayed deliveries succeed", WAIT, || async {
+        let n = server
+            .ok("countDeliveries", json!([server.key, of_first]))
+            .await;
+        (n == 3).then_some(())
+    })
+    .await;
+    let n = server
+        .ok("countDeliveries", json!([server.key, failed]))
+        .await;
+    assert_eq!(n, 3, "the inactive webhook's stay failed");
+    // Not for standard keys, and bad criteria are 311 as in any search.
+    let standard = server.add_key("default", "standard");
+    let (code, _) = server.err("retryDeliveries", json!([standard, []])).await;
+    assert_eq!(code, 321);
+    let (code, _) = server
+        .err(
+            "retryDeliveries",
+            json!([server.key, [["nope", "exactly", 1]]]),
+        )
+        .await;
+    assert_eq!(code, 311);
+}
+
+#[tokio::test]
+async fn retry_deliveries_takes_cancelled_ones_when_the_criteria_say_so() {
+    // A failed attempt waits an hour for its retry: the delivery stays pending until the
+    // webhook is switched off, which cancels it.
+    let server = Server::start(&["--allow-private-targets", "--retry-schedule", "1h"]);
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Status(500));
+    let details = json!({"object": "contact", "event": "created", "url": receiver.url("/")});
+    let webhook = server.ok("addWebhook", json!([server.key, details])).await;
+    let event = json!({"object": "contact", "event": "created"});
+    let id = server.ok("addEvent", json!([server.key, event])).await;
+    let delivery = server.delivery_of(&id).await;
+    eventually("the first attempt", WAIT, || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+    let off = json!([server.key, webhook, {"is_active": false}]);
+    server.ok("editWebhook", off).await;
+    server.delivery_with_status(&delivery, "cancelled").await;
+    let on = json!([server.key, webhook, {"is_active": true}]);
+    server.ok("editWebhook", on).await;
+    receiver.set_reply(Reply::Status(200));
+    // Without a status in the criteria only failed ones are taken.
+    assert_eq!(
+        server.ok("retryDeliveries", json!([server.key, []])).await,
+        0
+    );
+    let cancelled = json!([["status", "exactly", "cancelled"]]);
+    let queued = server
+        .ok("retryDeliveries", json!([server.key, cancelled]))
+        .await;
+    assert_eq!(queued, 1);
+    server.delivery_with_status(&delivery, "succeeded").await;
+}
+
+#[tokio::test]
 async fn a_late_410_from_the_old_url_does_not_stop_a_moved_webhook() {
     let server = Server::start(RETRY_TWICE);
     let old = Receiver::start().await;

@@ -83,6 +83,10 @@ async fn no_method_lets_one_account_see_or_touch_another_accounts_objects() {
             "countWebhooks" | "countEvents" | "countDeliveries" => {
                 assert_eq!(server.ok(name, json!([b])).await, 0, "{name}");
             }
+            "retryDeliveries" => {
+                let anything = json!([["status", "in", "failed,cancelled"]]);
+                assert_eq!(server.ok(name, json!([b, anything])).await, 0, "{name}");
+            }
             "addWebhook" => {
                 // The same details in another account are not a duplicate of A's webhook.
                 let same =

@@ -3,6 +3,7 @@
 use super::{done, reply, search_args, App, Json};
 use crate::error::ApiError;
 use crate::model::Caller;
+use crate::search;
 use crate::store::DELIVERY_FIELDS;
 use crate::validate::{Args, Checker};
 use std::sync::Arc;
@@ -42,6 +43,22 @@ pub async fn count(
     reply(
         &app.store
             .count_deliveries(caller.account_id, criteria)
+            .await?,
+    )
+}
+
+/// `retryDeliveries`: a replay of every failed delivery the criteria match.
+pub async fn retry_matching(
+    app: Arc<App>,
+    caller: Caller,
+    args: Args,
+    check: Checker,
+) -> Result<Json, ApiError> {
+    check.finish()?;
+    let criteria = search::parse(DELIVERY_FIELDS, args.get("search_criteria"), None, false)?;
+    reply(
+        &app.store
+            .retry_deliveries(caller.account_id, criteria)
             .await?,
     )
 }

@@ -141,6 +141,13 @@ pub const METHODS: &[Method] = &[
         Full,
         deliveries::retry
     ),
+    method!(
+        "retryDeliveries",
+        COUNT,
+        2,
+        Full,
+        deliveries::retry_matching
+    ),
 ];
 
 /// The OpenRPC document, served by `rpc.discover` as committed, with the object and event

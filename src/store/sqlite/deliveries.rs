@@ -5,6 +5,7 @@ use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_ms, AttemptRecord, DeliveryRecord};
 use crate::search::Criteria;
+use rusqlite::types::Value as Sql;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const FROM: &str = "FROM deliveries WHERE account_id = ?";
@@ -90,6 +91,36 @@ impl Sqlite {
         criteria: Criteria,
     ) -> Result<i64, ApiError> {
         self.count(FROM, account_id, criteria).await
+    }
+
+    /// `retryDeliveries`: every failed delivery matching `criteria` (and every cancelled one
+    /// too when the criteria name a status) whose webhook is active and not deleted is due
+    /// again now, each with a fresh run of the retry schedule; returns how many.
+    pub async fn retry_deliveries(
+        &self,
+        account_id: i64,
+        criteria: Criteria,
+    ) -> Result<i64, ApiError> {
+        let statuses = if criteria.conditions.iter().any(|c| c.field.name == "status") {
+            "'failed', 'cancelled'"
+        } else {
+            "'failed'"
+        };
+        let sql = format!(
+            "UPDATE deliveries SET status = 'pending', due_ms = ?, schedule_start = attempt_count
+             WHERE account_id = ? AND status IN ({statuses})
+               AND webhook_id IN (SELECT id FROM webhooks WHERE is_active = 1 AND deleted_time IS NULL)"
+        );
+        let queued = self
+            .write(move |conn| {
+                let leading = vec![Sql::Integer(now_ms()), Sql::Integer(account_id)];
+                super::filter::update(conn, &sql, leading, &criteria)
+            })
+            .await?;
+        if queued > 0 {
+            self.waker.wake();
+        }
+        Ok(queued as i64)
     }
 
     /// `retryDelivery`: a failed or cancelled delivery is due again now, with a fresh run of

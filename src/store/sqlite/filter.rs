@@ -101,6 +101,23 @@ pub(super) fn search<T>(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Runs `sql` (an UPDATE whose WHERE ends with its own conditions) with the criteria's
+/// conditions appended; `leading` binds the statement's own `?`s, in order. Returns how many
+/// rows it changed.
+pub(super) fn update(
+    conn: &Connection,
+    sql: &str,
+    leading: Vec<Sql>,
+    criteria: &Criteria,
+) -> Result<usize, ApiError> {
+    let (and, params) = conditions(criteria);
+    let mut all = leading;
+    all.extend(params);
+    Ok(conn
+        .prepare_cached(&format!("{sql}{and}"))?
+        .execute(rusqlite::params_from_iter(all))?)
+}
+
 impl Sqlite {
     /// How many rows a search would find (see [`search`]).
     pub(super) async fn count(
