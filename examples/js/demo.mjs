@@ -1,15 +1,18 @@
 // The PHP demo's session, in JavaScript, through the OpenRPC-driven SDK:
-//   node demo.mjs http://127.0.0.1:8080/ KEY
+//   node demo.mjs http://127.0.0.1:8080/ KEY [OBJECT EVENT]
+// OBJECT/EVENT (default list/updated) must be in the server's catalog: with --catalog
+// examples/shop-catalog.toml, `orders place` (rpc.discover then describes the shop's events).
 // Exits non-zero on any surprise, so CI can run it.
 import assert from "node:assert/strict";
 import { connect } from "./hookrpc.mjs";
 
-const [url = "http://127.0.0.1:8080/", key = process.env.HOOKRPC_KEY] = process.argv.slice(2);
+const [url = "http://127.0.0.1:8080/", key = process.env.HOOKRPC_KEY, object = "list", event = "updated"] =
+  process.argv.slice(2);
 const api = await connect(url, key);
 console.log(`ok   rpc.discover: ${api.document.methods.length} methods`);
 
 // example.com never receives anything: hookrpc refuses names reserved for documentation.
-const details = { object: "list", event: "updated", list_id: 7, url: "https://example.com/hooks/js-demo" };
+const details = { object, event, list_id: 7, url: "https://example.com/hooks/js-demo" };
 const id = await api.addWebhook({ webhook_details: details });
 console.log(`ok   addWebhook: ${id}`);
 
@@ -23,7 +26,7 @@ assert.deepEqual(found.map((w) => w.id), [id]);
 assert.equal(await api.countWebhooks({ search_criteria: [["list_id", "in", [7, 8]]] }), 1);
 console.log("ok   searchWebhooks and countWebhooks find it");
 
-const [eventId] = await api.addEvents({ events: [{ object: "list", event: "updated", list_id: 7 }] });
+const [eventId] = await api.addEvents({ events: [{ object, event, list_id: 7 }] });
 assert.equal((await api.getEventById({ event_id: eventId })).delivery_count, 1);
 const deliveries = await api.searchDeliveries({ search_criteria: [["event_id", "exactly", eventId]] });
 assert.equal(deliveries.length, 1);
@@ -44,7 +47,7 @@ async function errorCode(call) {
 assert.equal(await errorCode(() => api.getWebhookById({ webhook_id: id })), 350);
 console.log("error 350 for the deleted webhook");
 const sdkRefuses = await api
-  .addWebhook({ webhook_details: { ...details, event: "subscribed", url: "ftp://x" } })
+  .addWebhook({ webhook_details: { ...details, url: "ftp://x" } })
   .then(() => false, (e) => e.message.includes("params break the document"));
 assert.ok(sdkRefuses, "the document's schema catches a bad url before sending");
 console.log("ok   the SDK refuses params that break the document");
