@@ -72,6 +72,13 @@ pub struct Criteria {
     pub sort: Option<(&'static Field, bool)>,
 }
 
+impl Criteria {
+    /// True when some condition is on the field named `name`.
+    pub fn names(&self, name: &str) -> bool {
+        self.conditions.iter().any(|c| c.field.name == name)
+    }
+}
+
 /// Parses `criteria` (may be absent) and the sort.
 pub fn parse(
     fields: &'static [Field],

@@ -56,9 +56,11 @@ pub async fn retry_matching(
 ) -> Result<Json, ApiError> {
     check.finish()?;
     let criteria = search::parse(DELIVERY_FIELDS, args.get("search_criteria"), None, false)?;
+    // Failed ones only, unless the criteria say which statuses (then cancelled ones qualify).
+    let with_cancelled = criteria.names("status");
     reply(
         &app.store
-            .retry_deliveries(caller.account_id, criteria)
+            .retry_deliveries(caller.account_id, criteria, with_cancelled)
             .await?,
     )
 }

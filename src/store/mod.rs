@@ -151,9 +151,9 @@ delegate! {
     fn count_deliveries(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
     /// A failed or cancelled delivery is due again now, with a fresh retry schedule.
     fn retry_delivery(&self, account_id: i64, id: i64) -> Result<(), ApiError>;
-    /// Failed deliveries matching the criteria (cancelled ones too when they name a status)
-    /// of active webhooks are due again now; returns how many.
-    fn retry_deliveries(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
+    /// Failed (and, `with_cancelled`, cancelled) deliveries matching the criteria, of active
+    /// webhooks, are due again now; returns how many.
+    fn retry_deliveries(&self, account_id: i64, criteria: Criteria, with_cancelled: bool) -> Result<i64, ApiError>;
 
     /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook.
     fn claim_due(&self, limit: usize, room: Room, lease_ms: i64, circuit: CircuitPolicy) -> Result<Vec<Claim>, ApiError>;

@@ -93,15 +93,16 @@ impl Sqlite {
         self.count(FROM, account_id, criteria).await
     }
 
-    /// `retryDeliveries`: every failed delivery matching `criteria` (and every cancelled one
-    /// too when the criteria name a status) whose webhook is active and not deleted is due
-    /// again now, each with a fresh run of the retry schedule; returns how many.
+    /// `retryDeliveries`: every failed (and, `with_cancelled`, cancelled) delivery matching
+    /// `criteria` whose webhook is active and not deleted is due again now, each with a fresh
+    /// run of the retry schedule; returns how many.
     pub async fn retry_deliveries(
         &self,
         account_id: i64,
         criteria: Criteria,
+        with_cancelled: bool,
     ) -> Result<i64, ApiError> {
-        let statuses = if criteria.conditions.iter().any(|c| c.field.name == "status") {
+        let statuses = if with_cancelled {
             "'failed', 'cancelled'"
         } else {
             "'failed'"
