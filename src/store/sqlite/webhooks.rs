@@ -4,7 +4,8 @@ use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_secs, BasicAuth, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 /// How long a rotated-out secret still signs (API.md §4).
 const PREVIOUS_SECRET_SECS: i64 = 24 * 3600;
@@ -49,6 +50,28 @@ fn record(r: &Row) -> rusqlite::Result<WebhookRecord> {
         creation_time: r.get(19)?,
         last_modified_time: r.get(20)?,
     })
+}
+
+/// A webhook's settings as bound values, in the column order of `INSERT` and `UPDATE` below
+/// (name … metadata).
+fn settings_values(s: &WebhookSettings) -> Result<[Sql; 13], ApiError> {
+    let text = |t: &str| Sql::Text(t.to_owned());
+    let optional = |t: Option<&String>| t.map_or(Sql::Null, |t| text(t));
+    Ok([
+        text(&s.name),
+        text(&s.description),
+        text(&s.object),
+        text(&s.event),
+        Sql::Integer(s.list_id),
+        text(&s.url),
+        Sql::Text(serde_json::to_string(&s.headers)?),
+        optional(s.auth.as_ref().map(|a| &a.username)),
+        optional(s.auth.as_ref().map(|a| &a.password)),
+        text(&s.secret),
+        Sql::Integer(i64::from(s.is_active)),
+        Sql::Integer(s.batch_size),
+        Sql::Text(serde_json::to_string(&s.metadata)?),
+    ])
 }
 
 pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -107,23 +130,12 @@ impl Sqlite {
                    creation_time, last_modified_time)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
             )?
-            .execute(params![
-                account_id,
-                s.name,
-                s.description,
-                s.object,
-                s.event,
-                s.list_id,
-                s.url,
-                serde_json::to_string(&s.headers)?,
-                s.auth.as_ref().map(|a| &a.username),
-                s.auth.as_ref().map(|a| &a.password),
-                s.secret,
-                s.is_active,
-                s.batch_size,
-                serde_json::to_string(&s.metadata)?,
-                now,
-            ])
+            .execute(params_from_iter(
+                [Sql::Integer(account_id)]
+                    .into_iter()
+                    .chain(settings_values(&s)?)
+                    .chain([Sql::Integer(now)]),
+            ))
             .map_err(map_duplicate)?;
             Ok(conn.last_insert_rowid())
         })
@@ -154,25 +166,12 @@ impl Sqlite {
                      CASE WHEN secret = ?12 THEN previous_secret_until ELSE ?16 + ?17 END
                  WHERE id = ?1 AND account_id = ?2",
             )?
-            .execute(params![
-                id,
-                account_id,
-                s.name,
-                s.description,
-                s.object,
-                s.event,
-                s.list_id,
-                s.url,
-                serde_json::to_string(&s.headers)?,
-                s.auth.as_ref().map(|a| &a.username),
-                s.auth.as_ref().map(|a| &a.password),
-                s.secret,
-                s.is_active,
-                s.batch_size,
-                serde_json::to_string(&s.metadata)?,
-                now_secs(),
-                PREVIOUS_SECRET_SECS,
-            ])
+            .execute(params_from_iter(
+                [Sql::Integer(id), Sql::Integer(account_id)]
+                    .into_iter()
+                    .chain(settings_values(&s)?)
+                    .chain([Sql::Integer(now_secs()), Sql::Integer(PREVIOUS_SECRET_SECS)]),
+            ))
             .map_err(map_duplicate)?;
             if !s.is_active {
                 cancel_pending(conn, id)?;
