@@ -7,7 +7,7 @@ use hookrpc::config::{Config, LogFormat};
 use hookrpc::delivery;
 use hookrpc::error::ApiError;
 use hookrpc::model::Access;
-use hookrpc::store::Store;
+use hookrpc::store::{self, Purpose, Store};
 use hookrpc::{metrics, server};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -21,9 +21,10 @@ use std::sync::Arc;
     about = "Self-hosted webhooks behind a Vision6-style JSON-RPC API"
 )]
 struct Cli {
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing), or a PostgreSQL database as
+    /// postgres://user:password@host:port/dbname for a cluster of nodes.
     #[arg(long, env = "HOOKRPC_DB", default_value = "hookrpc.db", global = true)]
-    db: PathBuf,
+    db: String,
     /// The event catalog, a TOML file of objects and their events (Vision6's when not given).
     #[arg(long, env = "HOOKRPC_CATALOG", global = true)]
     catalog: Option<PathBuf>,
@@ -118,11 +119,13 @@ fn init_tracing(format: LogFormat) {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // jsonrpsee logs whole request bodies, API keys included, at TRACE: whatever RUST_LOG
-    // says, its events stop at DEBUG (a cap, so RUST_LOG=warn keeps it quiet too).
+    // jsonrpsee logs whole request bodies, API keys included, at TRACE, and tokio-postgres
+    // logs every statement's parameters (secrets among them) at DEBUG: whatever RUST_LOG says,
+    // their events stop below that (a cap, so RUST_LOG=warn keeps them quiet too).
     let cap = Targets::new()
         .with_default(LevelFilter::TRACE)
-        .with_target("jsonrpsee", LevelFilter::DEBUG);
+        .with_target("jsonrpsee", LevelFilter::DEBUG)
+        .with_target("tokio_postgres", LevelFilter::INFO);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // A log line that cannot be written (disk full) is lost; the default would report it
@@ -198,10 +201,11 @@ impl From<ApiError> for Stop {
     }
 }
 
-async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), Stop> {
+async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
     survive_file_size_limit();
     metrics::install();
-    let store = Store::open(&db, config.readers)?;
+    let readers = config.readers;
+    let store = Store::open(&db, Purpose::Serve { readers }).await?;
     check_catalog(&store, config.catalog_prune).await?;
     if let Some(key) = store.bootstrap().await? {
         println!("created account default with full-access key: {key}");
@@ -215,7 +219,7 @@ async fn serve(db: PathBuf, config: Arc<Config>) -> Result<(), Stop> {
     });
     let (handle, addr) = server::start(app).await?;
     println!("listening on {addr}");
-    tracing::info!(%addr, db = %db.display(), "hookrpc started");
+    tracing::info!(%addr, db = %store::redacted(&db), "hookrpc started");
     shutdown_signal().await;
     tracing::info!("shutting down: no new calls, finishing deliveries in flight");
     let _ = handle.stop();
@@ -263,8 +267,8 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-async fn key(db: PathBuf, action: KeyAction) -> Result<(), ApiError> {
-    let store = Store::open(&db, 1)?;
+async fn key(db: String, action: KeyAction) -> Result<(), ApiError> {
+    let store = Store::open(&db, Purpose::Command).await?;
     match action {
         KeyAction::Add { account, access } => {
             let access = match access {

@@ -184,7 +184,7 @@ async fn dropping_what_live_webhooks_follow_is_refused_unless_pruned() {
         "lists.toml",
         "[objects]\nlist = [\"created\"]\n",
     );
-    let db = server.db().to_string_lossy().into_owned();
+    let db = server.db().to_owned();
     let (code, stderr, _) = run_to_exit(&[
         "serve",
         "--listen",

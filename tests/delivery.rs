@@ -454,8 +454,13 @@ async fn deactivating_or_deleting_cancels_pending_work_and_nothing_more_is_sent(
         .map(|d| d["id"].clone())
         .collect();
     for id in &ids {
-        let d = server.delivery_with_status(id, "pending").await;
-        assert_eq!(d["attempt_count"], 1);
+        // The receiver saw the request before the attempt was recorded: wait for the record.
+        let d = eventually("the first attempt recorded", WAIT, || async {
+            let d = server.ok("getDeliveryById", json!([server.key, id])).await;
+            (d["attempt_count"] == 1).then_some(d)
+        })
+        .await;
+        assert_eq!(d["status"], "pending");
         assert!(d["next_attempt_time"].is_i64());
     }
     server

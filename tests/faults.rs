@@ -11,6 +11,9 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn a_locked_database_gives_100_with_a_request_id_and_the_server_recovers() {
+    if on_postgres("a_locked_database_gives_100_with_a_request_id_and_the_server_recovers") {
+        return;
+    }
     let receiver = Receiver::start().await;
     receiver.set_reply(Reply::Status(503));
     let server = Server::start(&["--allow-private-targets", "--retry-schedule", "100ms"]);
@@ -29,7 +32,7 @@ async fn a_locked_database_gives_100_with_a_request_id_and_the_server_recovers()
     let delivery = server.delivery_of(&event).await;
 
     // Another process takes the write lock and keeps it.
-    let intruder = rusqlite::Connection::open(server.db()).unwrap();
+    let intruder = rusqlite::Connection::open(server.db_file()).unwrap();
     intruder.execute_batch("BEGIN EXCLUSIVE").unwrap();
 
     let (code, data) = server
@@ -119,6 +122,9 @@ fn limit_file_size(server: &Server, limit: &str) {
 /// id, reads go on, the process lives on, and once the limit is lifted writes work again.
 #[tokio::test]
 async fn a_full_disk_gives_100_and_the_server_recovers() {
+    if on_postgres("a_full_disk_gives_100_and_the_server_recovers") {
+        return;
+    }
     let server = Server::start(&[]);
     let hook = server
         .ok(
@@ -176,6 +182,9 @@ async fn health(server: &Server, method: reqwest::Method) -> (u16, String) {
 /// work again it answers 200 by itself (its own probe write succeeds), and so do writes.
 #[tokio::test]
 async fn health_is_503_while_writes_are_refused_and_200_once_they_work() {
+    if on_postgres("health_is_503_while_writes_are_refused_and_200_once_they_work") {
+        return;
+    }
     let server = Server::start(&[]);
     assert_eq!(health(&server, reqwest::Method::GET).await.0, 200);
     let (status, body) = health(&server, reqwest::Method::HEAD).await;
@@ -218,6 +227,9 @@ async fn health_is_503_while_writes_are_refused_and_200_once_they_work() {
 /// having to fail first.
 #[tokio::test]
 async fn an_idle_server_whose_writes_are_refused_is_not_healthy() {
+    if on_postgres("an_idle_server_whose_writes_are_refused_is_not_healthy") {
+        return;
+    }
     let server = Server::start(&[]);
     assert_eq!(health(&server, reqwest::Method::GET).await.0, 200);
     limit_file_size(&server, "1");
@@ -238,6 +250,9 @@ async fn an_idle_server_whose_writes_are_refused_is_not_healthy() {
 /// not stop delivery: its item goes out with null data, and the other events with it.
 #[tokio::test]
 async fn a_damaged_event_row_does_not_stop_delivery() {
+    if on_postgres("a_damaged_event_row_does_not_stop_delivery") {
+        return;
+    }
     let receiver = Receiver::start().await;
     receiver.set_reply(Reply::Status(503));
     let server = Server::start(&["--allow-private-targets", "--retry-schedule", "1s"]);
@@ -257,7 +272,7 @@ async fn a_damaged_event_row_does_not_stop_delivery() {
         (!receiver.received().is_empty()).then_some(())
     })
     .await;
-    rusqlite::Connection::open(server.db())
+    rusqlite::Connection::open(server.db_file())
         .unwrap()
         .execute(
             "UPDATE events SET data = '{not json' WHERE id = ?1",
@@ -328,6 +343,9 @@ impl Drop for SmallDisk {
 /// mount; skipped where that is refused.
 #[tokio::test]
 async fn after_a_full_disk_a_little_free_space_is_enough_to_recover() {
+    if on_postgres("after_a_full_disk_a_little_free_space_is_enough_to_recover") {
+        return;
+    }
     let Some(disk) = SmallDisk::mount(24) else {
         println!("skipped: cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)");
         return;

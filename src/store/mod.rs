@@ -1,9 +1,10 @@
 //! The store: the one interface the rest of the crate sees for everything that is kept. Its
 //! signatures carry typed inputs and records (`model`, `search::Criteria`) and no driver type;
-//! each backend owns its SQL and converts its driver's errors inside itself. Today there is one
-//! backend, SQLite (`sqlite/`); the enum is where a second one joins.
+//! each backend owns its SQL and converts its driver's errors inside itself: SQLite
+//! (`sqlite/`), embedded, for one node; PostgreSQL (`postgres/`), for a cluster of nodes.
 
 mod fields;
+mod postgres;
 mod sqlite;
 
 pub use fields::{DELIVERY_FIELDS, EVENT_FIELDS, WEBHOOK_FIELDS};
@@ -28,6 +29,33 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// `db` as it may be logged: a database url without its password.
+pub fn redacted(db: &str) -> String {
+    match url::Url::parse(db) {
+        Ok(mut url) if is_postgres_url(db) && url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => db.to_owned(),
+    }
+}
+
+/// What the store is opened for.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose {
+    /// A server: `readers` read connections (SQLite); on PostgreSQL, it listens for other
+    /// nodes' work.
+    Serve { readers: usize },
+    /// A one-off command (`hookrpc key …`).
+    Command,
+}
+
+/// True when `--db` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
 /// Wakes the delivery engine: a commit queued work for it.
@@ -60,6 +88,72 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// A key as `key revoke` names it: the whole key (found by its hash) or its first characters
+/// (up to the 8 that `key list` shows).
+pub(crate) struct KeyPrefix {
+    /// The whole key's hash, or empty.
+    pub hash: String,
+    /// The first characters, or empty.
+    pub short: String,
+}
+
+impl KeyPrefix {
+    pub fn parse(prefix: &str) -> Result<KeyPrefix, ApiError> {
+        let given = prefix.to_ascii_lowercase();
+        if given.len() < 4 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::invalid(
+                "prefix",
+                "give at least 4 hex characters of the key",
+            ));
+        }
+        Ok(if given.len() == 64 {
+            KeyPrefix {
+                hash: hash_key(&given),
+                short: String::new(),
+            }
+        } else {
+            KeyPrefix {
+                hash: String::new(),
+                short: given.chars().take(8).collect(),
+            }
+        })
+    }
+
+    /// The one live key it names, of the live keys `found` to match it: an ambiguous prefix
+    /// names none.
+    pub fn only_one<'a, T>(&self, found: &'a [T]) -> Result<&'a T, ApiError> {
+        match found {
+            [one] => Ok(one),
+            [] => Err(ApiError::invalid(
+                "prefix",
+                "no live key starts with that prefix",
+            )),
+            _ => Err(ApiError::invalid(
+                "prefix",
+                "more than one key starts with that prefix",
+            )),
+        }
+    }
+}
+
+/// `retryDelivery`'s rule: only a failed or cancelled delivery is retried, and only while its
+/// webhook is active (not deleted).
+pub(crate) fn check_retryable(status: &str, webhook_active: bool) -> Result<(), ApiError> {
+    if status != "failed" && status != "cancelled" {
+        return Err(ApiError::invalid(
+            "delivery_id",
+            format!("only a failed or cancelled delivery can be retried; this one is {status}"),
+        ));
+    }
+    if !webhook_active {
+        return Err(ApiError::invalid(
+            "delivery_id",
+            "its webhook is inactive or deleted: activate it first",
+        ));
+    }
+    Ok(())
+}
+
 /// A new key: 32 random bytes as 64 lowercase hex characters.
 fn new_key() -> String {
     let mut bytes = [0u8; 32];
@@ -68,17 +162,28 @@ fn new_key() -> String {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database, applies migrations and starts its workers.
-    pub fn open(path: &Path, reader_count: usize) -> Result<Store, ApiError> {
-        Ok(Store {
-            backend: Backend::Sqlite(sqlite::Sqlite::open(path, reader_count)?),
-        })
+    /// Opens the database `db` names (a `postgres://` url, or else a SQLite file, created if
+    /// needed), applies migrations and starts its workers.
+    pub async fn open(db: &str, purpose: Purpose) -> Result<Store, ApiError> {
+        let backend = match (is_postgres_url(db), purpose) {
+            (true, _) => {
+                let listen = matches!(purpose, Purpose::Serve { .. });
+                Backend::Postgres(postgres::Postgres::open(db, listen).await?)
+            }
+            (false, Purpose::Serve { readers }) => {
+                Backend::Sqlite(sqlite::Sqlite::open(Path::new(db), readers)?)
+            }
+            (false, Purpose::Command) => Backend::Sqlite(sqlite::Sqlite::open(Path::new(db), 1)?),
+        };
+        Ok(Store { backend })
     }
 
-    /// The engine's wake-ups: every commit that queues work for it rings this.
+    /// The engine's wake-ups: every commit that queues work for it rings this (on
+    /// PostgreSQL, other nodes' commits too).
     pub fn waker(&self) -> Waker {
         match &self.backend {
             Backend::Sqlite(b) => b.waker(),
+            Backend::Postgres(b) => b.waker(),
         }
     }
 
@@ -90,6 +195,7 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(b) => b.edit_webhook(account_id, id, merge).await,
+            Backend::Postgres(b) => b.edit_webhook(account_id, id, merge).await,
         }
     }
 }
@@ -103,6 +209,7 @@ macro_rules! delegate {
                 pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     match &self.backend {
                         Backend::Sqlite(b) => b.$name($($arg),*).await,
+                        Backend::Postgres(b) => b.$name($($arg),*).await,
                     }
                 }
             )*

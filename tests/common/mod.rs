@@ -25,12 +25,98 @@ pub const FAST: &[&str] = &[
     "2s",
 ];
 
+/// Where a test server keeps its data: a SQLite file in the test's directory or, when
+/// `HOOKRPC_TEST_DB` names a PostgreSQL server (`postgres://…/postgres`), a fresh database on
+/// it, dropped when the last server using it is gone.
+pub struct Database {
+    /// What `--db` is given.
+    pub arg: String,
+    /// On PostgreSQL: the admin url and the database's name.
+    postgres: Option<(String, String)>,
+}
+
+/// The PostgreSQL server the suite runs against, if any (`HOOKRPC_TEST_DB`).
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("HOOKRPC_TEST_DB")
+        .ok()
+        .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
+}
+
+/// True when the suite runs on PostgreSQL. A test of something only SQLite has (its files, its
+/// disk-full handling) returns early then, saying so.
+pub fn on_postgres(test: &str) -> bool {
+    let yes = postgres_admin_url().is_some();
+    if yes {
+        eprintln!("{test}: skipped on PostgreSQL (a test of the SQLite file)");
+    }
+    yes
+}
+
+impl Database {
+    fn fresh(dir: &Path) -> Database {
+        let Some(admin) = postgres_admin_url() else {
+            return Database {
+                arg: dir.join("hookrpc.db").to_string_lossy().into_owned(),
+                postgres: None,
+            };
+        };
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "hookrpc_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let (base, _) = admin
+            .rsplit_once('/')
+            .expect("a database url ends in /dbname");
+        Database {
+            arg: format!("{base}/{name}"),
+            postgres: Some((admin, name)),
+        }
+    }
+
+    /// A fresh database of the kind the suite runs on (for tests that run several servers on
+    /// one database).
+    pub fn new_shared() -> Arc<(tempfile::TempDir, Database)> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::fresh(dir.path());
+        Arc::new((dir, db))
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.postgres {
+            psql(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+/// Runs one SQL statement with `psql`.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
     /// The default account's full-access key, printed at first start.
     pub key: String,
     pub dir: Arc<tempfile::TempDir>,
+    pub database: Arc<Database>,
     args: Vec<String>,
     /// `RUST_LOG` of the server process.
     log_filter: String,
@@ -53,14 +139,24 @@ impl Server {
     pub fn start_logging(args: &[&str], filter: &str) -> Server {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let args = args.iter().map(|s| s.to_string()).collect();
-        Self::spawn(dir, args, filter.to_owned(), None)
+        let database = Arc::new(Database::fresh(dir.path()));
+        Self::spawn(dir, database, args, filter.to_owned(), None)
+    }
+
+    /// Another node on `other`'s database (a cluster on PostgreSQL), with its own flags.
+    pub fn join(other: &Server, args: &[&str]) -> Server {
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let key = Some(other.key.clone());
+        Self::spawn(dir, other.database.clone(), args, "info".to_owned(), key)
     }
 
     /// A fresh server whose database is `hookrpc.db` in `dir`, which the test may have
     /// prepared (e.g. made that name a link to a file on another filesystem).
     pub fn start_in(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Server {
         let args = args.iter().map(|s| s.to_string()).collect();
-        Self::spawn(dir, args, "info".to_owned(), None)
+        let database = Arc::new(Database::fresh(dir.path()));
+        Self::spawn(dir, database, args, "info".to_owned(), None)
     }
 
     /// The same database again (after `stop` or `kill9`), with the same flags.
@@ -68,6 +164,7 @@ impl Server {
         self.stop();
         let again = Self::spawn(
             self.dir.clone(),
+            self.database.clone(),
             self.args.clone(),
             self.log_filter.clone(),
             Some(self.key.clone()),
@@ -81,17 +178,24 @@ impl Server {
         self.restart();
     }
 
-    pub fn db(&self) -> PathBuf {
+    /// What this server was given as `--db`.
+    pub fn db(&self) -> &str {
+        &self.database.arg
+    }
+
+    /// The SQLite file (for tests that skip themselves on PostgreSQL).
+    pub fn db_file(&self) -> PathBuf {
         self.dir.path().join("hookrpc.db")
     }
 
     fn spawn(
         dir: Arc<tempfile::TempDir>,
+        database: Arc<Database>,
         args: Vec<String>,
         log_filter: String,
         key: Option<String>,
     ) -> Server {
-        let db = dir.path().join("hookrpc.db");
+        let db = database.arg.clone();
         let stderr_path = dir.path().join(format!(
             "stderr-{}.log",
             std::process::id() as u64 + rand_u64() % 1000
@@ -135,6 +239,7 @@ impl Server {
             addr,
             key: key.expect("a key is printed on first start"),
             dir,
+            database,
             args,
             log_filter,
             client: reqwest::Client::new(),

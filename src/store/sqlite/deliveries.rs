@@ -128,20 +128,16 @@ impl Sqlite {
     /// the retry schedule. Its webhook must still exist and be active.
     pub async fn retry_delivery(&self, account_id: i64, id: i64) -> Result<(), ApiError> {
         self.write(move |conn| {
-            let (status, webhook_id): (String, i64) = conn
-                .prepare_cached("SELECT status, webhook_id FROM deliveries WHERE id = ?1 AND account_id = ?2")?
+            let (status, active): (String, bool) = conn
+                .prepare_cached(
+                    "SELECT d.status, w.is_active AND w.deleted_time IS NULL
+                     FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                     WHERE d.id = ?1 AND d.account_id = ?2",
+                )?
                 .query_row(params![id, account_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or(ApiError::DeliveryNotFound)?;
-            if status != "failed" && status != "cancelled" {
-                return Err(ApiError::invalid("delivery_id", format!("only a failed or cancelled delivery can be retried; this one is {status}")));
-            }
-            let active: bool = conn
-                .prepare_cached("SELECT is_active AND deleted_time IS NULL FROM webhooks WHERE id = ?1")?
-                .query_row([webhook_id], |r| r.get(0))?;
-            if !active {
-                return Err(ApiError::invalid("delivery_id", "its webhook is inactive or deleted: activate it first"));
-            }
+            crate::store::check_retryable(&status, active)?;
             conn.prepare_cached(
                 "UPDATE deliveries SET status = 'pending', due_ms = ?2, schedule_start = attempt_count WHERE id = ?1",
             )?

@@ -3,7 +3,7 @@
 use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_secs, Access, Caller};
-use crate::store::{hash_key, new_key, KeyInfo};
+use crate::store::{hash_key, new_key, KeyInfo, KeyPrefix};
 use rusqlite::{params, Connection, OptionalExtension};
 
 fn account_id(conn: &Connection, name: &str) -> Result<i64, ApiError> {
@@ -72,43 +72,20 @@ impl Sqlite {
     /// Revokes the one live key named by `prefix` (its first characters as `key list` shows
     /// them, or the whole key). An ambiguous prefix revokes nothing.
     pub async fn revoke_key(&self, prefix: &str) -> Result<(), ApiError> {
-        let given = prefix.to_ascii_lowercase();
-        if given.len() < 4 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::invalid(
-                "prefix",
-                "give at least 4 hex characters of the key",
-            ));
-        }
+        let given = KeyPrefix::parse(prefix)?;
         self.write(move |conn| {
-            let (by_hash, short) = if given.len() == 64 {
-                (hash_key(&given), String::new())
-            } else {
-                (String::new(), given.chars().take(8).collect())
-            };
             let mut stmt = conn.prepare(
                 "SELECT id FROM api_keys WHERE revoked_time IS NULL
                  AND (key_hash = ?1 OR (?2 <> '' AND substr(prefix, 1, length(?2)) = ?2))",
             )?;
             let ids = stmt
-                .query_map(params![by_hash, short], |r| r.get::<_, i64>(0))?
+                .query_map(params![given.hash, given.short], |r| r.get::<_, i64>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            match ids.as_slice() {
-                [id] => {
-                    conn.execute(
-                        "UPDATE api_keys SET revoked_time = ?1 WHERE id = ?2",
-                        params![now_secs(), id],
-                    )?;
-                    Ok(())
-                }
-                [] => Err(ApiError::invalid(
-                    "prefix",
-                    "no live key starts with that prefix",
-                )),
-                _ => Err(ApiError::invalid(
-                    "prefix",
-                    "more than one key starts with that prefix",
-                )),
-            }
+            conn.execute(
+                "UPDATE api_keys SET revoked_time = ?1 WHERE id = ?2",
+                params![now_secs(), given.only_one(&ids)?],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -1,0 +1,327 @@
+//! The SQL of the `webhooks` table. A read-merge-write (an edit, a rotation) locks the row it
+//! read (`FOR UPDATE`), so a call racing it on any node waits instead of being undone.
+
+use super::{exec, is_unique_violation, row, row_opt, rows, Params, Postgres};
+use crate::error::ApiError;
+use crate::model::{now_secs, BasicAuth, WebhookRecord, WebhookSettings};
+use crate::search::Criteria;
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+/// How long a rotated-out secret still signs (API.md §4).
+const PREVIOUS_SECRET_SECS: i64 = 24 * 3600;
+
+/// The webhooks a search sees: the account's, not deleted.
+const LIVE: &str = "FROM webhooks WHERE account_id = $1 AND deleted_time IS NULL";
+
+const COLUMNS: &str = "id, name, description, object, event, list_id, url, headers, auth_username,
+    auth_password, secret, is_active, batch_size, metadata, circuit_state, consecutive_failures,
+    last_error_time, last_error_message, last_success_time, creation_time, last_modified_time";
+
+fn record(r: &Row) -> Result<WebhookRecord, ApiError> {
+    let auth = match (r.try_get(8)?, r.try_get(9)?) {
+        (Some(username), Some(password)) => Some(BasicAuth { username, password }),
+        _ => None,
+    };
+    Ok(WebhookRecord {
+        id: r.try_get(0)?,
+        settings: WebhookSettings {
+            name: r.try_get(1)?,
+            description: r.try_get(2)?,
+            object: r.try_get(3)?,
+            event: r.try_get(4)?,
+            list_id: r.try_get(5)?,
+            url: r.try_get(6)?,
+            headers: serde_json::from_str(r.try_get(7)?).unwrap_or_default(),
+            auth,
+            secret: r.try_get(10)?,
+            is_active: r.try_get(11)?,
+            batch_size: r.try_get(12)?,
+            metadata: serde_json::from_str(r.try_get(13)?).unwrap_or_default(),
+        },
+        circuit_state: r.try_get(14)?,
+        consecutive_failures: r.try_get(15)?,
+        last_error_time: r.try_get(16)?,
+        last_error_message: r.try_get(17)?,
+        last_success_time: r.try_get(18)?,
+        creation_time: r.try_get(19)?,
+        last_modified_time: r.try_get(20)?,
+    })
+}
+
+/// A webhook's settings as the values bound for `INSERT` and `UPDATE` below.
+struct Values {
+    headers: String,
+    metadata: String,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl Values {
+    fn of(s: &WebhookSettings) -> Result<Values, ApiError> {
+        Ok(Values {
+            headers: serde_json::to_string(&s.headers)?,
+            metadata: serde_json::to_string(&s.metadata)?,
+            username: s.auth.as_ref().map(|a| a.username.clone()),
+            password: s.auth.as_ref().map(|a| a.password.clone()),
+        })
+    }
+
+    /// In the column order name … metadata.
+    fn params<'a>(
+        &'a self,
+        s: &'a WebhookSettings,
+    ) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 13] {
+        [
+            &s.name,
+            &s.description,
+            &s.object,
+            &s.event,
+            &s.list_id,
+            &s.url,
+            &self.headers,
+            &self.username,
+            &self.password,
+            &s.secret,
+            &s.is_active,
+            &s.batch_size,
+            &self.metadata,
+        ]
+    }
+}
+
+/// Runs a statement that may hit the identity index: a unique violation is 351, a collision
+/// with another live webhook of the account.
+async fn write_settings(
+    c: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<Row>, ApiError> {
+    let stmt = c.prepare_cached(sql).await?;
+    c.query_opt(&stmt, params)
+        .await
+        .map_err(|e| match is_unique_violation(&e) {
+            true => ApiError::DuplicateWebhook,
+            false => e.into(),
+        })
+}
+
+/// The live webhook, locked for the rest of the transaction when `lock`.
+pub(super) async fn load(
+    c: &impl GenericClient,
+    account_id: i64,
+    id: i64,
+    lock: bool,
+) -> Result<WebhookRecord, ApiError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2 AND deleted_time IS NULL{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    row_opt(c, &sql, &[&id, &account_id])
+        .await?
+        .map(|r| record(&r))
+        .unwrap_or(Err(ApiError::WebhookNotFound))
+}
+
+/// Pending deliveries of a webhook that will get nothing any more become `cancelled`.
+pub(super) async fn cancel_pending(
+    c: &impl GenericClient,
+    webhook_id: i64,
+) -> Result<(), ApiError> {
+    exec(
+        c,
+        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL
+         WHERE webhook_id = $1 AND status = 'pending'",
+        &[&webhook_id],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn retire(c: &impl GenericClient, id: i64) -> Result<(), ApiError> {
+    exec(
+        c,
+        "UPDATE webhooks SET deleted_time = $2, is_active = false WHERE id = $1",
+        &[&id, &now_secs()],
+    )
+    .await?;
+    cancel_pending(c, id).await
+}
+
+impl Postgres {
+    /// The per-account limit is checked under the account row's lock, so two nodes adding
+    /// webhooks for one account at once cannot both take the last place.
+    pub async fn add_webhook(
+        &self,
+        account_id: i64,
+        s: WebhookSettings,
+        max_webhooks: u32,
+    ) -> Result<i64, ApiError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let count: i64 = row(
+            &tx,
+            "SELECT live_webhooks FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&account_id],
+        )
+        .await?
+        .try_get(0)?;
+        if count >= i64::from(max_webhooks) {
+            return Err(ApiError::WebhookLimit {
+                limit: max_webhooks,
+            });
+        }
+        let values = Values::of(&s)?;
+        let now = now_secs();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&account_id];
+        params.extend(values.params(&s));
+        params.push(&now);
+        let id: i64 = write_settings(
+            &tx,
+            "INSERT INTO webhooks (account_id, name, description, object, event, list_id, url,
+               headers, auth_username, auth_password, secret, is_active, batch_size, metadata,
+               creation_time, last_modified_time)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+             RETURNING id",
+            &params,
+        )
+        .await?
+        .ok_or_else(|| ApiError::Internal("insert returned nothing".into()))?
+        .try_get(0)?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError> {
+        load(&self.client().await?, account_id, id, false).await
+    }
+
+    /// An edit: reads the webhook with its row locked, merges the change into it (`merge`
+    /// also validates the result) and stores it, in one transaction, so a call racing this
+    /// one on any node (a rotation, another edit, a 410 deactivation) is never undone by a
+    /// stale read. A webhook that becomes inactive has its pending work cancelled. A new
+    /// `secret` given by edit is a rotation too: the old one keeps signing for 24 h.
+    pub async fn edit_webhook<F>(&self, account_id: i64, id: i64, merge: F) -> Result<(), ApiError>
+    where
+        F: FnOnce(WebhookSettings) -> Result<WebhookSettings, ApiError> + Send + 'static,
+    {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let s = merge(load(&tx, account_id, id, true).await?.settings)?;
+        let values = Values::of(&s)?;
+        let now = now_secs();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id, &account_id];
+        params.extend(values.params(&s));
+        params.push(&now);
+        params.push(&PREVIOUS_SECRET_SECS);
+        write_settings(
+            &tx,
+            "UPDATE webhooks SET name = $3, description = $4, object = $5, event = $6, list_id = $7,
+               url = $8, headers = $9, auth_username = $10, auth_password = $11, secret = $12,
+               is_active = $13, batch_size = $14, metadata = $15, last_modified_time = $16,
+               previous_secret = CASE WHEN secret = $12 THEN previous_secret ELSE secret END,
+               previous_secret_until =
+                 CASE WHEN secret = $12 THEN previous_secret_until ELSE $16::bigint + $17::bigint END
+             WHERE id = $1 AND account_id = $2",
+            &params,
+        )
+        .await?;
+        if !s.is_active {
+            cancel_pending(&tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Soft delete: the row stays so its deliveries keep pointing at something.
+    pub async fn delete_webhook(&self, account_id: i64, id: i64) -> Result<(), ApiError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        load(&tx, account_id, id, true).await?;
+        retire(&tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The old secret keeps signing beside the new one for 24 h, so receivers can switch over.
+    pub async fn rotate_secret(
+        &self,
+        account_id: i64,
+        id: i64,
+        secret: String,
+    ) -> Result<String, ApiError> {
+        let now = now_secs();
+        let rotated = exec(
+            &self.client().await?,
+            "UPDATE webhooks SET previous_secret = secret, previous_secret_until = $3,
+               secret = $4, last_modified_time = $5
+             WHERE id = $1 AND account_id = $2 AND deleted_time IS NULL",
+            &[
+                &id,
+                &account_id,
+                &(now + PREVIOUS_SECRET_SECS),
+                &secret,
+                &now,
+            ],
+        )
+        .await?;
+        match rotated {
+            0 => Err(ApiError::WebhookNotFound),
+            _ => Ok(secret),
+        }
+    }
+
+    pub async fn search_webhooks(
+        &self,
+        account_id: i64,
+        criteria: Criteria,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<WebhookRecord>, ApiError> {
+        let client = self.client().await?;
+        super::filter::search(
+            &client,
+            COLUMNS,
+            LIVE,
+            account_id,
+            &criteria,
+            (limit, offset),
+        )
+        .await?
+        .iter()
+        .map(record)
+        .collect()
+    }
+
+    pub async fn count_webhooks(
+        &self,
+        account_id: i64,
+        criteria: Criteria,
+    ) -> Result<i64, ApiError> {
+        self.count(LIVE, account_id, criteria).await
+    }
+
+    /// Every live webhook's id, object and event (to check them against the catalog).
+    pub async fn live_webhook_events(&self) -> Result<Vec<(i64, String, String)>, ApiError> {
+        rows(
+            &self.client().await?,
+            "SELECT id, object, event FROM webhooks WHERE deleted_time IS NULL ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+    }
+
+    /// Deletes webhooks as `deleteWebhook` does, whatever their account.
+    pub async fn retire_webhooks(&self, ids: Vec<i64>) -> Result<(), ApiError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        for id in ids {
+            retire(&tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
