@@ -76,7 +76,8 @@ pub struct Config {
     #[arg(long, env = "HOOKRPC_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,
 
-    /// Most delivery requests in flight at once, over all webhooks.
+    /// Most delivery requests in flight at once, over all webhooks. 0: this node delivers
+    /// nothing and only answers calls (in a cluster on PostgreSQL, the other nodes deliver).
     #[arg(long, env = "HOOKRPC_DELIVERY_CONCURRENCY", default_value_t = 64)]
     pub delivery_concurrency: usize,
 

@@ -164,6 +164,9 @@ impl EngineHandle {
 }
 
 async fn run(shared: Arc<Shared>) {
+    if shared.config.delivery_concurrency == 0 {
+        return; // a node that only answers calls: the cluster's other nodes deliver
+    }
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return;

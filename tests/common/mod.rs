@@ -140,7 +140,41 @@ impl Server {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let args = args.iter().map(|s| s.to_string()).collect();
         let database = Arc::new(Database::fresh(dir.path()));
-        Self::spawn(dir, database, args, filter.to_owned(), None)
+        let server = Self::spawn(dir, database, args, filter.to_owned(), None);
+        assert!(!server.key.is_empty(), "a key is printed on first start");
+        server
+    }
+
+    /// `count` servers started at the same moment on one empty database (a cluster on
+    /// PostgreSQL); they share the key that the one that created the account printed.
+    pub fn start_together(count: usize, args: &[&str]) -> Vec<Server> {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let database = Arc::new(Database::fresh(dir.path()));
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut servers: Vec<Server> = std::thread::scope(|scope| {
+            let started: Vec<_> = (0..count)
+                .map(|_| {
+                    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+                    let (database, args) = (database.clone(), args.clone());
+                    scope.spawn(move || Self::spawn(dir, database, args, "info".into(), None))
+                })
+                .collect();
+            started
+                .into_iter()
+                .map(|s| s.join().expect("start"))
+                .collect()
+        });
+        let keys: Vec<String> = servers
+            .iter()
+            .map(|s| s.key.clone())
+            .filter(|k| !k.is_empty())
+            .collect();
+        assert_eq!(keys.len(), 1, "exactly one node creates the first key");
+        for server in &mut servers {
+            server.key = keys[0].clone();
+        }
+        drop(dir);
+        servers
     }
 
     /// Another node on `other`'s database (a cluster on PostgreSQL), with its own flags.
@@ -237,7 +271,7 @@ impl Server {
         Server {
             child: Some(child),
             addr,
-            key: key.expect("a key is printed on first start"),
+            key: key.unwrap_or_default(),
             dir,
             database,
             args,

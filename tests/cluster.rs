@@ -1,0 +1,197 @@
+//! A cluster: several real `hookrpc serve` processes sharing one PostgreSQL database, as behind a
+//! load balancer. These run when the suite runs on PostgreSQL (`HOOKRPC_TEST_DB`, as
+//! `scripts/test-both` sets it) and say they were skipped otherwise.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn skipped(test: &str) -> bool {
+    let skip = postgres_admin_url().is_none();
+    if skip {
+        eprintln!("{test}: skipped: a cluster needs PostgreSQL (set HOOKRPC_TEST_DB, or run scripts/test-both)");
+    }
+    skip
+}
+
+/// Three nodes on one database, each delivering.
+fn three_nodes(args: &[&str]) -> [Server; 3] {
+    let a = Server::start(args);
+    let b = Server::join(&a, args);
+    let c = Server::join(&a, args);
+    [a, b, c]
+}
+
+fn contact_event(n: usize) -> Value {
+    json!({"object": "contact", "event": "subscribed", "data": {"n": n}})
+}
+
+/// Publishes `count` events one call each, round-robin over `nodes`; returns their ids.
+async fn publish_round_robin(nodes: &[&Server], count: usize, from: usize) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(count);
+    for n in from..from + count {
+        let node = nodes[n % nodes.len()];
+        let id = node
+            .ok("addEvent", json!([node.key, contact_event(n)]))
+            .await;
+        ids.push(id.as_i64().expect("event id"));
+    }
+    ids
+}
+
+/// How many times the receiver got each event id.
+fn received_events(receiver: &Receiver) -> HashMap<i64, usize> {
+    let mut seen = HashMap::new();
+    for item in receiver.items() {
+        *seen.entry(item["id"].as_i64().expect("id")).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn three_nodes_deliver_every_event_once_and_never_the_same_delivery_twice() {
+    if skipped("three_nodes_deliver_every_event_once") {
+        return;
+    }
+    let receiver = Receiver::start().await;
+    receiver.set_reply(Reply::Slow(Duration::from_millis(2)));
+    let nodes = three_nodes(FAST);
+    nodes[0]
+        .ok(
+            "addWebhook",
+            json!([nodes[0].key, webhook(&receiver.url("/all"))]),
+        )
+        .await;
+    let [a, b, c] = &nodes;
+    let ids = publish_round_robin(&[a, b, c], 300, 0).await;
+    let seen = eventually("every event delivered", WAIT, || async {
+        let seen = received_events(&receiver);
+        ids.iter().all(|id| seen.contains_key(id)).then_some(seen)
+    })
+    .await;
+    // Every request succeeded, so nothing was retried: an event seen twice was sent by two
+    // nodes.
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(seen.len(), ids.len());
+}
+
+#[tokio::test]
+async fn every_acknowledged_event_arrives_when_a_node_is_killed_mid_burst() {
+    if skipped("every_acknowledged_event_arrives_when_a_node_is_killed") {
+        return;
+    }
+    let receiver = Receiver::start().await;
+    // Slow enough that every node has requests in flight when one dies.
+    receiver.set_reply(Reply::Slow(Duration::from_millis(30)));
+    let args = [FAST, &["--lease", "2s", "--shutdown-grace", "0s"]].concat();
+    let [a, b, mut c] = three_nodes(&args);
+    a.ok("addWebhook", json!([a.key, webhook(&receiver.url("/all"))]))
+        .await;
+    let mut acknowledged = publish_round_robin(&[&a, &b, &c], 150, 0).await;
+    eventually("deliveries under way", WAIT, || async {
+        (receiver.received().len() >= 20).then_some(())
+    })
+    .await;
+    c.kill9();
+    acknowledged.extend(publish_round_robin(&[&a, &b], 150, 150).await);
+    let seen = eventually("every acknowledged event delivered", WAIT, || async {
+        let seen = received_events(&receiver);
+        acknowledged
+            .iter()
+            .all(|id| seen.contains_key(id))
+            .then_some(seen)
+    })
+    .await;
+    assert!(acknowledged.iter().all(|id| seen[id] >= 1));
+}
+
+#[tokio::test]
+async fn a_node_delivers_what_another_node_was_given_without_polling() {
+    if skipped("a_node_delivers_what_another_node_was_given") {
+        return;
+    }
+    let receiver = Receiver::start().await;
+    let delivering = Server::start(FAST);
+    // This node only answers calls: whatever is delivered, the other node delivered.
+    let api_only = Server::join(
+        &delivering,
+        &[FAST, &["--delivery-concurrency", "0"]].concat(),
+    );
+    delivering
+        .ok(
+            "addWebhook",
+            json!([delivering.key, webhook(&receiver.url("/a"))]),
+        )
+        .await;
+    // Let the delivering node's engine fall asleep with nothing due: unwoken, it would look
+    // at the queue again only after 5 s.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    api_only
+        .ok("addEvent", json!([api_only.key, contact_event(1)]))
+        .await;
+    eventually(
+        "the event, woken by the other node's NOTIFY",
+        Duration::from_secs(1),
+        || async { (!receiver.received().is_empty()).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_by_every_node() {
+    if skipped("a_revoked_key_is_refused_by_every_node") {
+        return;
+    }
+    let nodes = three_nodes(&[]);
+    let key = nodes[0].add_key("default", "full");
+    for node in &nodes {
+        node.ok("countWebhooks", json!([key])).await;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrpc"))
+        .args(["key", "revoke", &key[..12], "--db", nodes[0].db()])
+        .output()
+        .expect("key revoke");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in &nodes {
+        // A node remembers a key for a second (KEY_CACHE_TTL) before it asks the database.
+        eventually("the key refused", Duration::from_secs(2), || async {
+            let reply = node.rpc("countWebhooks", json!([key])).await;
+            (reply["error"]["code"] == 300).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_started_at_once_on_an_empty_database_all_come_up() {
+    if skipped("three_nodes_started_at_once_on_an_empty_database") {
+        return;
+    }
+    let nodes = Server::start_together(3, &[]);
+    for node in &nodes {
+        assert_eq!(node.ok("countWebhooks", json!([node.key])).await, 0);
+    }
+    let admin = postgres_admin_url().expect("on PostgreSQL");
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let db = nodes[0].db();
+    assert!(db.starts_with(base));
+    // Migrations ran once, and one node (not three) created the first account and key.
+    let versions = psql(
+        db,
+        "SELECT count(*), count(DISTINCT version) FROM schema_migrations",
+    );
+    let (all, distinct) = versions.split_once('|').unwrap();
+    assert_eq!(all, distinct, "a migration recorded twice");
+    assert_eq!(psql(db, "SELECT count(*) FROM api_keys"), "1");
+    let unique: HashSet<_> = nodes.iter().map(|n| n.addr).collect();
+    assert_eq!(unique.len(), 3);
+}
