@@ -43,6 +43,16 @@ enum Command {
     },
     /// Print the active event catalog (as a file for --catalog).
     Catalog,
+    /// Copy a SQLite deployment (keys, webhooks with their secrets, events, deliveries,
+    /// attempts, ids kept) into an empty PostgreSQL database, to run it as a cluster.
+    Migrate {
+        /// The SQLite database file to copy (stop the server that uses it first).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database to copy into (postgres://…); it must hold no data.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -71,7 +81,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = match &cli.command {
         Command::Serve(config) => config.log_format,
-        Command::Key { .. } | Command::Catalog => LogFormat::Text,
+        Command::Key { .. } | Command::Catalog | Command::Migrate { .. } => LogFormat::Text,
     };
     init_tracing(log_format);
     if let Err(why) = load_catalog(cli.catalog.as_deref()) {
@@ -92,6 +102,7 @@ async fn main() -> ExitCode {
             print!("{}", catalog::active().to_toml());
             Ok(())
         }
+        Command::Migrate { from, to } => migrate(&from, &to).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,6 +111,15 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn migrate(from: &Path, to: &str) -> Result<(), ApiError> {
+    let copied = store::copy::sqlite_to_postgres(from, to).await?;
+    println!("copied {} into {}:", from.display(), store::redacted(to));
+    for table in copied {
+        println!("  {:<18} {} rows", table.table, table.to);
+    }
+    Ok(())
 }
 
 fn describe(e: &ApiError) -> String {

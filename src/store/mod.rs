@@ -3,6 +3,7 @@
 //! each backend owns its SQL and converts its driver's errors inside itself: SQLite
 //! (`sqlite/`), embedded, for one node; PostgreSQL (`postgres/`), for a cluster of nodes.
 
+pub mod copy;
 mod fields;
 mod postgres;
 mod sqlite;

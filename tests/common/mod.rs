@@ -54,12 +54,22 @@ pub fn on_postgres(test: &str) -> bool {
 
 impl Database {
     fn fresh(dir: &Path) -> Database {
-        let Some(admin) = postgres_admin_url() else {
-            return Database {
-                arg: dir.join("hookrpc.db").to_string_lossy().into_owned(),
-                postgres: None,
-            };
-        };
+        match postgres_admin_url() {
+            Some(admin) => Database::postgres(admin),
+            None => Database::sqlite(dir),
+        }
+    }
+
+    /// `hookrpc.db` in `dir`.
+    pub fn sqlite(dir: &Path) -> Database {
+        Database {
+            arg: dir.join("hookrpc.db").to_string_lossy().into_owned(),
+            postgres: None,
+        }
+    }
+
+    /// A new, empty database on the PostgreSQL server at `admin`.
+    pub fn postgres(admin: String) -> Database {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "hookrpc_test_{}_{}",
@@ -175,6 +185,21 @@ impl Server {
         }
         drop(dir);
         servers
+    }
+
+    /// A fresh server on SQLite, whatever database the suite runs on.
+    pub fn start_on_sqlite(args: &[&str]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let database = Arc::new(Database::sqlite(dir.path()));
+        let args = args.iter().map(|s| s.to_string()).collect();
+        Self::spawn(dir, database, args, "info".to_owned(), None)
+    }
+
+    /// A server on `database`, which already holds `key`.
+    pub fn start_on(database: Arc<Database>, key: &str, args: &[&str]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let args = args.iter().map(|s| s.to_string()).collect();
+        Self::spawn(dir, database, args, "info".to_owned(), Some(key.to_owned()))
     }
 
     /// Another node on `other`'s database (a cluster on PostgreSQL), with its own flags.

@@ -8,6 +8,7 @@
 mod deliveries;
 mod events;
 mod filter;
+mod import;
 mod keys;
 mod migrate;
 mod queue;

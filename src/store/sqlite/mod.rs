@@ -6,6 +6,7 @@
 
 mod deliveries;
 mod events;
+mod export;
 mod filter;
 mod keys;
 mod migrate;
