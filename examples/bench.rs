@@ -87,43 +87,86 @@ impl Settings {
 // ---------------------------------------------------------------------------------------------
 // The server under test
 
-/// A `hookrpc serve` process on an ephemeral port with a database of its own.
+/// A `hookrpc serve` process on an ephemeral port with a database of its own: a SQLite file,
+/// or with `BENCH_DB=postgres://…/postgres` a fresh database on that server, shared by
+/// `BENCH_NODES` nodes (default 1; calls go to the first, every node delivers).
 struct Hookrpc {
     child: Child,
+    /// The cluster's other nodes.
+    others: Vec<Child>,
     addr: SocketAddr,
     key: String,
-    dir: tempfile::TempDir,
+    db: String,
+    /// On PostgreSQL: the admin url and the database's name, dropped at the end.
+    postgres: Option<(String, String)>,
+    _dir: tempfile::TempDir,
     client: reqwest::Client,
+}
+
+/// Runs one statement with `psql`.
+fn psql(url: &str, sql: &str) {
+    let status = Command::new("psql")
+        .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .status()
+        .expect("run psql");
+    assert!(status.success(), "psql: {sql}");
+}
+
+/// Starts one node; returns it with its address and the key it printed (on a new database).
+fn spawn_node(db: &str, args: &[&str]) -> (Child, SocketAddr, Option<String>) {
+    let mut child = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start hookrpc (build it with `cargo build --release`)");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut key = None;
+    let addr = loop {
+        let line = lines.next().expect("hookrpc exited").expect("stdout");
+        if let Some(k) = line.strip_prefix("created account default with full-access key: ") {
+            key = Some(k.trim().to_owned());
+        }
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.trim().parse().expect("an address");
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr, key)
 }
 
 impl Hookrpc {
     fn start(args: &[&str]) -> Hookrpc {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(dir.path().join("bench.db"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start hookrpc (build it with `cargo build --release`)");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut key = None;
-        let addr = loop {
-            let line = lines.next().expect("hookrpc exited").expect("stdout");
-            if let Some(k) = line.strip_prefix("created account default with full-access key: ") {
-                key = Some(k.trim().to_owned());
-            }
-            if let Some(a) = line.strip_prefix("listening on ") {
-                break a.trim().parse().expect("an address");
-            }
+        let postgres = std::env::var("BENCH_DB").ok().map(|admin| {
+            let name = format!(
+                "hookrpc_bench_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            );
+            psql(&admin, &format!("CREATE DATABASE {name}"));
+            (admin, name)
+        });
+        let db = match &postgres {
+            Some((admin, name)) => format!("{}/{name}", admin.rsplit_once('/').expect("a url").0),
+            None => dir.path().join("bench.db").to_string_lossy().into_owned(),
         };
-        std::thread::spawn(move || lines.for_each(drop));
+        let (child, addr, key) = spawn_node(&db, args);
+        let nodes: usize = std::env::var("BENCH_NODES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let others = (1..nodes).map(|_| spawn_node(&db, args).0).collect();
         Hookrpc {
             child,
+            others,
             addr,
             key: key.expect("a key on first start"),
-            dir,
+            db,
+            postgres,
+            _dir: dir,
             client: reqwest::Client::new(),
         }
     }
@@ -135,8 +178,7 @@ impl Hookrpc {
     /// A key of another account, made with `hookrpc key add` beside the running server.
     fn add_key(&self, account: &str) -> String {
         let out = Command::new(binary())
-            .args(["key", "add", "--account", account, "--db"])
-            .arg(self.dir.path().join("bench.db"))
+            .args(["key", "add", "--account", account, "--db", &self.db])
             .output()
             .expect("hookrpc key add");
         String::from_utf8(out.stdout)
@@ -183,8 +225,16 @@ impl Hookrpc {
 
 impl Drop for Hookrpc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(&mut self.others) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some((admin, name)) = &self.postgres {
+            psql(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
     }
 }
 
