@@ -3,6 +3,7 @@
 //! TOML file (`--catalog`). The objects `webhook` and `delivery` are hookrpc's own (its
 //! operational events) and are in every catalog.
 
+use crate::model::{Events, EVERY_EVENT};
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 
@@ -126,6 +127,21 @@ impl Catalog {
             .is_some_and(|events| events.iter().any(|e| e == event))
     }
 
+    /// What a webhook of `object` following `events` needs that this catalog lacks, as
+    /// `object.event` names (`object.*` when every event of a lost object is followed). `*`
+    /// needs only the object: it follows whatever events the object has.
+    pub fn lacks(&self, object: &str, events: &Events) -> Vec<String> {
+        if !self.has_object(object) && events == &Events::Every {
+            return vec![format!("{object}.{EVERY_EVENT}")];
+        }
+        events
+            .listed()
+            .iter()
+            .filter(|event| !self.has(object, event))
+            .map(|event| format!("{object}.{event}"))
+            .collect()
+    }
+
     /// The catalog as a file `--catalog` would read (reserved objects as comments: they are
     /// in every catalog and cannot be given).
     pub fn to_toml(&self) -> String {
@@ -148,8 +164,8 @@ impl Catalog {
     }
 
     /// Writes this catalog's objects and events into the OpenRPC document's enums: the
-    /// `Object` and `EventName` schemas, and the per-object event rules of webhook and event
-    /// details.
+    /// `Object`, `EventName` and `WebhookEventName` (the names and `*`) schemas, and the
+    /// per-object event rules of webhook and event details.
     pub fn describe_in(&self, openrpc: &mut Value) {
         let schemas = &mut openrpc["components"]["schemas"];
         schemas["Object"]["enum"] = json!(self.objects().collect::<Vec<_>>());
@@ -162,20 +178,38 @@ impl Catalog {
             }
         }
         schemas["EventName"]["enum"] = json!(all);
-        let rules: Vec<Value> = self
-            .objects
+        schemas["WebhookEventName"]["enum"] = json!(with_every(&all));
+        let webhook_rules = self.rules(|events| {
+            json!({"event": {"enum": events}, "events": {"items": {"enum": with_every(events)}}})
+        });
+        for schema in ["WebhookDetailsNew", "WebhookDetailsEdit"] {
+            schemas[schema]["allOf"] = webhook_rules.clone();
+        }
+        schemas["EventDetails"]["allOf"] = self.rules(|events| json!({"event": {"enum": events}}));
+    }
+
+    /// One JSON Schema rule per object: `if` the object is this one, `then` the `properties`
+    /// made of its events.
+    fn rules(&self, properties: impl Fn(&[String]) -> Value) -> Value {
+        self.objects
             .iter()
             .map(|(object, events)| {
                 json!({
                     "if": {"required": ["object"], "properties": {"object": {"const": object}}},
-                    "then": {"properties": {"event": {"enum": events}}}
+                    "then": {"properties": properties(events)}
                 })
             })
-            .collect();
-        for schema in ["WebhookDetailsNew", "WebhookDetailsEdit", "EventDetails"] {
-            schemas[schema]["allOf"] = json!(rules);
-        }
+            .collect()
     }
+}
+
+/// Event names and `*`, the names a webhook's `events` may hold.
+fn with_every<S: AsRef<str>>(events: &[S]) -> Vec<&str> {
+    events
+        .iter()
+        .map(AsRef::as_ref)
+        .chain([EVERY_EVENT])
+        .collect()
 }
 
 /// One object's events from the file, or None after noting what is wrong with them.
@@ -276,6 +310,20 @@ mod tests {
         ] {
             assert!(Catalog::from_toml(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn what_a_webhook_needs_is_its_object_and_each_event_it_names() {
+        let c = Catalog::from_toml("[objects]\norders = [\"place\"]\n").unwrap();
+        let listed = |names: &[&str]| Events::Listed(names.iter().map(|n| n.to_string()).collect());
+        assert!(c.lacks("orders", &listed(&["place"])).is_empty());
+        assert!(c.lacks("orders", &Events::Every).is_empty());
+        assert_eq!(
+            c.lacks("orders", &listed(&["place", "cancel", "refund"])),
+            ["orders.cancel", "orders.refund"]
+        );
+        assert_eq!(c.lacks("list", &listed(&["created"])), ["list.created"]);
+        assert_eq!(c.lacks("list", &Events::Every), ["list.*"]);
     }
 
     #[test]

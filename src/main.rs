@@ -179,22 +179,23 @@ fn load_catalog(path: Option<&Path>) -> Result<(), String> {
     catalog::install(catalog)
 }
 
-/// Live webhooks whose object or event the catalog no longer has are refused at start,
-/// named, unless `--catalog-prune` says to delete them.
+/// Live webhooks that follow an object or event the catalog no longer has are refused at
+/// start, named, unless `--catalog-prune` says to delete them.
 async fn check_catalog(store: &Store, prune: bool) -> Result<(), Stop> {
     let catalog = catalog::active();
-    let orphans: Vec<(i64, String, String)> = store
+    let orphans: Vec<(i64, Vec<String>)> = store
         .live_webhook_events()
         .await?
         .into_iter()
-        .filter(|(_, object, event)| !catalog.has(object, event))
+        .map(|(id, object, events)| (id, catalog.lacks(&object, &events)))
+        .filter(|(_, lacking)| !lacking.is_empty())
         .collect();
     if orphans.is_empty() {
         return Ok(());
     }
     let named: Vec<String> = orphans
         .iter()
-        .map(|(id, object, event)| format!("webhook {id} ({object}.{event})"))
+        .map(|(id, lacking)| format!("webhook {id} ({})", lacking.join(", ")))
         .collect();
     if !prune {
         return Err(Stop::Refused(format!(
@@ -203,9 +204,9 @@ async fn check_catalog(store: &Store, prune: bool) -> Result<(), Stop> {
             named.join(", ")
         )));
     }
-    tracing::warn!(webhooks = %named.join(", "), "--catalog-prune: deleting webhooks whose event the catalog no longer has");
+    tracing::warn!(webhooks = %named.join(", "), "--catalog-prune: deleting webhooks that follow what the catalog no longer has");
     Ok(store
-        .retire_webhooks(orphans.iter().map(|(id, ..)| *id).collect())
+        .retire_webhooks(orphans.iter().map(|(id, _)| *id).collect())
         .await?)
 }
 

@@ -55,13 +55,82 @@ pub struct BasicAuth {
     pub password: String,
 }
 
+/// What `events` holds for a webhook that follows every event of its object.
+pub const EVERY_EVENT: &str = "*";
+
+/// The events a webhook follows: some events of its object, or every one, present and future
+/// (`["*"]`). Shown and stored as the array of names (`["*"]` for every one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
+pub enum Events {
+    Every,
+    /// Distinct names, in the order given.
+    Listed(Vec<String>),
+}
+
+impl Events {
+    /// The one event followed, if there is exactly one: what replies show as `event`.
+    pub fn single(&self) -> Option<&str> {
+        match self {
+            Events::Listed(names) if names.len() == 1 => Some(&names[0]),
+            _ => None,
+        }
+    }
+
+    /// The names as shown and stored: `["*"]` for every event.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Events::Every => vec![EVERY_EVENT],
+            Events::Listed(names) => names.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The events named one by one (none for `*`, which names no event).
+    pub fn listed(&self) -> &[String] {
+        match self {
+            Events::Every => &[],
+            Events::Listed(names) => names,
+        }
+    }
+
+    /// Whether some event would reach a webhook following `self` and one following `other`
+    /// (of the same object): the 351 rule, so that no URL receives one event twice.
+    pub fn overlaps(&self, other: &Events) -> bool {
+        match (self, other) {
+            (Events::Every, _) | (_, Events::Every) => true,
+            (Events::Listed(mine), Events::Listed(theirs)) => {
+                mine.iter().any(|event| theirs.contains(event))
+            }
+        }
+    }
+}
+
+impl From<Vec<String>> for Events {
+    fn from(names: Vec<String>) -> Events {
+        if names.iter().any(|n| n == EVERY_EVENT) {
+            Events::Every
+        } else {
+            Events::Listed(names)
+        }
+    }
+}
+
+impl From<Events> for Vec<String> {
+    fn from(events: Events) -> Vec<String> {
+        match events {
+            Events::Every => vec![EVERY_EVENT.to_owned()],
+            Events::Listed(names) => names,
+        }
+    }
+}
+
 /// A webhook's settings as the user controls them (everything `webhook_details` can hold).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSettings {
     pub name: String,
     pub description: String,
     pub object: String,
-    pub event: String,
+    pub events: Events,
     pub list_id: i64,
     pub url: String,
     pub headers: Vec<Header>,
@@ -78,7 +147,8 @@ pub struct WebhookPatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub object: Option<String>,
-    pub event: Option<String>,
+    /// From `event` (one) or `events`.
+    pub events: Option<Events>,
     pub list_id: Option<i64>,
     pub url: Option<String>,
     pub headers: Option<Vec<Header>>,
@@ -94,9 +164,9 @@ impl WebhookPatch {
     /// required keys are present.
     pub fn into_new(self, generated_secret: String) -> WebhookSettings {
         let object = self.object.unwrap_or_default();
-        let event = self.event.unwrap_or_default();
+        let events = self.events.unwrap_or(Events::Listed(Vec::new()));
         WebhookSettings {
-            name: self.name.unwrap_or_else(|| format!("{object}.{event}")),
+            name: self.name.unwrap_or_else(|| default_name(&object, &events)),
             description: self.description.unwrap_or_default(),
             list_id: self.list_id.unwrap_or(0),
             url: self.url.unwrap_or_default(),
@@ -107,7 +177,7 @@ impl WebhookPatch {
             batch_size: self.batch_size.unwrap_or(100),
             metadata: self.metadata.unwrap_or_default(),
             object,
-            event,
+            events,
         }
     }
 
@@ -120,7 +190,7 @@ impl WebhookPatch {
             name,
             description,
             object,
-            event,
+            events,
             list_id,
             url,
             headers,
@@ -131,6 +201,15 @@ impl WebhookPatch {
             metadata
         );
         s
+    }
+}
+
+/// A webhook's name when none is given: `{object}.{event}` for one event, `{object}` for
+/// several (or every one).
+fn default_name(object: &str, events: &Events) -> String {
+    match events.single() {
+        Some(event) => format!("{object}.{event}"),
+        None => object.to_owned(),
     }
 }
 
@@ -186,7 +265,8 @@ impl WebhookRecord {
             name: &s.name,
             description: &s.description,
             object: &s.object,
-            event: &s.event,
+            event: s.events.single(),
+            events: s.events.names(),
             list_id: s.list_id,
             url: &s.url,
             headers: Headers {
@@ -221,7 +301,9 @@ pub struct WebhookView<'a> {
     name: &'a str,
     description: &'a str,
     object: &'a str,
-    event: &'a str,
+    /// The one event followed, else null.
+    event: Option<&'a str>,
+    events: Vec<&'a str>,
     list_id: i64,
     url: &'a str,
     headers: Headers<'a>,
@@ -418,4 +500,33 @@ impl Room {
 pub struct CircuitPolicy {
     pub threshold: i64,
     pub probe_interval_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(names: &[&str]) -> Events {
+        Events::Listed(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn events_overlap_when_they_share_a_name_or_either_is_every_event() {
+        assert!(listed(&["a", "b"]).overlaps(&listed(&["c", "b"])));
+        assert!(!listed(&["a", "b"]).overlaps(&listed(&["c"])));
+        assert!(Events::Every.overlaps(&listed(&["c"])));
+        assert!(listed(&["c"]).overlaps(&Events::Every));
+    }
+
+    #[test]
+    fn events_are_the_array_of_names_with_star_for_every_event() {
+        assert_eq!(serde_json::to_string(&Events::Every).unwrap(), r#"["*"]"#);
+        let read: Events = serde_json::from_str(r#"["*"]"#).unwrap();
+        assert_eq!(read, Events::Every);
+        let read: Events = serde_json::from_str(r#"["b","a"]"#).unwrap();
+        assert_eq!(read, listed(&["b", "a"]));
+        assert_eq!(read.single(), None);
+        assert_eq!(listed(&["a"]).single(), Some("a"));
+        assert_eq!(Events::Every.single(), None);
+    }
 }

@@ -11,6 +11,11 @@ pub enum Kind {
     Int,
     Text,
     Bool,
+    /// The events a webhook follows: text values, several to a webhook, or `*` for every event.
+    /// A condition holds when some event followed satisfies it, and `*` satisfies any condition
+    /// on an event name (not `exactly null`: null names no event); `not` holds where `exactly`
+    /// does not. The field's column is only what sorting uses.
+    Followed,
 }
 
 /// A searchable field: its API name, the SQL expression behind it (plain SQL every backend
@@ -182,7 +187,7 @@ fn scalar(field: &Field, value: &Value, null_ok: bool) -> Result<Scalar, String>
             field.name,
             match field.kind {
                 Kind::Int => "integer",
-                Kind::Text => "string",
+                Kind::Text | Kind::Followed => "string",
                 Kind::Bool => "boolean",
             }
         )
@@ -191,8 +196,8 @@ fn scalar(field: &Field, value: &Value, null_ok: bool) -> Result<Scalar, String>
         (_, Value::Null) if null_ok => Ok(Scalar::Null),
         (Kind::Int, Value::Number(n)) => n.as_i64().map(Scalar::Int).ok_or_else(bad),
         (Kind::Int, Value::String(s)) => s.trim().parse().map(Scalar::Int).map_err(|_| bad()),
-        (Kind::Text, Value::String(s)) => Ok(Scalar::Text(s.clone())),
-        (Kind::Text, Value::Number(n)) => Ok(Scalar::Text(n.to_string())),
+        (Kind::Text | Kind::Followed, Value::String(s)) => Ok(Scalar::Text(s.clone())),
+        (Kind::Text | Kind::Followed, Value::Number(n)) => Ok(Scalar::Text(n.to_string())),
         (Kind::Bool, Value::Bool(b)) => Ok(Scalar::Bool(*b)),
         (Kind::Bool, v) => match v
             .as_i64()

@@ -9,7 +9,9 @@
 
 use crate::catalog;
 use crate::error::{ApiError, Problem};
-use crate::model::{BasicAuth, Header, NewEvent, WebhookPatch, WebhookSettings};
+use crate::model::{
+    BasicAuth, Events, Header, NewEvent, WebhookPatch, WebhookSettings, EVERY_EVENT,
+};
 use base64::Engine;
 use serde_json::{Map, Value};
 
@@ -27,6 +29,8 @@ const MAX_HEADERS: usize = 99;
 const MAX_METADATA_BYTES: usize = 4 * 1024;
 const MAX_EVENT_DATA_BYTES: usize = 256 * 1024;
 pub const MAX_EVENTS_PER_CALL: usize = 1000;
+/// The most events one webhook may name.
+const MAX_WEBHOOK_EVENTS: usize = 64;
 
 /// What an empty PHP array (`[]`) reads as where an object is expected.
 static EMPTY_OBJECT: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
@@ -291,42 +295,126 @@ impl Checker {
         Some(map)
     }
 
-    /// `object` and `event`, and whether the event applies to the object.
+    /// `object`: one of the catalog's.
+    fn catalog_object(&mut self, field: &str, v: &Value) -> Option<String> {
+        let s = self.string(field, v, 1, 64)?;
+        let catalog = catalog::active();
+        if catalog.has_object(&s) {
+            return Some(s);
+        }
+        let objects: Vec<_> = catalog.objects().collect();
+        self.problem(field, format!("must be one of: {}", objects.join(", ")));
+        None
+    }
+
+    /// `object` and `event` of event_details, and whether the event applies to the object.
     fn object_event(
         &mut self,
         prefix: &str,
         map: &Map<String, Value>,
-        required: bool,
     ) -> (Option<String>, Option<String>) {
         let field = |name: &str| format!("{prefix}{name}");
-        let object = map.get("object").and_then(|v| {
-            let s = self.string(&field("object"), v, 1, 64)?;
-            let catalog = catalog::active();
-            if catalog.has_object(&s) {
-                Some(s)
-            } else {
-                let objects: Vec<_> = catalog.objects().collect();
-                self.problem(
-                    field("object"),
-                    format!("must be one of: {}", objects.join(", ")),
-                );
-                None
-            }
-        });
+        let object = map
+            .get("object")
+            .and_then(|v| self.catalog_object(&field("object"), v));
         let event = map
             .get("event")
             .and_then(|v| self.string(&field("event"), v, 1, 64));
-        if required {
-            for name in ["object", "event"] {
-                if !map.contains_key(name) {
-                    self.problem(field(name), format!("{name} is required"));
-                }
+        for name in ["object", "event"] {
+            if !map.contains_key(name) {
+                self.problem(field(name), format!("{name} is required"));
             }
         }
         if let (Some(o), Some(e)) = (&object, &event) {
             self.event_applies(&field("event"), o, e);
         }
         (object, event)
+    }
+
+    /// `object` and `event` or `events` of webhook_details (`new`: required), and whether the
+    /// events apply to the object. `events` is None when not given or not valid.
+    fn object_events(
+        &mut self,
+        map: &Map<String, Value>,
+        new: bool,
+    ) -> (Option<String>, Option<Events>) {
+        let object = map
+            .get("object")
+            .and_then(|v| self.catalog_object("object", v));
+        if new && !map.contains_key("object") {
+            self.problem("object", "object is required");
+        }
+        let before = self.problems.len();
+        let named = self.event_names(map, new);
+        if let Some(object) = &object {
+            for (field, name) in named.iter().filter(|(_, n)| n != EVERY_EVENT) {
+                self.event_applies(field, object, name);
+            }
+        }
+        let valid = self.problems.len() == before && !named.is_empty();
+        let events =
+            valid.then(|| Events::from(named.into_iter().map(|(_, n)| n).collect::<Vec<_>>()));
+        (object, events)
+    }
+
+    /// The names `event` or `events` give, each with the field it came from (none when neither
+    /// is given, or when what is given is malformed). Whether they apply to the object is the
+    /// caller's to check, since an edit may leave the object as it is.
+    fn event_names(&mut self, map: &Map<String, Value>, new: bool) -> Vec<(String, String)> {
+        match (map.get("event"), map.get("events")) {
+            (Some(_), Some(_)) => {
+                self.problem("events", "give either event or events, not both");
+                Vec::new()
+            }
+            (Some(v), None) => match self.string("event", v, 1, 64) {
+                Some(name) if name == EVERY_EVENT => {
+                    self.problem("event", "to follow every event, give events: [\"*\"]");
+                    Vec::new()
+                }
+                Some(name) => vec![("event".to_owned(), name)],
+                None => Vec::new(),
+            },
+            (None, Some(v)) => self.event_list(v),
+            (None, None) => {
+                if new {
+                    self.problem("event", "event or events is required");
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// `events`: 1 to 64 distinct names, or `["*"]` alone. Each name given again is a problem
+    /// of its own (and is kept once, so an unknown name is reported once).
+    fn event_list(&mut self, v: &Value) -> Vec<(String, String)> {
+        let Some(items) = v
+            .as_array()
+            .filter(|items| (1..=MAX_WEBHOOK_EVENTS).contains(&items.len()))
+        else {
+            self.problem(
+                "events",
+                format!("must be an array of 1 to {MAX_WEBHOOK_EVENTS} event names, or [\"*\"]"),
+            );
+            return Vec::new();
+        };
+        let mut named: Vec<(String, String)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("events[{i}]");
+            let Some(name) = self.string(&field, item, 1, 64) else {
+                continue;
+            };
+            if let Some((first, _)) = named.iter().find(|(_, n)| *n == name) {
+                self.problem(
+                    field,
+                    format!("{name:?} is listed twice (first as {first})"),
+                );
+            } else if name == EVERY_EVENT && items.len() > 1 {
+                self.problem(field, "\"*\" follows every event and must be the only item");
+            } else {
+                named.push((field, name));
+            }
+        }
+        named
     }
 
     fn event_applies(&mut self, field: &str, object: &str, event: &str) -> bool {
@@ -349,6 +437,7 @@ impl Checker {
         const KEYS: &[&str] = &[
             "object",
             "event",
+            "events",
             "list_id",
             "url",
             "name",
@@ -364,7 +453,7 @@ impl Checker {
         let Some(map) = self.details("webhook_details", "", v, KEYS) else {
             return patch;
         };
-        (patch.object, patch.event) = self.object_event("", map, new);
+        (patch.object, patch.events) = self.object_events(map, new);
         if new && !map.contains_key("url") {
             self.problem("url", "url is required");
         }
@@ -386,9 +475,17 @@ impl Checker {
         patch
     }
 
-    /// After an edit is merged: the event must still apply to the object.
+    /// After an edit is merged: the events must still apply to the object. A problem names
+    /// `event` for a webhook of one event, else the place in `events`.
     pub fn webhook_settings(&mut self, s: &WebhookSettings) {
-        self.event_applies("event", &s.object, &s.event);
+        let listed = s.events.listed();
+        for (i, name) in listed.iter().enumerate() {
+            let field = match listed.len() {
+                1 => "event".to_owned(),
+                _ => format!("events[{i}]"),
+            };
+            self.event_applies(&field, &s.object, name);
+        }
     }
 
     fn url(&mut self, v: &Value) -> Option<String> {
@@ -591,7 +688,7 @@ impl Checker {
         let Some(map) = self.details(&name, prefix, v, KEYS) else {
             return event;
         };
-        let (object, kind) = self.object_event(prefix, map, true);
+        let (object, kind) = self.object_event(prefix, map);
         event.object = object.unwrap_or_default();
         event.event = kind.unwrap_or_default();
         let field = |name: &str| format!("{prefix}{name}");

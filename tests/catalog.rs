@@ -6,8 +6,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const SHOP: &str = r#"
 # Commerce Layer-style topics
@@ -20,28 +18,6 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_string_lossy().into_owned()
-}
-
-/// Runs `hookrpc` with `args` until it exits (killed after 30 s: a server that should have
-/// refused to start); returns its exit code and what it printed on stderr and stdout.
-fn run_to_exit(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(binary())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 fn problems(data: &Value) -> String {
@@ -145,15 +121,7 @@ fn a_bad_catalog_is_a_clear_error_at_start() {
         ("[objects\n", "not TOML"),
     ] {
         let catalog = write(dir.path(), "bad.toml", text);
-        let (code, stderr, _) = run_to_exit(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db,
-            "--catalog",
-            &catalog,
-        ]);
+        let (code, stderr) = serve_to_exit(&db, &catalog);
         assert_eq!(code, Some(2), "{text:?}: {stderr}");
         assert!(stderr.contains(words), "{text:?}: {stderr}");
         assert!(stderr.contains("bad.toml"), "names the file: {stderr}");
@@ -185,15 +153,7 @@ async fn dropping_what_live_webhooks_follow_is_refused_unless_pruned() {
         "[objects]\nlist = [\"created\"]\n",
     );
     let db = server.db().to_owned();
-    let (code, stderr, _) = run_to_exit(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        &db,
-        "--catalog",
-        &catalog,
-    ]);
+    let (code, stderr) = serve_to_exit(&db, &catalog);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!("webhook {dropped} (contact.subscribed)")),

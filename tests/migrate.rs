@@ -13,6 +13,7 @@ const TABLES: &[&str] = &[
     "accounts",
     "api_keys",
     "webhooks",
+    "webhook_events",
     "events",
     "deliveries",
     "attempts",

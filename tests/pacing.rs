@@ -92,11 +92,14 @@ async fn a_receiver_that_cannot_keep_up_gets_fewer_requests_at_once() {
     assert!(before > 6, "it grew while the receiver was quick: {before}");
     // Answers take twice the unqueued time at about 4 in flight here; the limit oscillates
     // around that (one more per round trip, a quarter less once the recent average, which
-    // lags, shows the slowdown), so it may touch 7 or 8 between cuts on a busy machine.
-    let settled = most_in_flight(&all[550..]);
+    // lags, shows the slowdown). On a starved machine the receiver's own times swing too, so
+    // the test asks where most requests were sent, not the single highest moment.
+    let mut settled: Vec<usize> = all[550..].iter().map(|r| r.in_flight).collect();
+    settled.sort_unstable();
+    let settled = settled[settled.len() / 2];
     assert!(
-        settled <= 8,
-        "once requests queued there, a few at once (it had {before}), not {settled}"
+        settled <= 6,
+        "once requests queued there, a few at once (it had {before}), not a median of {settled}"
     );
 }
 

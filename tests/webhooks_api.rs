@@ -84,6 +84,7 @@ async fn add_then_get_shows_every_field_with_its_default() {
             "creation_time",
             "description",
             "event",
+            "events",
             "headers",
             "id",
             "is_active",
@@ -103,6 +104,7 @@ async fn add_then_get_shows_every_field_with_its_default() {
     assert_eq!(w["description"], "");
     assert_eq!(w["object"], "contact");
     assert_eq!(w["event"], "subscribed");
+    assert_eq!(w["events"], json!(["subscribed"]));
     assert_eq!(w["list_id"], 0);
     assert_eq!(w["url"], "https://example.com/in");
     assert_eq!(w["headers"], json!([]));
@@ -453,8 +455,8 @@ async fn duplicates_are_351_on_add_and_on_edit() {
         reply["error"]["message"],
         "Duplicate Webhook details not allowed"
     );
-    // Other names and settings do not make it different: the identity is
-    // (object, event, list_id, url).
+    // Other names and settings do not make it different: what counts is object, list_id, url
+    // and a shared event.
     let mut renamed = details.clone();
     renamed["name"] = json!("another name");
     renamed["batch_size"] = json!(1);

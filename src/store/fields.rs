@@ -25,10 +25,12 @@ pub const WEBHOOK_FIELDS: &[Field] = &[
         column: "object",
         kind: Kind::Text,
     },
+    // Webhooks are found by an event they follow; sorted by their `events` as stored (a JSON
+    // array: webhooks of one event come in the order of that event's name).
     Field {
         name: "event",
-        column: "event",
-        kind: Kind::Text,
+        column: "events",
+        kind: Kind::Followed,
     },
     Field {
         name: "list_id",

@@ -12,8 +12,8 @@ pub use fields::{DELIVERY_FIELDS, EVENT_FIELDS, WEBHOOK_FIELDS};
 
 use crate::error::ApiError;
 use crate::model::{
-    Access, Caller, CircuitPolicy, Claim, DeliveryRecord, EventRecord, NewEvent, Outcome, Room,
-    WebhookRecord, WebhookSettings,
+    Access, Caller, CircuitPolicy, Claim, DeliveryRecord, EventRecord, Events, NewEvent, Outcome,
+    Room, WebhookRecord, WebhookSettings,
 };
 use crate::search::Criteria;
 use rand::RngCore;
@@ -189,7 +189,8 @@ impl Store {
     }
 
     /// An edit: the webhook is read, `merge` turns its settings into the new ones (and
-    /// validates them), and the result is stored, all in one transaction.
+    /// validates them), and the result is stored, all in one transaction. 351 when the result
+    /// would overlap another live webhook (see `add_webhook`).
     pub async fn edit_webhook<F>(&self, account_id: i64, id: i64, merge: F) -> Result<(), ApiError>
     where
         F: FnOnce(WebhookSettings) -> Result<WebhookSettings, ApiError> + Send + 'static,
@@ -232,6 +233,9 @@ delegate! {
     /// Who holds the key with this hash (300 for an unknown or revoked one).
     fn authenticate(&self, hash: &str) -> Result<Caller, ApiError>;
 
+    /// 355 past `max_webhooks` live webhooks; 351 when another live webhook of the account has
+    /// the same object, list_id and url and its events overlap ([`Events::overlaps`]): checked
+    /// and written in one transaction that no other write to the account can interleave with.
     fn add_webhook(&self, account_id: i64, settings: WebhookSettings, max_webhooks: u32) -> Result<i64, ApiError>;
     fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError>;
     /// Soft delete; its pending deliveries are cancelled.
@@ -240,8 +244,8 @@ delegate! {
     fn rotate_secret(&self, account_id: i64, id: i64, secret: String) -> Result<String, ApiError>;
     fn search_webhooks(&self, account_id: i64, criteria: Criteria, limit: i64, offset: i64) -> Result<Vec<WebhookRecord>, ApiError>;
     fn count_webhooks(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
-    /// Every live webhook's id, object and event, in all accounts.
-    fn live_webhook_events(&self) -> Result<Vec<(i64, String, String)>, ApiError>;
+    /// Every live webhook's id, object and events, in all accounts.
+    fn live_webhook_events(&self) -> Result<Vec<(i64, String, Events)>, ApiError>;
     /// Deletes these webhooks as `deleteWebhook` does, whatever their account.
     fn retire_webhooks(&self, ids: Vec<i64>) -> Result<(), ApiError>;
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// Flags for tests that deliver to the local receiver quickly.
@@ -690,6 +690,43 @@ impl Server {
         assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
         found[0]["id"].clone()
     }
+}
+
+/// Runs `hookrpc` with `args` until it exits (killed after 30 s: a server that should have
+/// refused to start); returns its exit code and what it printed on stderr and stdout.
+pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `hookrpc serve` on the database `db` with the catalog file `catalog`, until it exits (see
+/// [`run_to_exit`]): for starts that must be refused. Returns the exit code and stderr.
+pub fn serve_to_exit(db: &str, catalog: &str) -> (Option<i32>, String) {
+    let (code, stderr, _) = run_to_exit(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db,
+        "--catalog",
+        catalog,
+    ]);
+    (code, stderr)
 }
 
 /// Where the test binary is, for tests that need the path.

@@ -1,4 +1,4 @@
--- hookrpc schema on PostgreSQL, version 1: the same tables as SQLite's migrations 1–4, so
+-- hookrpc schema on PostgreSQL, version 1: the same tables as SQLite's migrations 1–5, so
 -- every method behaves alike on both. Times shown by the API are epoch seconds; scheduling
 -- columns (*_ms) are epoch milliseconds. Every integer is BIGINT (the API's integers are
 -- 64-bit), and ids are `BY DEFAULT` identities so that `hookrpc migrate` can keep a SQLite
@@ -30,7 +30,7 @@ CREATE TABLE webhooks (
     name                   TEXT COLLATE "C"    NOT NULL,
     description            TEXT COLLATE "C"    NOT NULL,
     object                 TEXT COLLATE "C"    NOT NULL,
-    event                  TEXT COLLATE "C"    NOT NULL,
+    events                 TEXT COLLATE "C"    NOT NULL,  -- JSON array as given (["*"]: every event)
     list_id                BIGINT  NOT NULL,
     url                    TEXT COLLATE "C"    NOT NULL,
     headers                TEXT COLLATE "C"    NOT NULL,  -- JSON array of {name, value}
@@ -53,11 +53,23 @@ CREATE TABLE webhooks (
     deleted_time           BIGINT             -- soft delete: deliveries keep their webhook_id
 );
 
--- A webhook's identity (API.md 351), among the live ones only.
-CREATE UNIQUE INDEX webhooks_identity
-    ON webhooks (account_id, object, event, list_id, url) WHERE deleted_time IS NULL;
-CREATE INDEX webhooks_fanout
-    ON webhooks (account_id, object, event) WHERE deleted_time IS NULL AND is_active;
+-- The webhooks a new one may overlap (API.md 351: same object, list_id and url, and a shared
+-- event). Overlap is not something an index can state: the store checks it under the
+-- account's row lock.
+CREATE INDEX webhooks_identity
+    ON webhooks (account_id, object, list_id, url) WHERE deleted_time IS NULL;
+
+-- One row per live webhook and event it follows ('*' for every event), kept by the store in
+-- the same transaction as the webhook: fan-out and searches by event go through its index.
+CREATE TABLE webhook_events (
+    webhook_id BIGINT NOT NULL REFERENCES webhooks(id),
+    account_id BIGINT NOT NULL,
+    object     TEXT COLLATE "C" NOT NULL,
+    event      TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (webhook_id, event)
+);
+
+CREATE INDEX webhook_events_fanout ON webhook_events (account_id, object, event);
 
 CREATE FUNCTION count_live_webhooks() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -115,6 +115,8 @@ async fn insert_events(
     Ok((ids, deliveries))
 }
 
+/// The active webhooks an event reaches: of its account and object, following its event or
+/// every event ('*'), watching its list or all lists.
 async fn matching_webhooks(
     c: &impl GenericClient,
     account_id: i64,
@@ -122,8 +124,10 @@ async fn matching_webhooks(
 ) -> Result<Vec<i64>, ApiError> {
     rows(
         c,
-        "SELECT id FROM webhooks WHERE account_id = $1 AND object = $2 AND event = $3
-           AND (list_id = 0 OR list_id = $4) AND is_active AND deleted_time IS NULL",
+        "SELECT w.id FROM webhook_events f JOIN webhooks w ON w.id = f.webhook_id
+         WHERE f.account_id = $1 AND f.object = $2 AND f.event IN ($3, '*')
+           AND (w.list_id = 0 OR w.list_id = $4) AND w.is_active AND w.deleted_time IS NULL
+         ORDER BY w.id",
         &[&account_id, &e.object, &e.event, &e.list_id],
     )
     .await?

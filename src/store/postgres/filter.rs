@@ -39,21 +39,9 @@ impl Bound {
 fn conditions(criteria: &Criteria, params: &mut Bound) -> String {
     let mut sql = String::new();
     for c in &criteria.conditions {
-        let col = c.field.column;
-        let condition = match &c.op {
-            Op::Is(Scalar::Null) => format!("{col} IS NULL"),
-            Op::IsNot(Scalar::Null) => format!("{col} IS NOT NULL"),
-            Op::Is(v) => format!("{col} IS NOT DISTINCT FROM {}", params.scalar(v)),
-            Op::IsNot(v) => format!("{col} IS DISTINCT FROM {}", params.scalar(v)),
-            Op::GreaterThan(v) => format!("{col} > {}", params.scalar(v)),
-            Op::LessThan(v) => format!("{col} < {}", params.scalar(v)),
-            Op::In(values) => {
-                let marks: Vec<_> = values.iter().map(|v| params.scalar(v)).collect();
-                format!("{col} IN ({})", marks.join(", "))
-            }
-            Op::StartsWith(text) => like(params, c.field.kind, col, format!("{}%", escape(text))),
-            Op::EndsWith(text) => like(params, c.field.kind, col, format!("%{}", escape(text))),
-            Op::Contains(text) => like(params, c.field.kind, col, format!("%{}%", escape(text))),
+        let condition = match c.field.kind {
+            Kind::Followed => followed(&c.op, params),
+            kind => compare(c.field.column, kind, &c.op, params),
         };
         sql.push_str(" AND ");
         sql.push_str(&condition);
@@ -61,12 +49,49 @@ fn conditions(criteria: &Criteria, params: &mut Bound) -> String {
     sql
 }
 
+/// `col` compared as `op` says.
+fn compare(col: &str, kind: Kind, op: &Op, params: &mut Bound) -> String {
+    match op {
+        Op::Is(Scalar::Null) => format!("{col} IS NULL"),
+        Op::IsNot(Scalar::Null) => format!("{col} IS NOT NULL"),
+        Op::Is(v) => format!("{col} IS NOT DISTINCT FROM {}", params.scalar(v)),
+        Op::IsNot(v) => format!("{col} IS DISTINCT FROM {}", params.scalar(v)),
+        Op::GreaterThan(v) => format!("{col} > {}", params.scalar(v)),
+        Op::LessThan(v) => format!("{col} < {}", params.scalar(v)),
+        Op::In(values) => {
+            let marks: Vec<_> = values.iter().map(|v| params.scalar(v)).collect();
+            format!("{col} IN ({})", marks.join(", "))
+        }
+        Op::StartsWith(text) => like(params, kind, col, format!("{}%", escape(text))),
+        Op::EndsWith(text) => like(params, kind, col, format!("%{}", escape(text))),
+        Op::Contains(text) => like(params, kind, col, format!("%{}%", escape(text))),
+    }
+}
+
+/// A condition on the events a webhook follows ([`Kind::Followed`]), through the rows of
+/// `webhook_events`, where '*' stands for every event (as SQLite's `filter.rs` does it).
+fn followed(op: &Op, params: &mut Bound) -> String {
+    let (negated, op) = match op {
+        Op::IsNot(v) => ("NOT ", Op::Is(v.clone())),
+        op => ("", op.clone()),
+    };
+    let every = match op {
+        Op::Is(Scalar::Null) => "",
+        _ => "f.event = '*' OR ",
+    };
+    let test = compare("f.event", Kind::Text, &op, params);
+    format!(
+        "{negated}EXISTS (SELECT 1 FROM webhook_events f WHERE f.webhook_id = webhooks.id \
+         AND ({every}{test}))"
+    )
+}
+
 /// ILIKE on a "C"-collated column folds ASCII letters only, as SQLite's LIKE does; a number
 /// is matched by its digits, a boolean as 1 or 0.
 fn like(params: &mut Bound, kind: Kind, col: &str, pattern: String) -> String {
     let mark = params.push(Box::new(pattern));
     match kind {
-        Kind::Text => format!("{col} ILIKE {mark} ESCAPE '\\'"),
+        Kind::Text | Kind::Followed => format!("{col} ILIKE {mark} ESCAPE '\\'"),
         Kind::Int => format!("CAST({col} AS TEXT) ILIKE {mark} ESCAPE '\\'"),
         Kind::Bool => format!("CAST({col}::int AS TEXT) ILIKE {mark} ESCAPE '\\'"),
     }

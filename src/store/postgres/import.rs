@@ -77,7 +77,8 @@ impl Import {
                WHERE w.account_id = a.id AND w.deleted_time IS NULL)",
         )
         .await?;
-        for table in TABLES.iter().filter(|t| **t != "delivery_attempts") {
+        let without_id = ["webhook_events", "delivery_attempts"];
+        for table in TABLES.iter().filter(|t| !without_id.contains(t)) {
             c.batch_execute(&format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
                    coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"

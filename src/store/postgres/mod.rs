@@ -181,10 +181,6 @@ fn cause(e: ApiError) -> String {
     }
 }
 
-fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
-    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-}
-
 // A driver's errors become internal errors here, inside the store: no caller sees a driver
 // type, and the words never reach a client (`ApiError::Internal` is logged, not sent).
 impl From<tokio_postgres::Error> for ApiError {

@@ -1,9 +1,9 @@
 //! The SQL of the `webhooks` table. A read-merge-write (an edit, a rotation) locks the row it
 //! read (`FOR UPDATE`), so a call racing it on any node waits instead of being undone.
 
-use super::{exec, is_unique_violation, row, row_opt, rows, Params, Postgres};
+use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
-use crate::model::{now_secs, BasicAuth, WebhookRecord, WebhookSettings};
+use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -14,7 +14,7 @@ const PREVIOUS_SECRET_SECS: i64 = 24 * 3600;
 /// The webhooks a search sees: the account's, not deleted.
 const LIVE: &str = "FROM webhooks WHERE account_id = $1 AND deleted_time IS NULL";
 
-const COLUMNS: &str = "id, name, description, object, event, list_id, url, headers, auth_username,
+const COLUMNS: &str = "id, name, description, object, events, list_id, url, headers, auth_username,
     auth_password, secret, is_active, batch_size, metadata, circuit_state, consecutive_failures,
     last_error_time, last_error_message, last_success_time, creation_time, last_modified_time";
 
@@ -29,7 +29,7 @@ fn record(r: &Row) -> Result<WebhookRecord, ApiError> {
             name: r.try_get(1)?,
             description: r.try_get(2)?,
             object: r.try_get(3)?,
-            event: r.try_get(4)?,
+            events: events_of(r.try_get(4)?),
             list_id: r.try_get(5)?,
             url: r.try_get(6)?,
             headers: serde_json::from_str(r.try_get(7)?).unwrap_or_default(),
@@ -49,8 +49,14 @@ fn record(r: &Row) -> Result<WebhookRecord, ApiError> {
     })
 }
 
+/// A stored `events` column (a row damaged by hand follows nothing).
+fn events_of(json: &str) -> Events {
+    serde_json::from_str(json).unwrap_or(Events::Listed(Vec::new()))
+}
+
 /// A webhook's settings as the values bound for `INSERT` and `UPDATE` below.
 struct Values {
+    events: String,
     headers: String,
     metadata: String,
     username: Option<String>,
@@ -60,6 +66,7 @@ struct Values {
 impl Values {
     fn of(s: &WebhookSettings) -> Result<Values, ApiError> {
         Ok(Values {
+            events: serde_json::to_string(&s.events)?,
             headers: serde_json::to_string(&s.headers)?,
             metadata: serde_json::to_string(&s.metadata)?,
             username: s.auth.as_ref().map(|a| a.username.clone()),
@@ -76,7 +83,7 @@ impl Values {
             &s.name,
             &s.description,
             &s.object,
-            &s.event,
+            &self.events,
             &s.list_id,
             &s.url,
             &self.headers,
@@ -90,20 +97,68 @@ impl Values {
     }
 }
 
-/// Runs a statement that may hit the identity index: a unique violation is 351, a collision
-/// with another live webhook of the account.
-async fn write_settings(
+/// 351 when another live webhook of the account has the same object, list_id and url and
+/// shares an event with `s` (the rule is [`Events::overlaps`]); `except` is the webhook being
+/// edited. The caller holds the account's row lock, so two nodes cannot both pass the check.
+async fn refuse_overlap(
     c: &impl GenericClient,
-    sql: &str,
-    params: Params<'_>,
-) -> Result<Option<Row>, ApiError> {
-    let stmt = c.prepare_cached(sql).await?;
-    c.query_opt(&stmt, params)
-        .await
-        .map_err(|e| match is_unique_violation(&e) {
-            true => ApiError::DuplicateWebhook,
-            false => e.into(),
-        })
+    account_id: i64,
+    except: i64,
+    s: &WebhookSettings,
+) -> Result<(), ApiError> {
+    let others = rows(
+        c,
+        "SELECT events FROM webhooks WHERE account_id = $1 AND object = $2 AND list_id = $3
+           AND url = $4 AND deleted_time IS NULL AND id <> $5",
+        &[&account_id, &s.object, &s.list_id, &s.url, &except],
+    )
+    .await?;
+    for other in others {
+        if s.events.overlaps(&events_of(other.try_get(0)?)) {
+            return Err(ApiError::DuplicateWebhook);
+        }
+    }
+    Ok(())
+}
+
+/// Locks the account's row: the per-account limit and the overlap rule are checked under it.
+async fn lock_account(c: &impl GenericClient, account_id: i64) -> Result<i64, ApiError> {
+    Ok(row(
+        c,
+        "SELECT live_webhooks FROM accounts WHERE id = $1 FOR UPDATE",
+        &[&account_id],
+    )
+    .await?
+    .try_get(0)?)
+}
+
+/// Makes `webhook_events` hold exactly what the webhook follows now.
+async fn index_events(
+    c: &impl GenericClient,
+    account_id: i64,
+    webhook_id: i64,
+    s: &WebhookSettings,
+) -> Result<(), ApiError> {
+    unindex_events(c, webhook_id).await?;
+    exec(
+        c,
+        "INSERT INTO webhook_events (webhook_id, account_id, object, event)
+         SELECT $1, $2, $3, unnest($4::text[])",
+        &[&webhook_id, &account_id, &s.object, &s.events.names()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A deleted webhook follows nothing.
+async fn unindex_events(c: &impl GenericClient, webhook_id: i64) -> Result<(), ApiError> {
+    exec(
+        c,
+        "DELETE FROM webhook_events WHERE webhook_id = $1",
+        &[&webhook_id],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The live webhook, locked for the rest of the transaction when `lock`.
@@ -138,6 +193,8 @@ pub(super) async fn cancel_pending(
     Ok(())
 }
 
+/// Soft delete: the row stays so its deliveries keep pointing at something; its pending
+/// deliveries are cancelled.
 async fn retire(c: &impl GenericClient, id: i64) -> Result<(), ApiError> {
     exec(
         c,
@@ -145,6 +202,7 @@ async fn retire(c: &impl GenericClient, id: i64) -> Result<(), ApiError> {
         &[&id, &now_secs()],
     )
     .await?;
+    unindex_events(c, id).await?;
     cancel_pending(c, id).await
 }
 
@@ -159,26 +217,20 @@ impl Postgres {
     ) -> Result<i64, ApiError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let count: i64 = row(
-            &tx,
-            "SELECT live_webhooks FROM accounts WHERE id = $1 FOR UPDATE",
-            &[&account_id],
-        )
-        .await?
-        .try_get(0)?;
-        if count >= i64::from(max_webhooks) {
+        if lock_account(&tx, account_id).await? >= i64::from(max_webhooks) {
             return Err(ApiError::WebhookLimit {
                 limit: max_webhooks,
             });
         }
+        refuse_overlap(&tx, account_id, 0, &s).await?;
         let values = Values::of(&s)?;
         let now = now_secs();
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&account_id];
         params.extend(values.params(&s));
         params.push(&now);
-        let id: i64 = write_settings(
+        let id: i64 = row(
             &tx,
-            "INSERT INTO webhooks (account_id, name, description, object, event, list_id, url,
+            "INSERT INTO webhooks (account_id, name, description, object, events, list_id, url,
                headers, auth_username, auth_password, secret, is_active, batch_size, metadata,
                creation_time, last_modified_time)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
@@ -186,8 +238,8 @@ impl Postgres {
             &params,
         )
         .await?
-        .ok_or_else(|| ApiError::Internal("insert returned nothing".into()))?
         .try_get(0)?;
+        index_events(&tx, account_id, id, &s).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -208,15 +260,18 @@ impl Postgres {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let s = merge(load(&tx, account_id, id, true).await?.settings)?;
+        // The webhook's row first, then the account's: the order a delete takes them in.
+        lock_account(&tx, account_id).await?;
+        refuse_overlap(&tx, account_id, id, &s).await?;
         let values = Values::of(&s)?;
         let now = now_secs();
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id, &account_id];
         params.extend(values.params(&s));
         params.push(&now);
         params.push(&PREVIOUS_SECRET_SECS);
-        write_settings(
+        exec(
             &tx,
-            "UPDATE webhooks SET name = $3, description = $4, object = $5, event = $6, list_id = $7,
+            "UPDATE webhooks SET name = $3, description = $4, object = $5, events = $6, list_id = $7,
                url = $8, headers = $9, auth_username = $10, auth_password = $11, secret = $12,
                is_active = $13, batch_size = $14, metadata = $15, last_modified_time = $16,
                previous_secret = CASE WHEN secret = $12 THEN previous_secret ELSE secret END,
@@ -226,6 +281,7 @@ impl Postgres {
             &params,
         )
         .await?;
+        index_events(&tx, account_id, id, &s).await?;
         if !s.is_active {
             cancel_pending(&tx, id).await?;
         }
@@ -301,16 +357,16 @@ impl Postgres {
         self.count(LIVE, account_id, criteria).await
     }
 
-    /// Every live webhook's id, object and event (to check them against the catalog).
-    pub async fn live_webhook_events(&self) -> Result<Vec<(i64, String, String)>, ApiError> {
+    /// Every live webhook's id, object and events (to check them against the catalog).
+    pub async fn live_webhook_events(&self) -> Result<Vec<(i64, String, Events)>, ApiError> {
         rows(
             &self.client().await?,
-            "SELECT id, object, event FROM webhooks WHERE deleted_time IS NULL ORDER BY id",
+            "SELECT id, object, events FROM webhooks WHERE deleted_time IS NULL ORDER BY id",
             &[],
         )
         .await?
         .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, events_of(r.try_get(2)?))))
         .collect()
     }
 

@@ -73,14 +73,19 @@ fn insert_event(
     Ok(event_id)
 }
 
+/// The active webhooks an event reaches (API.md): of its account and object, following its
+/// event or every event ('*'), watching its list or all lists. `webhook_events` holds one row
+/// per live webhook and name, and '*' is never listed beside a name, so each webhook comes once.
 fn matching_webhooks(
     conn: &Connection,
     account_id: i64,
     e: &NewEvent,
 ) -> Result<Vec<i64>, ApiError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id FROM webhooks WHERE account_id = ?1 AND object = ?2 AND event = ?3
-           AND (list_id = 0 OR list_id = ?4) AND is_active = 1 AND deleted_time IS NULL",
+        "SELECT w.id FROM webhook_events f JOIN webhooks w ON w.id = f.webhook_id
+         WHERE f.account_id = ?1 AND f.object = ?2 AND f.event IN (?3, '*')
+           AND (w.list_id = 0 OR w.list_id = ?4) AND w.is_active = 1 AND w.deleted_time IS NULL
+         ORDER BY w.id",
     )?;
     let ids = stmt.query_map(params![account_id, e.object, e.event, e.list_id], |r| {
         r.get(0)

@@ -12,33 +12,49 @@ fn conditions(criteria: &Criteria) -> (String, Vec<Sql>) {
     let mut sql = String::new();
     let mut params = Vec::new();
     for c in &criteria.conditions {
-        let col = c.field.column;
-        let condition = match &c.op {
-            Op::Is(v) => format!("{col} IS {}", bind(&mut params, v)),
-            Op::IsNot(v) => format!("{col} IS NOT {}", bind(&mut params, v)),
-            Op::GreaterThan(v) => format!("{col} > {}", bind(&mut params, v)),
-            Op::LessThan(v) => format!("{col} < {}", bind(&mut params, v)),
-            Op::In(values) => {
-                let marks: Vec<_> = values.iter().map(|v| bind(&mut params, v)).collect();
-                format!("{col} IN ({})", marks.join(", "))
-            }
-            Op::StartsWith(text) => {
-                like(&mut params, c.field.kind, col, format!("{}%", escape(text)))
-            }
-            Op::EndsWith(text) => {
-                like(&mut params, c.field.kind, col, format!("%{}", escape(text)))
-            }
-            Op::Contains(text) => like(
-                &mut params,
-                c.field.kind,
-                col,
-                format!("%{}%", escape(text)),
-            ),
+        let condition = match c.field.kind {
+            Kind::Followed => followed(&c.op, &mut params),
+            kind => compare(c.field.column, kind, &c.op, &mut params),
         };
         sql.push_str(" AND ");
         sql.push_str(&condition);
     }
     (sql, params)
+}
+
+/// `col` compared as `op` says.
+fn compare(col: &str, kind: Kind, op: &Op, params: &mut Vec<Sql>) -> String {
+    match op {
+        Op::Is(v) => format!("{col} IS {}", bind(params, v)),
+        Op::IsNot(v) => format!("{col} IS NOT {}", bind(params, v)),
+        Op::GreaterThan(v) => format!("{col} > {}", bind(params, v)),
+        Op::LessThan(v) => format!("{col} < {}", bind(params, v)),
+        Op::In(values) => {
+            let marks: Vec<_> = values.iter().map(|v| bind(params, v)).collect();
+            format!("{col} IN ({})", marks.join(", "))
+        }
+        Op::StartsWith(text) => like(params, kind, col, format!("{}%", escape(text))),
+        Op::EndsWith(text) => like(params, kind, col, format!("%{}", escape(text))),
+        Op::Contains(text) => like(params, kind, col, format!("%{}%", escape(text))),
+    }
+}
+
+/// A condition on the events a webhook follows ([`Kind::Followed`]), through the rows of
+/// `webhook_events`, where '*' stands for every event.
+fn followed(op: &Op, params: &mut Vec<Sql>) -> String {
+    let (negated, op) = match op {
+        Op::IsNot(v) => ("NOT ", Op::Is(v.clone())),
+        op => ("", op.clone()),
+    };
+    let every = match op {
+        Op::Is(Scalar::Null) => "",
+        _ => "f.event = '*' OR ",
+    };
+    let test = compare("f.event", Kind::Text, &op, params);
+    format!(
+        "{negated}EXISTS (SELECT 1 FROM webhook_events f WHERE f.webhook_id = webhooks.id \
+         AND ({every}{test}))"
+    )
 }
 
 fn bind(params: &mut Vec<Sql>, value: &Scalar) -> &'static str {

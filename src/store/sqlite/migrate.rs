@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/sqlite/0002_live_webhook_count.sql"),
     include_str!("../../../schema/migrations/sqlite/0003_claim_by_webhook.sql"),
     include_str!("../../../schema/migrations/sqlite/0004_write_probe.sql"),
+    include_str!("../../../schema/migrations/sqlite/0005_multi_event_webhooks.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {
@@ -66,5 +67,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(live(1), 1);
+    }
+
+    #[test]
+    fn an_existing_database_keeps_what_its_webhooks_follow_when_upgraded() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&MIGRATIONS[..4].concat()).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts (id, name, creation_time) VALUES (1, 'a', 0);
+             INSERT INTO webhooks (id, account_id, name, description, object, event, list_id, url,
+               headers, secret, is_active, batch_size, metadata, creation_time,
+               last_modified_time, deleted_time)
+             VALUES (1, 1, 'n', '', 'list', 'created', 0, 'https://a/1', '[]', 's', 1, 1, '{}', 0, 0, NULL),
+                    (2, 1, 'n', '', 'contact', 'updated', 0, 'https://a/1', '[]', 's', 1, 1, '{}', 0, 0, 5);",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let events: Vec<String> = conn
+            .prepare("SELECT events FROM webhooks ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(events, [r#"["created"]"#, r#"["updated"]"#]);
+        // Only live webhooks follow anything.
+        let followed: Vec<(i64, i64, String, String)> = conn
+            .prepare("SELECT webhook_id, account_id, object, event FROM webhook_events")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(followed, [(1, 1, "list".to_owned(), "created".to_owned())]);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::Sqlite;
 use crate::error::ApiError;
-use crate::model::{now_secs, BasicAuth, WebhookRecord, WebhookSettings};
+use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
@@ -13,7 +13,7 @@ const PREVIOUS_SECRET_SECS: i64 = 24 * 3600;
 /// The webhooks a search sees: the account's, not deleted.
 const LIVE: &str = "FROM webhooks WHERE account_id = ? AND deleted_time IS NULL";
 
-const COLUMNS: &str = "id, name, description, object, event, list_id, url, headers, auth_username,
+const COLUMNS: &str = "id, name, description, object, events, list_id, url, headers, auth_username,
     auth_password, secret, is_active, batch_size, metadata, circuit_state, consecutive_failures,
     last_error_time, last_error_message, last_success_time, creation_time, last_modified_time";
 
@@ -32,7 +32,7 @@ fn record(r: &Row) -> rusqlite::Result<WebhookRecord> {
             name: r.get(1)?,
             description: r.get(2)?,
             object: r.get(3)?,
-            event: r.get(4)?,
+            events: events_of(&json(4)?),
             list_id: r.get(5)?,
             url: r.get(6)?,
             headers: serde_json::from_str(&json(7)?).unwrap_or_default(),
@@ -52,6 +52,12 @@ fn record(r: &Row) -> rusqlite::Result<WebhookRecord> {
     })
 }
 
+/// A stored `events` column (as written by [`settings_values`]; a row damaged by hand follows
+/// nothing).
+fn events_of(json: &str) -> Events {
+    serde_json::from_str(json).unwrap_or(Events::Listed(Vec::new()))
+}
+
 /// A webhook's settings as bound values, in the column order of `INSERT` and `UPDATE` below
 /// (name … metadata).
 fn settings_values(s: &WebhookSettings) -> Result<[Sql; 13], ApiError> {
@@ -61,7 +67,7 @@ fn settings_values(s: &WebhookSettings) -> Result<[Sql; 13], ApiError> {
         text(&s.name),
         text(&s.description),
         text(&s.object),
-        text(&s.event),
+        Sql::Text(serde_json::to_string(&s.events)?),
         Sql::Integer(s.list_id),
         text(&s.url),
         Sql::Text(serde_json::to_string(&s.headers)?),
@@ -74,18 +80,61 @@ fn settings_values(s: &WebhookSettings) -> Result<[Sql; 13], ApiError> {
     ])
 }
 
-pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+/// 351 when another live webhook of the account has the same object, list_id and url and
+/// shares an event with `s` (the rule itself is [`Events::overlaps`]). `except` is the webhook
+/// being edited. Called inside the write transaction, before the write: the single writer
+/// thread makes the check and the write one step. (A backend with concurrent writers must
+/// serialise this per account, e.g. PostgreSQL by locking the account's row first.)
+fn refuse_overlap(
+    conn: &Connection,
+    account_id: i64,
+    except: i64,
+    s: &WebhookSettings,
+) -> Result<(), ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT events FROM webhooks WHERE account_id = ?1 AND object = ?2 AND list_id = ?3
+           AND url = ?4 AND deleted_time IS NULL AND id <> ?5",
+    )?;
+    let mut rows = stmt.query(params![account_id, s.object, s.list_id, s.url, except])?;
+    while let Some(row) = rows.next()? {
+        if s.events.overlaps(&events_of(row.get_ref(0)?.as_str()?)) {
+            return Err(ApiError::DuplicateWebhook);
+        }
+    }
+    Ok(())
 }
 
-/// 351 when the settings would collide with another live webhook of the account.
-fn map_duplicate(e: rusqlite::Error) -> ApiError {
-    if is_unique_violation(&e) {
-        ApiError::DuplicateWebhook
-    } else {
-        e.into()
+/// Makes `webhook_events` hold exactly what the webhook follows now (see migration 0005).
+fn index_events(
+    conn: &Connection,
+    account_id: i64,
+    webhook_id: i64,
+    s: &WebhookSettings,
+) -> Result<(), ApiError> {
+    unindex_events(conn, webhook_id)?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO webhook_events (webhook_id, account_id, object, event) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for name in s.events.names() {
+        insert.execute(params![webhook_id, account_id, s.object, name])?;
     }
+    Ok(())
+}
+
+/// A deleted webhook follows nothing.
+fn unindex_events(conn: &Connection, webhook_id: i64) -> Result<(), ApiError> {
+    conn.prepare_cached("DELETE FROM webhook_events WHERE webhook_id = ?1")?
+        .execute([webhook_id])?;
+    Ok(())
+}
+
+/// Soft delete: the row stays so its deliveries keep pointing at something; its pending
+/// deliveries are cancelled.
+fn retire(conn: &Connection, webhook_id: i64) -> Result<(), ApiError> {
+    conn.prepare_cached("UPDATE webhooks SET deleted_time = ?2, is_active = 0 WHERE id = ?1")?
+        .execute(params![webhook_id, now_secs()])?;
+    unindex_events(conn, webhook_id)?;
+    cancel_pending(conn, webhook_id)
 }
 
 pub(super) fn load(conn: &Connection, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError> {
@@ -123,9 +172,10 @@ impl Sqlite {
                     limit: max_webhooks,
                 });
             }
+            refuse_overlap(conn, account_id, 0, &s)?;
             let now = now_secs();
             conn.prepare_cached(
-                "INSERT INTO webhooks (account_id, name, description, object, event, list_id, url,
+                "INSERT INTO webhooks (account_id, name, description, object, events, list_id, url,
                    headers, auth_username, auth_password, secret, is_active, batch_size, metadata,
                    creation_time, last_modified_time)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
@@ -135,9 +185,10 @@ impl Sqlite {
                     .into_iter()
                     .chain(settings_values(&s)?)
                     .chain([Sql::Integer(now)]),
-            ))
-            .map_err(map_duplicate)?;
-            Ok(conn.last_insert_rowid())
+            ))?;
+            let id = conn.last_insert_rowid();
+            index_events(conn, account_id, id, &s)?;
+            Ok(id)
         })
         .await
     }
@@ -157,8 +208,9 @@ impl Sqlite {
     {
         self.write(move |conn| {
             let s = merge(load(conn, account_id, id)?.settings)?;
+            refuse_overlap(conn, account_id, id, &s)?;
             conn.prepare_cached(
-                "UPDATE webhooks SET name = ?3, description = ?4, object = ?5, event = ?6, list_id = ?7,
+                "UPDATE webhooks SET name = ?3, description = ?4, object = ?5, events = ?6, list_id = ?7,
                    url = ?8, headers = ?9, auth_username = ?10, auth_password = ?11, secret = ?12,
                    is_active = ?13, batch_size = ?14, metadata = ?15, last_modified_time = ?16,
                    previous_secret = CASE WHEN secret = ?12 THEN previous_secret ELSE secret END,
@@ -171,8 +223,8 @@ impl Sqlite {
                     .into_iter()
                     .chain(settings_values(&s)?)
                     .chain([Sql::Integer(now_secs()), Sql::Integer(PREVIOUS_SECRET_SECS)]),
-            ))
-            .map_err(map_duplicate)?;
+            ))?;
+            index_events(conn, account_id, id, &s)?;
             if !s.is_active {
                 cancel_pending(conn, id)?;
             }
@@ -181,15 +233,11 @@ impl Sqlite {
         .await
     }
 
-    /// Soft delete: the row stays so its deliveries keep pointing at something.
+    /// Soft delete (see [`retire`]).
     pub async fn delete_webhook(&self, account_id: i64, id: i64) -> Result<(), ApiError> {
         self.write(move |conn| {
             load(conn, account_id, id)?;
-            conn.prepare_cached(
-                "UPDATE webhooks SET deleted_time = ?2, is_active = 0 WHERE id = ?1",
-            )?
-            .execute(params![id, now_secs()])?;
-            cancel_pending(conn, id)
+            retire(conn, id)
         })
         .await
     }
@@ -243,13 +291,15 @@ impl Sqlite {
         self.count(LIVE, account_id, criteria).await
     }
 
-    /// Every live webhook's id, object and event (to check them against the catalog).
-    pub async fn live_webhook_events(&self) -> Result<Vec<(i64, String, String)>, ApiError> {
+    /// Every live webhook's id, object and events (to check them against the catalog).
+    pub async fn live_webhook_events(&self) -> Result<Vec<(i64, String, Events)>, ApiError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, object, event FROM webhooks WHERE deleted_time IS NULL ORDER BY id",
+                "SELECT id, object, events FROM webhooks WHERE deleted_time IS NULL ORDER BY id",
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, events_of(r.get_ref(2)?.as_str()?)))
+            })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -257,16 +307,7 @@ impl Sqlite {
 
     /// Deletes webhooks as `deleteWebhook` does, whatever their account.
     pub async fn retire_webhooks(&self, ids: Vec<i64>) -> Result<(), ApiError> {
-        self.write(move |conn| {
-            for id in ids {
-                conn.prepare_cached(
-                    "UPDATE webhooks SET deleted_time = ?2, is_active = 0 WHERE id = ?1",
-                )?
-                .execute(params![id, now_secs()])?;
-                cancel_pending(conn, id)?;
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |conn| ids.into_iter().try_for_each(|id| retire(conn, id)))
+            .await
     }
 }
