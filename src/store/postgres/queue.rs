@@ -270,6 +270,14 @@ async fn record(
     o: &Outcome,
     circuit: CircuitPolicy,
 ) -> Result<(), ApiError> {
+    // The webhook's row first: outcomes of one webhook (from any node) are recorded one at a
+    // time, and every transaction that locks its row and some of its deliveries takes them in
+    // that order (a claim of an open circuit, an edit), so none waits on another in a cycle.
+    // If the webhook was moved to another url while the request was out, the answer speaks
+    // for the old url only (see SQLite's `record` for the whole reasoning).
+    let moved = current_url(c, o.webhook_id)
+        .await?
+        .is_some_and(|url| url != o.url);
     let status_code = o.status_code.map(i64::from);
     let attempt_id: i64 = row(
         c,
@@ -286,11 +294,6 @@ async fn record(
     )
     .await?
     .try_get(0)?;
-    // The webhook was moved to another url while the request was out: the answer speaks for
-    // the old url only (see SQLite's `record` for the whole reasoning).
-    let moved = current_url(c, o.webhook_id)
-        .await?
-        .is_some_and(|url| url != o.url);
     let now = now_ms();
     let mut ids = Vec::with_capacity(o.next.len());
     let mut statuses = Vec::with_capacity(o.next.len());
@@ -334,10 +337,14 @@ async fn record(
 }
 
 async fn current_url(c: &impl GenericClient, webhook_id: i64) -> Result<Option<String>, ApiError> {
-    row_opt(c, "SELECT url FROM webhooks WHERE id = $1", &[&webhook_id])
-        .await?
-        .map(|r| Ok(r.try_get(0)?))
-        .transpose()
+    row_opt(
+        c,
+        "SELECT url FROM webhooks WHERE id = $1 FOR UPDATE",
+        &[&webhook_id],
+    )
+    .await?
+    .map(|r| Ok(r.try_get(0)?))
+    .transpose()
 }
 
 /// A success closes the circuit, and what it held back is due at once.
