@@ -6,6 +6,7 @@
 pub mod copy;
 mod fields;
 mod postgres;
+mod rules;
 mod sqlite;
 
 pub use fields::{DELIVERY_FIELDS, EVENT_FIELDS, WEBHOOK_FIELDS};

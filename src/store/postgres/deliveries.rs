@@ -110,11 +110,7 @@ impl Postgres {
         criteria: Criteria,
         with_cancelled: bool,
     ) -> Result<i64, ApiError> {
-        let statuses = if with_cancelled {
-            "'failed', 'cancelled'"
-        } else {
-            "'failed'"
-        };
+        let statuses = crate::store::rules::retried_statuses(with_cancelled);
         let mut leading = Bound::default();
         leading.push(Box::new(account_id));
         leading.push(Box::new(now_ms()));

@@ -6,9 +6,10 @@
 use super::{exec, notify_work, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{
-    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Room,
-    Target, WireItem,
+    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Outcome, Room, Target,
+    WireItem,
 };
+use crate::store::rules;
 use deadpool_postgres::GenericClient;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
@@ -159,14 +160,14 @@ async fn claim(
                 None => continue, // another node is deciding on its probe
             }
         }
-        let share = (state.batch_size * fits).min(limit - claimed);
-        // An open circuit sends one batch, as its probe, when one is due; nothing otherwise.
-        let probe_due = state.open.then(|| state.next_probe_ms.unwrap_or(0) <= now);
-        let take = match probe_due {
-            None => share,
-            Some(true) => state.batch_size.min(share),
-            Some(false) => 0,
-        };
+        let share = rules::share(
+            state.batch_size,
+            fits,
+            limit - claimed,
+            (state.open, state.next_probe_ms),
+            now,
+        );
+        let (take, probe_due) = (share.count, share.probe_due);
         let rows = claim_rows(c, webhook_id, now, now + lease_ms, take).await?;
         if let Some(probe_due) = probe_due {
             wait_for_probe(c, &state, now, probe_due, circuit).await?;
@@ -299,12 +300,7 @@ async fn record(
     let mut statuses = Vec::with_capacity(o.next.len());
     let mut dues = Vec::with_capacity(o.next.len());
     for (id, next) in &o.next {
-        let (status, due) = match next {
-            Next::Succeeded => ("succeeded", None),
-            Next::RetryAt { due_ms } => ("pending", Some(*due_ms)),
-            Next::Failed if moved && o.deactivate => ("pending", Some(now)),
-            Next::Failed => ("failed", None),
-        };
+        let (status, due) = rules::settle(next, moved, o.deactivate, now);
         ids.push(*id);
         statuses.push(status);
         dues.push(due);
@@ -373,11 +369,7 @@ async fn record_failure(
     error: &str,
     circuit: CircuitPolicy,
 ) -> Result<(), ApiError> {
-    let message = if o.deactivate {
-        format!("{error}: the receiver asked to stop, webhook deactivated")
-    } else {
-        error.to_owned()
-    };
+    let message = rules::failure_message(error, o.deactivate);
     let failures: i64 = row(
         c,
         "UPDATE webhooks SET last_error_time = $2, last_error_message = $3,

@@ -102,11 +102,7 @@ impl Sqlite {
         criteria: Criteria,
         with_cancelled: bool,
     ) -> Result<i64, ApiError> {
-        let statuses = if with_cancelled {
-            "'failed', 'cancelled'"
-        } else {
-            "'failed'"
-        };
+        let statuses = crate::store::rules::retried_statuses(with_cancelled);
         let sql = format!(
             "UPDATE deliveries SET status = 'pending', due_ms = ?, schedule_start = attempt_count
              WHERE account_id = ? AND status IN ({statuses})

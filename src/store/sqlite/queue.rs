@@ -4,9 +4,10 @@
 use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{
-    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Room,
-    Target, WireItem,
+    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Outcome, Room, Target,
+    WireItem,
 };
+use crate::store::rules;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
 use std::collections::HashSet;
@@ -135,14 +136,14 @@ fn claim(
             super::webhooks::cancel_pending(conn, webhook_id)?;
             continue;
         }
-        let share = (state.batch_size * fits).min(limit - claimed);
-        // An open circuit sends one batch, as its probe, when one is due; nothing otherwise.
-        let probe_due = state.open.then(|| state.next_probe_ms.unwrap_or(0) <= now);
-        let take = match probe_due {
-            None => share,
-            Some(true) => state.batch_size.min(share),
-            Some(false) => 0,
-        };
+        let share = rules::share(
+            state.batch_size,
+            fits,
+            limit - claimed,
+            (state.open, state.next_probe_ms),
+            now,
+        );
+        let (take, probe_due) = (share.count, share.probe_due);
         let rows = claim_rows(conn, webhook_id, now, now + lease_ms, take)?;
         if let Some(probe_due) = probe_due {
             wait_for_probe(conn, &state, now, probe_due, circuit)?;
@@ -288,12 +289,7 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), 
     let moved = current_url(conn, o.webhook_id)?.is_some_and(|url| url != o.url);
     for (id, next) in &o.next {
         link.execute(params![id, attempt_id])?;
-        let (status, due) = match next {
-            Next::Succeeded => ("succeeded", None),
-            Next::RetryAt { due_ms } => ("pending", Some(*due_ms)),
-            Next::Failed if moved && o.deactivate => ("pending", Some(now_ms())),
-            Next::Failed => ("failed", None),
-        };
+        let (status, due) = rules::settle(next, moved, o.deactivate, now_ms());
         update.execute(params![id, status, due, o.time, o.status_code, o.error])?;
     }
     match &o.error {
@@ -336,11 +332,7 @@ fn record_failure(
     error: &str,
     circuit: CircuitPolicy,
 ) -> Result<(), ApiError> {
-    let message = if o.deactivate {
-        format!("{error}: the receiver asked to stop, webhook deactivated")
-    } else {
-        error.to_owned()
-    };
+    let message = rules::failure_message(error, o.deactivate);
     let failures: i64 = conn
         .prepare_cached(
             "UPDATE webhooks SET last_error_time = ?2, last_error_message = ?3,
