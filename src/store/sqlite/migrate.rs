@@ -11,6 +11,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/sqlite/0002_live_webhook_count.sql"),
     include_str!("../../../schema/migrations/sqlite/0003_claim_by_webhook.sql"),
     include_str!("../../../schema/migrations/sqlite/0004_write_probe.sql"),
+    // 0005 is another branch's; the files keep their numbers, the version is the position.
+    include_str!("../../../schema/migrations/sqlite/0006_attempt_stats.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

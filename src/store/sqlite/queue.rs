@@ -4,8 +4,8 @@
 use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{
-    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Next, Outcome, Room,
-    Target, WireItem,
+    latency_class, now_ms, now_secs, AttemptTally, BasicAuth, CircuitPolicy, Claim,
+    ClaimedDelivery, Next, Outcome, Room, Target, WireItem,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
@@ -286,16 +286,27 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), 
     // again at once (at the new url), and the webhook's own record (its circuit, failures,
     // activity) is left to answers from its current url.
     let moved = current_url(conn, o.webhook_id)?.is_some_and(|url| url != o.url);
+    let mut tally = AttemptTally {
+        time: o.time,
+        latency_class: latency_class(o.duration_ms),
+        succeeded: 0,
+        retried: 0,
+        failed: 0,
+    };
     for (id, next) in &o.next {
         link.execute(params![id, attempt_id])?;
-        let (status, due) = match next {
-            Next::Succeeded => ("succeeded", None),
-            Next::RetryAt { due_ms } => ("pending", Some(*due_ms)),
-            Next::Failed if moved && o.deactivate => ("pending", Some(now_ms())),
-            Next::Failed => ("failed", None),
+        let (status, due, counter) = match next {
+            Next::Succeeded => ("succeeded", None, &mut tally.succeeded),
+            Next::RetryAt { due_ms } => ("pending", Some(*due_ms), &mut tally.retried),
+            Next::Failed if moved && o.deactivate => {
+                ("pending", Some(now_ms()), &mut tally.retried)
+            }
+            Next::Failed => ("failed", None, &mut tally.failed),
         };
+        *counter += 1;
         update.execute(params![id, status, due, o.time, o.status_code, o.error])?;
     }
+    super::stats::count_attempt(conn, o.webhook_id, &tally)?;
     match &o.error {
         _ if moved => Ok(()),
         None => record_success(conn, o),
