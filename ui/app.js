@@ -22,8 +22,8 @@ const ROUTES = [
   [/^\/events\/(\d+)$/, events.detail],
 ];
 
-/// A key handed over in the fragment (`/ui/#key=…`) is taken into session storage and removed
-/// from the address bar, so it stays out of the history and of anything copied from there.
+// A key handed over in the fragment (`/ui/#key=…`) is taken into session storage and removed
+// from the address bar, so it stays out of the history and of anything copied from there.
 function takeKeyFromFragment() {
   const match = /^#key=([^&]+)/.exec(location.hash);
   if (!match) return;
@@ -76,24 +76,30 @@ async function start() {
   route();
 }
 
-/// Shows the view the fragment names (`#/deliveries?status=failed` and so on).
-/// While a view loads, <main> is aria-busy; once shown, its data-hash names the view's address.
+let routed = 0;
+
+// Shows the view the fragment names. Views fetch, then return their nodes; only the view of
+// the latest address is shown, so a slow answer to an earlier click never replaces a later
+// page. While it loads <main> is aria-busy; once shown, its data-hash names the address.
 async function route() {
   if (!key.get()) return;
+  const mine = ++routed;
   const main = document.getElementById("main");
   main.setAttribute("aria-busy", "true");
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   markCurrent(path);
   showFlashed();
+  let nodes;
   try {
-    await view(path || "/", new URLSearchParams(query));
+    nodes = await view(path || "/", new URLSearchParams(query));
   } catch (e) {
     if (e instanceof RpcError && e.code === 300) return signOut();
-    show(h("h1", {}, "Something went wrong"), h("p", { class: "notice error" }, e.describe ? e.describe() : String(e)));
-  } finally {
-    main.dataset.hash = location.hash;
-    main.setAttribute("aria-busy", "false");
+    nodes = [h("h1", {}, "Something went wrong"), h("p", { class: "notice error" }, e.describe ? e.describe() : String(e))];
   }
+  if (mine !== routed) return;
+  show(nodes);
+  main.dataset.hash = location.hash;
+  main.setAttribute("aria-busy", "false");
 }
 
 async function view(path, params) {
@@ -101,7 +107,7 @@ async function view(path, params) {
     const match = pattern.exec(path);
     if (match) return render(params, ...match.slice(1).map(Number));
   }
-  show(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Overview")));
+  return [h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Overview"))];
 }
 
 function markCurrent(path) {

@@ -10,7 +10,7 @@ const HEIGHT = 220;
 const PAD = { top: 12, right: 52, bottom: 28, left: 44 };
 const OUTCOMES = ["succeeded", "retried", "failed"];
 
-/// The periods a reader can pick: [label, seconds back, interval].
+// The periods a reader can pick: [label, seconds back, interval].
 export const PERIODS = [
   ["Last hour, by minute", 3600, 60],
   ["Last 24 hours, by hour", 86400, 3600],
@@ -18,7 +18,7 @@ export const PERIODS = [
   ["Last 30 days, by day", 30 * 86400, 86400],
 ];
 
-/// A chart of one webhook (or of the account, webhookId 0) with a period picker.
+// A chart of one webhook (or of the account, webhookId 0) with a period picker.
 export function healthChart(webhookId, heading) {
   const holder = h("div", { class: "chart-body" }, h("p", { class: "muted" }, "Loading…"));
   const picker = select({ name: "period", "aria-label": "Period" },
@@ -29,6 +29,7 @@ export function healthChart(webhookId, heading) {
     const buckets = await call("getDeliveryStats",
       { webhook_id: webhookId, since: until - back, until, interval });
     holder.replaceChildren(...drawStats(buckets, interval));
+    holder.dataset.interval = interval; // which period is drawn (tests wait for it)
   };
   picker.addEventListener("change", () => load().catch(showError(holder)));
   load().catch(showError(holder));
@@ -40,7 +41,7 @@ function showError(holder) {
   return (e) => holder.replaceChildren(h("p", { class: "notice error" }, e.describe ? e.describe() : String(e)));
 }
 
-/// The chart, its legend and summary, and the table of its numbers.
+// The chart, its legend and summary, and the table of its numbers.
 export function drawStats(buckets, interval) {
   const totals = sum(buckets);
   const summary = `${totals.succeeded} delivered, ${totals.retried} retried, ${totals.failed} failed in ${totals.attempts} attempts` +
@@ -84,7 +85,7 @@ function plot(buckets, interval, summary) {
     timeLabels(buckets, interval, x, step));
 }
 
-/// The top of a scale: at least `n`, a round number, even (so the middle line is whole).
+// The top of a scale: at least `n`, a round number, even (so the middle line is whole).
 function roundUp(n) {
   const power = 10 ** Math.floor(Math.log10(Math.max(n, 2)));
   return [1, 2, 4, 6, 8, 10].map((m) => m * power).find((top) => top >= Math.max(n, 2));

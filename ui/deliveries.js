@@ -8,7 +8,7 @@ import { action, ask, badge, facts, field, filters, h, hrefWith, notify, pager, 
 const PAGE = 50;
 const STATUSES = ["pending", "succeeded", "failed", "cancelled"];
 
-/// Deliveries as a table; `names` maps webhook ids to their names where known.
+// Deliveries as a table; `names` maps webhook ids to their names where known.
 export function deliveryTable(rows, names = {}) {
   return table("Deliveries", [
     ["Delivery", (d) => h("a", { href: `#/deliveries/${d.id}` }, `#${d.id}`)],
@@ -26,11 +26,11 @@ function lastAnswer(d) {
   return d.last_error || `HTTP ${d.last_status_code}`;
 }
 
-/// A local date and time (as <input type=datetime-local> writes it) in epoch seconds.
+// A local date and time (as <input type=datetime-local> writes it) in epoch seconds.
 const epoch = (local) => Math.floor(new Date(local).getTime() / 1000);
 
-/// The search criteria the filter's query asks for (values go to the API as typed: it says
-/// what is wrong with them).
+// The search criteria the filter's query asks for (values go to the API as typed: it says
+// what is wrong with them).
 function criteriaOf(params) {
   const criteria = [];
   const add = (name, fieldName, operator, value = params.get(name)) => {
@@ -53,7 +53,7 @@ export async function list(params) {
     call("searchWebhooks", { limit: 500, sort_by: "name", sort_order: "ASC" }),
   ]);
   const names = Object.fromEntries(webhooks.map((w) => [w.id, w.name]));
-  show(
+  return [
     h("h1", {}, "Deliveries"),
     filters("/deliveries", "Filter deliveries",
       field("Status", select({ name: "status" }, [["", "any"], ...STATUSES], params.get("status"))),
@@ -66,11 +66,11 @@ export async function list(params) {
       h("p", { class: "count" }, `${total} ${total === 1 ? "delivery" : "deliveries"}`),
       session.full ? retryMatching(criteria, params) : null),
     deliveryTable(rows, names),
-    pager(total, offset, PAGE, (o) => hrefWith("/deliveries", params, { offset: o })));
+    pager(total, offset, PAGE, (o) => hrefWith("/deliveries", params, { offset: o }))];
 }
 
-/// retryDeliveries with the filter's criteria: every failed delivery it matches (cancelled
-/// ones too when the filter names that status), of active webhooks.
+// retryDeliveries with the filter's criteria: every failed delivery it matches (cancelled
+// ones too when the filter names that status), of active webhooks.
 function retryMatching(criteria, params) {
   return action("Retry all failed that match", async () => {
     const which = params.get("status") === "cancelled" ? "cancelled" : "failed";
@@ -79,7 +79,7 @@ function retryMatching(criteria, params) {
       "Retry them");
     if (!sure) return;
     const queued = await call("retryDeliveries", { search_criteria: criteria });
-    await list(params);
+    show(await list(params));
     notify(`${queued} ${queued === 1 ? "delivery" : "deliveries"} queued again.`);
   }, { class: "retry-all" });
 }
@@ -89,12 +89,12 @@ export async function detail(params, id) {
   // The webhook's name, unless it was deleted since (then its id is all there is).
   const [webhook] = await call("searchWebhooks", { search_criteria: [["id", "exactly", d.webhook_id]] });
   const retryable = d.status === "failed" || d.status === "cancelled";
-  show(
+  return [
     h("p", { class: "crumbs" }, h("a", { href: "#/deliveries" }, "Deliveries")),
     h("h1", {}, `Delivery #${d.id} `, badge(d.status)),
     session.full && retryable ? h("div", { class: "actions" }, action("Retry now", async () => {
       await call("retryDelivery", { delivery_id: id });
-      await detail(params, id);
+      show(await detail(params, id));
       notify("Queued again: it is sent at once.");
     }, { class: "primary retry" })) : null,
     facts([
@@ -106,7 +106,7 @@ export async function detail(params, id) {
       ["Last error", d.last_error || "none"],
       ["Created", when(d.creation_time)],
     ]),
-    h("section", { class: "card" }, h("h2", {}, "Attempts"), attemptTable(d.attempts)));
+    h("section", { class: "card" }, h("h2", {}, "Attempts"), attemptTable(d.attempts))];
 }
 
 function attemptTable(attempts) {

@@ -3,13 +3,13 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 
-/// An element: `h("a", {href: "#/"}, "text", child, [more], null)`. Attributes named on… are
-/// event handlers; `class` and `for` are the HTML names.
+// An element: `h("a", {href: "#/"}, "text", child, [more], null)`. Attributes named on… are
+// event handlers; `class` and `for` are the HTML names.
 export function h(tag, attrs = {}, ...children) {
   return build(document.createElement(tag), attrs, children);
 }
 
-/// An SVG element, as `h` builds HTML ones.
+// An SVG element, as `h` builds HTML ones.
 export function s(tag, attrs = {}, ...children) {
   return build(document.createElementNS(SVG, tag), attrs, children);
 }
@@ -29,8 +29,8 @@ function build(element, attrs, children) {
 
 let shown = false;
 
-/// Replaces the page's content. After the first page, focus moves to the new heading, as a page
-/// load would put a screen reader there; the first page leaves focus at the start (skip link).
+// Replaces the page's content. After the first page, focus moves to the new heading, as a page
+// load would put a screen reader there; the first page leaves focus at the start (skip link).
 export function show(...nodes) {
   const main = document.getElementById("main");
   main.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== false));
@@ -42,20 +42,20 @@ export function show(...nodes) {
   shown = true;
 }
 
-/// A message for the user in the live region (read out by screen readers).
+// A message for the user in the live region (read out by screen readers).
 export function notify(text, kind = "ok") {
   const area = document.getElementById("notice");
   area.replaceChildren(text ? h("p", { class: `notice ${kind}` }, text) : "");
 }
 
-/// Epoch seconds as a <time>, in the reader's time zone.
+// Epoch seconds as a <time>, in the reader's time zone.
 export function when(seconds) {
   if (seconds === null || seconds === undefined) return h("span", { class: "muted" }, "never");
   const date = new Date(seconds * 1000);
   return h("time", { datetime: date.toISOString() }, date.toLocaleString());
 }
 
-/// A table in a scrolling wrapper (phones); `columns` are [heading, row => cell content].
+// A table in a scrolling wrapper (phones); `columns` are [heading, row => cell content].
 export function table(caption, columns, rows, empty = "Nothing here yet.") {
   if (!rows.length) return h("p", { class: "muted" }, empty);
   return h("div", { class: "table-wrap" },
@@ -65,7 +65,7 @@ export function table(caption, columns, rows, empty = "Nothing here yet.") {
       h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(row))))))));
 }
 
-/// Name/value pairs as a definition list.
+// Name/value pairs as a definition list.
 export function facts(pairs) {
   return h("dl", { class: "facts" },
     pairs.filter(Boolean).map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]));
@@ -75,12 +75,12 @@ export function badge(text, kind = text) {
   return h("span", { class: `badge ${kind}` }, text);
 }
 
-/// Pretty JSON, as text.
+// Pretty JSON, as text.
 export function json(value) {
   return h("pre", { class: "json" }, JSON.stringify(value, null, 2));
 }
 
-/// A labelled control with a place for the API's message about it (310's data).
+// A labelled control with a place for the API's message about it (310's data).
 export function field(label, control, hint) {
   const id = control.getAttribute("id") || `f-${control.getAttribute("name")}`;
   control.setAttribute("id", id);
@@ -91,7 +91,7 @@ export function field(label, control, hint) {
     h("label", { for: id }, label), control, hintNode, error);
 }
 
-/// A <select> of `options` ([value, label] or value), with `selected` chosen.
+// A <select> of `options` ([value, label] or value), with `selected` chosen.
 export function select(attrs, options, selected) {
   return h("select", attrs, options.map((option) => {
     const [value, label] = Array.isArray(option) ? option : [option, option];
@@ -99,8 +99,8 @@ export function select(attrs, options, selected) {
   }));
 }
 
-/// Asks a question in the page's dialog; resolves to true when the user confirms. `body` may
-/// hold nodes; `ok` is the confirming button's label (null: a message with one button).
+// Asks a question in the page's dialog; resolves to true when the user confirms. `body` may
+// hold nodes; `ok` is the confirming button's label (null: a message with one button).
 export function ask(title, body, ok = "OK") {
   const dialog = document.getElementById("dialog");
   const okButton = document.getElementById("dialog-ok");
@@ -119,7 +119,7 @@ export function ask(title, body, ok = "OK") {
   });
 }
 
-/// "Previous / Next" links for a list of `total` rows shown `limit` at a time from `offset`.
+// "Previous / Next" links for a list of `total` rows shown `limit` at a time from `offset`.
 export function pager(total, offset, limit, hrefFor) {
   if (total <= limit) return null;
   const last = Math.min(offset + limit, total);
@@ -129,7 +129,7 @@ export function pager(total, offset, limit, hrefFor) {
     last < total ? h("a", { href: hrefFor(offset + limit) }, "Next →") : null);
 }
 
-/// A button that runs `action` once per click, disabled while it runs; failures are shown.
+// A button that runs `action` once per click, disabled while it runs; failures are shown.
 export function action(label, run, attrs = {}) {
   const button = h("button", { type: "button", ...attrs }, label);
   button.addEventListener("click", async () => {
@@ -147,19 +147,19 @@ export function action(label, run, attrs = {}) {
 
 let flashed = null;
 
-/// A message for the page the app goes to next (navigation clears the current one).
+// A message for the page the app goes to next (navigation clears the current one).
 export function flash(text, kind = "ok") {
   flashed = [text, kind];
 }
 
-/// Shows what was flashed for this page, or clears the last page's message.
+// Shows what was flashed for this page, or clears the last page's message.
 export function showFlashed() {
   notify(...(flashed || [""]));
   flashed = null;
 }
 
-/// A filter form for a list view: on submit, the app goes to `route` with the form's non-empty
-/// values as the query (so a filtered list has an address, and Back works).
+// A filter form for a list view: on submit, the app goes to `route` with the form's non-empty
+// values as the query (so a filtered list has an address, and Back works).
 export function filters(route, label, ...controls) {
   const form = h("form", { class: "filters", role: "search", "aria-label": label, novalidate: true },
     controls, h("div", { class: "actions" }, h("button", { class: "primary" }, "Show")));
@@ -174,7 +174,7 @@ export function filters(route, label, ...controls) {
   return form;
 }
 
-/// `#route?query` with `changes` applied to `params` (null removes one).
+// `#route?query` with `changes` applied to `params` (null removes one).
 export function hrefWith(route, params, changes) {
   const query = new URLSearchParams(params);
   for (const [name, value] of Object.entries(changes)) {

@@ -23,7 +23,7 @@ export async function list(params) {
   ]);
   const objects = Object.keys(session.catalog);
   const eventNames = [...new Set(["ping", ...Object.values(session.catalog).flat()])].sort();
-  show(
+  return [
     h("h1", {}, "Events"),
     filters("/events", "Filter events",
       field("Object", select({ name: "object" }, [["", "any"], ...objects], params.get("object"))),
@@ -39,7 +39,7 @@ export async function list(params) {
       ["Deliveries", (e) => e.delivery_count],
       ["Created", (e) => when(e.creation_time)],
     ], rows, "No events match."),
-    pager(total, offset, PAGE, (o) => hrefWith("/events", params, { offset: o })));
+    pager(total, offset, PAGE, (o) => hrefWith("/events", params, { offset: o }))];
 }
 
 export async function detail(params, id) {
@@ -49,7 +49,7 @@ export async function detail(params, id) {
   ]);
   const ids = [...new Set(deliveries.map((d) => d.webhook_id))];
   const webhooks = ids.length ? await call("searchWebhooks", { search_criteria: [["id", "in", ids]] }) : [];
-  show(
+  return [
     h("p", { class: "crumbs" }, h("a", { href: "#/events" }, "Events")),
     h("h1", {}, `Event #${e.id}: ${e.object}.${e.event}`),
     facts([
@@ -59,5 +59,5 @@ export async function detail(params, id) {
       ["Created", when(e.creation_time)],
     ]),
     h("section", { class: "card" }, h("h2", {}, "Data"), json(e.data)),
-    h("section", { class: "card" }, h("h2", {}, `Deliveries (${e.delivery_count})`), deliveryTable(deliveries, Object.fromEntries(webhooks.map((w) => [w.id, w.name])))));
+    h("section", { class: "card" }, h("h2", {}, `Deliveries (${e.delivery_count})`), deliveryTable(deliveries, Object.fromEntries(webhooks.map((w) => [w.id, w.name]))))];
 }

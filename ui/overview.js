@@ -14,14 +14,14 @@ export async function page() {
     count("countDeliveries", [["status", "exactly", "pending"]]),
     count("countDeliveries", [["status", "exactly", "failed"]]),
   ]);
-  show(
+  return [
     h("h1", {}, "Overview"),
     h("ul", { class: "tiles" },
       tile(webhooks, "webhooks", "#/webhooks"),
       tile(open, "open circuits", "#/webhooks?state=open"),
       tile(pending, "pending deliveries", "#/deliveries?status=pending"),
       tile(failed, "failed deliveries", "#/deliveries?status=failed")),
-    healthChart(0, "All webhooks: deliveries and latency"));
+    healthChart(0, "All webhooks: deliveries and latency")];
 }
 
 function tile(n, what, href) {

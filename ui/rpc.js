@@ -15,12 +15,12 @@ export class RpcError extends Error {
     this.data = data;
   }
 
-  /// 310's data: [{field, message}] (empty for other errors).
+  // 310's data: [{field, message}] (empty for other errors).
   get problems() {
     return this.code === 310 && Array.isArray(this.data) ? this.data : [];
   }
 
-  /// The API's own words, with their details.
+  // The API's own words, with their details.
   describe() {
     const details = this.problems.map((p) => `${p.field}: ${p.message}`);
     if (typeof this.data === "string") details.push(this.data);
@@ -35,12 +35,12 @@ export const key = {
   clear: () => sessionStorage.removeItem(KEY),
 };
 
-/// Calls `method` with params by name, the key first; resolves to its result.
+// Calls `method` with params by name, the key first; resolves to its result.
 export async function call(method, params = {}) {
   return send(method, { api_key: key.get(), ...params });
 }
 
-/// A call without a key (rpc.discover).
+// A call without a key (rpc.discover).
 export async function callWithoutKey(method) {
   return send(method, []);
 }
@@ -60,18 +60,18 @@ async function send(method, params) {
   return reply.result;
 }
 
-/// What the app learnt about the signed-in key and the server.
+// What the app learnt about the signed-in key and the server.
 export const session = {
-  /// A full key may change things; a standard key gets the read-only portal.
+  // A full key may change things; a standard key gets the read-only portal.
   full: false,
-  /// The server's catalog: object → its events (from rpc.discover).
+  // The server's catalog: object → its events (from rpc.discover).
   catalog: {},
 };
 
-/// Signs in: learns whether the key is valid and full, by asking the API. The API tells what a
-/// key may do only by refusing, so the probe is a full-level call that cannot change anything:
-/// editWebhook of webhook 0, which no account has. A full key hears 310 (no such id), a
-/// standard key 321, a bad key 300 (thrown).
+// Signs in: learns whether the key is valid and full, by asking the API. The API tells what a
+// key may do only by refusing, so the probe is a full-level call that cannot change anything:
+// editWebhook of webhook 0, which no account has. A full key hears 310 (no such id), a
+// standard key 321, a bad key 300 (thrown).
 export async function learnAccess() {
   try {
     await call("editWebhook", { webhook_id: 0, webhook_details: {} });
@@ -82,9 +82,9 @@ export async function learnAccess() {
   }
 }
 
-/// Reads the catalog from the OpenRPC document the server serves (its own, so an operator's
-/// catalog shows up here too): the events each object has are the if/then rules of
-/// WebhookDetailsNew.
+// Reads the catalog from the OpenRPC document the server serves (its own, so an operator's
+// catalog shows up here too): the events each object has are the if/then rules of
+// WebhookDetailsNew.
 export async function learnCatalog() {
   const doc = await callWithoutKey("rpc.discover");
   const rules = doc.components.schemas.WebhookDetailsNew.allOf || [];

@@ -3,25 +3,25 @@
 // rules live in one place (the server's validator).
 
 import { call, RpcError, session } from "./rpc.js";
-import { field, flash, h, select, show } from "./dom.js";
+import { field, flash, h, select } from "./dom.js";
 import { showSecretOnce } from "./webhooks.js";
 
 export async function create() {
-  showForm(null);
+  return formPage(null);
 }
 
 export async function edit(params, id) {
-  showForm(await call("getWebhookById", { webhook_id: id }));
+  return formPage(await call("getWebhookById", { webhook_id: id }));
 }
 
-function showForm(webhook) {
+function formPage(webhook) {
   const title = webhook ? `Edit ${webhook.name}` : "New webhook";
-  const form = webhookForm(webhook);
-  show(
+  return [
     h("p", { class: "crumbs" }, h("a", { href: webhook ? `#/webhooks/${webhook.id}` : "#/webhooks" },
       webhook ? webhook.name : "Webhooks")),
     h("h1", {}, title),
-    session.full ? form : h("p", { class: "notice error" }, "This key is read-only."));
+    session.full ? webhookForm(webhook) : h("p", { class: "notice error" }, "This key is read-only."),
+  ];
 }
 
 function webhookForm(w) {
@@ -89,8 +89,8 @@ async function submit(form, w, general) {
   }
 }
 
-/// The form as webhook_details: on an edit only what changed. Problems are what cannot even be
-/// sent (a header line without a colon, metadata that is no JSON).
+// The form as webhook_details: on an edit only what changed. Problems are what cannot even be
+// sent (a header line without a colon, metadata that is no JSON).
 function detailsOf(form, w) {
   const value = (name) => form.elements[name].value;
   const problems = [];
@@ -138,8 +138,8 @@ function metadataOf(textValue, problems) {
   }
 }
 
-/// auth as editWebhook takes it: given in full, null to remove it, or left out to keep it (the
-/// API never shows the password, so an empty password field means "unchanged").
+// auth as editWebhook takes it: given in full, null to remove it, or left out to keep it (the
+// API never shows the password, so an empty password field means "unchanged").
 function authOf(username, password, w) {
   if (!username && !password) return w?.auth ? null : undefined;
   if (w?.auth && username === w.auth.username && !password) return undefined;
@@ -155,8 +155,8 @@ function clearProblems(form, general) {
   for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
 }
 
-/// Each problem beside the field it names (`headers[0].name` is the headers field's); what
-/// names no field of the form goes above it, with `message`.
+// Each problem beside the field it names (`headers[0].name` is the headers field's); what
+// names no field of the form goes above it, with `message`.
 function showProblems(form, general, problems, message = "") {
   const unplaced = [];
   for (const problem of problems) {

@@ -27,7 +27,7 @@ export async function list(params) {
     call("searchWebhooks", { search_criteria: criteria, limit: PAGE, offset, sort_by: "id", sort_order: "ASC" }),
     call("countWebhooks", { search_criteria: criteria }),
   ]);
-  show(
+  return [
     h("div", { class: "title-row" }, h("h1", {}, "Webhooks"),
       session.full ? h("a", { class: "button primary", href: "#/webhooks/new" }, "New webhook") : null),
     filters("/webhooks", "Search webhooks",
@@ -44,7 +44,7 @@ export async function list(params) {
       ["Last success", (w) => when(w.last_success_time)],
       ["Last error", (w) => (w.last_error ? w.last_error.message : h("span", { class: "muted" }, "none"))],
     ], rows, criteria.length ? "No webhook matches." : "No webhooks yet."),
-    pager(total, offset, PAGE, (o) => hrefWith("/webhooks", params, { offset: o })));
+    pager(total, offset, PAGE, (o) => hrefWith("/webhooks", params, { offset: o }))];
 }
 
 function state(w) {
@@ -57,11 +57,11 @@ export async function detail(params, id) {
     call("getWebhookById", { webhook_id: id }),
     call("searchDeliveries", { search_criteria: [["webhook_id", "exactly", id]], limit: 10, sort_by: "id", sort_order: "DESC" }),
   ]);
-  show(
+  return [
     h("p", { class: "crumbs" }, h("a", { href: "#/webhooks" }, "Webhooks")),
     h("h1", {}, w.name),
     h("p", { class: "lead" }, h("span", { class: "url" }, w.url), " ", state(w)),
-    session.full ? controls(w, () => detail(params, id)) : null,
+    session.full ? controls(w, async () => show(await detail(params, id))) : null,
     h("section", { class: "card" }, h("h2", {}, "Health"), facts([
       ["Circuit", w.circuit_state === "open" ? badge("open", "failed") : badge("closed", "succeeded")],
       ["Consecutive failures", w.consecutive_failures],
@@ -71,7 +71,7 @@ export async function detail(params, id) {
     healthChart(id, "Deliveries and latency"),
     h("section", { class: "card" }, h("h2", {}, "Recent deliveries"), deliveryTable(recent, { [w.id]: w.name }),
       h("p", {}, h("a", { href: `#/deliveries?webhook=${w.id}` }, "All deliveries of this webhook"))),
-    h("section", { class: "card" }, h("h2", {}, "Settings"), settings(w)));
+    h("section", { class: "card" }, h("h2", {}, "Settings"), settings(w))];
 }
 
 function settings(w) {
@@ -88,7 +88,7 @@ function settings(w) {
   ]);
 }
 
-/// What a full key may do to the webhook; `refresh` shows the page again afterwards.
+// What a full key may do to the webhook; `refresh` shows the page again afterwards.
 function controls(w, refresh) {
   const done = async (message) => {
     await refresh();
@@ -118,7 +118,7 @@ async function rotate(w, refresh) {
   await showSecretOnce("New signing secret", secret);
 }
 
-/// A secret, shown once in a dialog, for the user to copy to their receiver.
+// A secret, shown once in a dialog, for the user to copy to their receiver.
 export function showSecretOnce(title, secret) {
   return ask(title, [h("p", {}, "Copy it to your receiver now; this dialog shows it once."),
     h("p", {}, h("code", { class: "secret-value" }, secret))], null);

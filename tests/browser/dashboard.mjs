@@ -265,6 +265,9 @@ async function fullKeySession(browser, server, receiver) {
   check(bars.some((c) => c.includes("failed")) && bars.some((c) => c.includes("retried")),
     "the chart shows retried and failed deliveries");
   check(await page.$$eval("svg.plot .latency", (l) => l.length) > 0, "the chart shows latency");
+  await page.select(".chart select", "0");
+  await page.waitForSelector('.chart-body[data-interval="60"] svg.plot rect.bar.failed');
+  check(true, "the chart redraws by the minute when the last hour is picked");
   await shot(page, "08-webhook-health-chart");
 
   // An event with data, and its deliveries.
@@ -286,9 +289,39 @@ async function fullKeySession(browser, server, receiver) {
   await shot(page, "11-phone-webhooks");
 
   // (The fragment of /ui/#key=… is the browser's: it is not part of what is sent.)
+  await page.setViewport({ width: 1280, height: 900 });
+  await manageWebhook(page, ok);
+  await go(page, `#/webhooks/${flaky.id}`);
+  await page.click("button.delete");
+  await confirmDialog(page);
+  await waitText(page, "#notice", "Deleted Flaky");
+  check(!(await mainText(page)).includes("Flaky"), "a deleted webhook leaves the list");
+
   check(!urls.some((u) => u.split("#")[0].includes(server.key)), "no request ever carried the key in its URL");
   await page.close();
   return { ok, flaky };
+}
+
+/// Edit, deactivate and activate, rotate: each through its control on the webhook's page.
+async function manageWebhook(page, webhook) {
+  await go(page, `#/webhooks/${webhook.id}/edit`);
+  await fillWebhookForm(page, { description: "orders from the shop" });
+  await page.click("form.webhook-form button.primary");
+  await waitText(page, "#notice", "Saved");
+  await waitText(page, "main .facts", "orders from the shop");
+  await page.click("button.toggle");
+  await waitText(page, "#notice", "Deactivated");
+  check(await page.$eval("main .lead", (l) => l.textContent.includes("inactive")), "deactivated, and shown so");
+  await page.click("button.toggle");
+  await waitText(page, "#notice", "Activated");
+  await page.click("button.rotate");
+  await page.waitForSelector("#dialog[open]");
+  await page.click("#dialog-ok"); // the question; the same dialog then shows the secret
+  await page.waitForSelector("#dialog[open] .secret-value");
+  const rotated = await page.$eval(".secret-value", (e) => e.textContent);
+  check(rotated.startsWith("whsec_") && rotated !== webhook.secret, "a rotated secret is shown once, and new");
+  await page.click("#dialog-ok");
+  check(!(await mainText(page)).includes(rotated), "the page does not show the rotated secret");
 }
 
 async function standardKeySession(browser, server, hooks) {
