@@ -421,8 +421,9 @@ pub struct CircuitPolicy {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Delivery statistics (`getDeliveryStats`): kept per webhook as each attempt is recorded, so a
-// question about a day costs a day's worth of rows, however many deliveries it saw.
+// Delivery statistics (`getDeliveryStats`): kept per webhook and per account as each attempt
+// is recorded, so a question about a day costs a day's worth of rows, however many deliveries
+// (or webhooks) it saw.
 
 /// The lengths (seconds) of the periods attempts are counted in: a minute for short intervals,
 /// an hour for intervals of whole hours. Every attempt is counted once in each.
@@ -441,7 +442,7 @@ pub fn latency_class(duration_ms: i64) -> i64 {
     (((ms >> shift) + 1) << shift) - 1
 }
 
-/// What one attempt adds to the statistics of its webhook.
+/// What one attempt adds to the statistics of its webhook and its account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptTally {
     /// Epoch seconds of the attempt.

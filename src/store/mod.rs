@@ -154,9 +154,11 @@ delegate! {
     /// Failed (and, `with_cancelled`, cancelled) deliveries matching the criteria, of active
     /// webhooks, are due again now; returns how many.
     fn retry_deliveries(&self, account_id: i64, criteria: Criteria, with_cancelled: bool) -> Result<i64, ApiError>;
-    /// `getDeliveryStats`: the account's attempts (or one webhook's) counted in periods of
-    /// `query.span` starting in `from..until`, summed per bucket of `interval` (bucket 0 starts
-    /// at `from`) and latency class; a (bucket, class) pair without attempts has no cell.
+    /// `getDeliveryStats`: the account's attempts (or one of its webhooks') counted in periods
+    /// of `query.span` starting in `from..until`, summed per bucket of `interval` (bucket 0
+    /// starts at `from`) and latency class; a (bucket, class) pair without attempts has no cell.
+    /// `record_outcome` keeps the counts: per attempt, one row per span for its webhook and one
+    /// for its account.
     fn delivery_stats(&self, account_id: i64, query: StatsQuery) -> Result<Vec<StatsCell>, ApiError>;
 
     /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook.

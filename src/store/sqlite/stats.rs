@@ -1,46 +1,56 @@
-//! `getDeliveryStats` on SQLite: each recorded attempt adds to its webhook's rows of
-//! `attempt_stats` (one per span), and a question sums the rows of its period per bucket and
-//! latency class. The API turns those sums into buckets and percentiles.
+//! `getDeliveryStats` on SQLite: each recorded attempt adds to rows of `attempt_stats` (its
+//! webhook's and its account's, one per span), and a question sums the rows of its period per
+//! bucket and latency class. The API turns those sums into buckets and percentiles.
 
 use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{AttemptTally, StatsCell, StatsQuery, STATS_SPANS};
 use rusqlite::{params, Connection};
 
-/// Adds one attempt to its webhook's row of each span, in the transaction that records it.
+/// The `webhook_id` of an account's own rows: the sums over all its webhooks, deleted ones
+/// included, so an account-wide question reads one set of rows however many webhooks it has.
+const ACCOUNT_ROW: i64 = 0;
+
+/// Adds one attempt to the rows of its webhook and of its account, for each span, in the
+/// transaction that records it.
 pub(super) fn count_attempt(
     conn: &Connection,
     webhook_id: i64,
     tally: &AttemptTally,
 ) -> Result<(), ApiError> {
+    let account_id: i64 = conn
+        .prepare_cached("SELECT account_id FROM webhooks WHERE id = ?1")?
+        .query_row([webhook_id], |r| r.get(0))?;
     let mut add = conn.prepare_cached(
-        "INSERT INTO attempt_stats
-           (webhook_id, span, start, latency_class, attempts, succeeded, retried, failed)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7)
-         ON CONFLICT (webhook_id, span, start, latency_class) DO UPDATE SET
+        "INSERT INTO attempt_stats (account_id, webhook_id, span, start, latency_class,
+           attempts, succeeded, retried, failed)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)
+         ON CONFLICT (account_id, webhook_id, span, start, latency_class) DO UPDATE SET
            attempts = attempts + 1,
            succeeded = succeeded + excluded.succeeded,
            retried = retried + excluded.retried,
            failed = failed + excluded.failed",
     )?;
     for span in STATS_SPANS {
-        add.execute(params![
-            webhook_id,
-            span,
-            tally.time - tally.time.rem_euclid(span),
-            tally.latency_class,
-            tally.succeeded,
-            tally.retried,
-            tally.failed
-        ])?;
+        for row in [webhook_id, ACCOUNT_ROW] {
+            add.execute(params![
+                account_id,
+                row,
+                span,
+                tally.time - tally.time.rem_euclid(span),
+                tally.latency_class,
+                tally.succeeded,
+                tally.retried,
+                tally.failed
+            ])?;
+        }
     }
     Ok(())
 }
 
 impl Sqlite {
-    /// The sums of the account's (or one of its webhooks') rows of `query.span` starting in
-    /// `from..until`, per bucket of `interval` and latency class. Reads one index range per
-    /// webhook: rows of the period only, never the deliveries themselves.
+    /// The sums of the rows of the account (or of one of its webhooks) for `query.span`
+    /// starting in `from..until`, per bucket of `interval` and latency class: one index range.
     pub async fn delivery_stats(
         &self,
         account_id: i64,
@@ -48,24 +58,17 @@ impl Sqlite {
     ) -> Result<Vec<StatsCell>, ApiError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT (start - ?3) / ?5 AS bucket, latency_class,
+                "SELECT (start - ?4) / ?6 AS bucket, latency_class,
                    sum(attempts), sum(succeeded), sum(retried), sum(failed)
                  FROM attempt_stats
-                 WHERE webhook_id IN
-                     (SELECT id FROM webhooks WHERE account_id = ?1 AND (?2 IS NULL OR id = ?2))
-                   AND span = ?6 AND start >= ?3 AND start < ?4
+                 WHERE account_id = ?1 AND webhook_id = ?2 AND span = ?3
+                   AND start >= ?4 AND start < ?5
                  GROUP BY bucket, latency_class",
             )?;
             let q = query;
+            let row = q.webhook_id.unwrap_or(ACCOUNT_ROW);
             let cells = stmt.query_map(
-                params![
-                    account_id,
-                    q.webhook_id,
-                    q.from,
-                    q.until,
-                    q.interval,
-                    q.span
-                ],
+                params![account_id, row, q.span, q.from, q.until, q.interval],
                 |r| {
                     Ok(StatsCell {
                         bucket: r.get(0)?,
