@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces BENCHMARKS.md:  bench/run.sh [rpc|delivery|latency|single|connections|memory|unscraped|all]
+# Reproduces BENCHMARKS.md:  bench/run.sh [rpc|delivery|latency|single|connections|memory|unscraped|stats|all]
 # Needs Debian's wrk for the rpc part (apt-get install wrk). Prints markdown tables on stdout,
 # progress on stderr. BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS tune the wrk runs.
 set -euo pipefail
