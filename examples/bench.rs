@@ -14,6 +14,8 @@
 //! - `single`: one webhook, one event per request, events published by `addEvent` one at a
 //!   time from 32 callers: deliveries/s, and the most requests the receiver had in hand at once.
 //!
+//! - `stats`: getDeliveryStats on an account with 1M deliveries (`bench/stats.rs`).
+//!
 //! Tunables (environment): `BENCH_SECONDS` per wrk run and for the latency run (10),
 //! `BENCH_ROUNDS` (3), `BENCH_CONNECTIONS` (32), `BENCH_WEBHOOKS` for the delivery runs
 //! (1,10,100), `BENCH_SOAK` seconds of `unscraped` (60), `HOOKRPC_BIN` (target/release/hookrpc).
@@ -33,6 +35,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+#[path = "bench/stats.rs"]
+mod stats;
+
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[tokio::main]
@@ -47,6 +52,7 @@ async fn main() {
         "unscraped" => unscraped().await,
         "connections" => connections().await,
         "single" => single(settings.seconds).await,
+        "stats" => stats::stats().await,
         "all" => {
             rpc(&settings).await;
             delivery(&settings).await;
@@ -54,9 +60,10 @@ async fn main() {
             connections().await;
             memory().await;
             unscraped().await;
+            stats::stats().await;
         }
         other => {
-            eprintln!("usage: bench [rpc|delivery|latency|memory|unscraped|connections|single|all] (not {other:?})");
+            eprintln!("usage: bench [rpc|delivery|latency|memory|unscraped|connections|single|stats|all] (not {other:?})");
             std::process::exit(2);
         }
     }
@@ -173,6 +180,11 @@ impl Hookrpc {
 
     fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// The SQLite file (the modes that write into it directly run on SQLite only).
+    fn db(&self) -> PathBuf {
+        PathBuf::from(&self.db)
     }
 
     /// A key of another account, made with `hookrpc key add` beside the running server.

@@ -14,4 +14,5 @@ pub mod model;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod ui;
 pub mod validate;

@@ -1,13 +1,15 @@
 //! Builds the jsonrpsee server and the HTTP layer in front of it: `/health`, `/metrics`, the
-//! body limit (413), the Vision6 dialect rewrite, and transport the way PHP servers do it: any
-//! POST is a call whatever its Content-Type, every reply is `application/json; charset=utf-8`,
-//! and transport faults (405, 413) say why in JSON.
+//! dashboard under `/ui/`, the body limit (413), the Vision6 dialect rewrite, and transport the
+//! way PHP servers do it: any POST (but to the dashboard) is a call whatever its Content-Type,
+//! every reply is `application/json; charset=utf-8`, and transport faults (405, 413) say why in
+//! JSON.
 
 use crate::api::{self, App};
 use crate::dialect::{self, Prepared};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::store::Store;
+use crate::ui;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -108,7 +110,15 @@ async fn handle<S>(front: Front, mut inner: S, req: HttpRequest) -> Result<HttpR
 where
     S: Service<HttpRequest, Response = HttpResponse, Error = BoxError>,
 {
-    match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    if ui::owns(path) {
+        // The dashboard's paths are never calls, whatever the verb (API.md §1).
+        return Ok(match *req.method() {
+            Method::GET | Method::HEAD => ui::get(path, req.headers()),
+            _ => not_allowed("the dashboard under /ui/ is read with GET", "GET, HEAD"),
+        });
+    }
+    match (req.method(), path) {
         // HEAD too (the contract names both): hyper sends a HEAD reply's headers only.
         (&Method::GET | &Method::HEAD, "/health") => return Ok(health(&front.store).await),
         (&Method::GET, "/metrics") => return Ok(metrics_page(&front.store).await),
@@ -118,7 +128,10 @@ where
             // 405, which becomes ours in JSON.
             let response = inner.call(req).await?;
             if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-                return Ok(not_allowed());
+                return Ok(not_allowed(
+                    "JSON-RPC calls are POST requests; GET serves /health, /metrics and /ui/ only",
+                    "POST",
+                ));
             }
             return Ok(response);
         }
@@ -243,13 +256,11 @@ fn too_large(limit: usize) -> HttpResponse {
     )
 }
 
-fn not_allowed() -> HttpResponse {
-    let mut response = transport_fault(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "JSON-RPC calls are POST requests; GET serves /health and /metrics only",
-    );
+/// 405, saying `why` and which verbs the path takes.
+fn not_allowed(why: &str, allow: &'static str) -> HttpResponse {
+    let mut response = transport_fault(StatusCode::METHOD_NOT_ALLOWED, why);
     response
         .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }

@@ -18,6 +18,7 @@ const TABLES: &[&str] = &[
     "deliveries",
     "attempts",
     "delivery_attempts",
+    "attempt_stats",
 ];
 
 fn migrate(from: &str, to: &str) -> std::process::Output {

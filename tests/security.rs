@@ -83,6 +83,18 @@ async fn no_method_lets_one_account_see_or_touch_another_accounts_objects() {
             "countWebhooks" | "countEvents" | "countDeliveries" => {
                 assert_eq!(server.ok(name, json!([b])).await, 0, "{name}");
             }
+            "getDeliveryStats" => {
+                assert_eq!(
+                    server.err(name, by_id(&owned.webhook)).await.0,
+                    350,
+                    "{name}"
+                );
+                // B's account-wide statistics count none of A's attempts.
+                let b_sees = server.ok(name, json!([b])).await;
+                assert_eq!(bucket_sum(&b_sees, "attempts"), 0, "{name}");
+                let a_sees = server.ok(name, json!([a])).await;
+                assert_eq!(bucket_sum(&a_sees, "attempts"), 1, "{name}: A's own");
+            }
             "retryDeliveries" => {
                 let anything = json!([["status", "in", "failed,cancelled"]]);
                 assert_eq!(server.ok(name, json!([b, anything])).await, 0, "{name}");

@@ -7,6 +7,7 @@
 mod auth;
 mod deliveries;
 mod events;
+mod stats;
 mod webhooks;
 
 pub use auth::{Gate, KEY_CACHE_TTL};
@@ -147,6 +148,13 @@ pub const METHODS: &[Method] = &[
         2,
         Full,
         deliveries::retry_matching
+    ),
+    method!(
+        "getDeliveryStats",
+        &["api_key", "webhook_id", "since", "until", "interval"],
+        1,
+        Standard,
+        stats::get
     ),
 ];
 

@@ -18,6 +18,7 @@ pub const TABLES: &[&str] = &[
     "deliveries",
     "attempts",
     "delivery_attempts",
+    "attempt_stats",
 ];
 
 /// Rows as column → value.

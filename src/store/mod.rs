@@ -14,7 +14,7 @@ pub use fields::{DELIVERY_FIELDS, EVENT_FIELDS, WEBHOOK_FIELDS};
 use crate::error::ApiError;
 use crate::model::{
     Access, Caller, CircuitPolicy, Claim, DeliveryRecord, EventRecord, Events, NewEvent, Outcome,
-    Room, WebhookRecord, WebhookSettings,
+    Room, StatsCell, StatsQuery, WebhookRecord, WebhookSettings,
 };
 use crate::search::Criteria;
 use rand::RngCore;
@@ -267,10 +267,17 @@ delegate! {
     /// Failed (and, `with_cancelled`, cancelled) deliveries matching the criteria, of active
     /// webhooks, are due again now; returns how many.
     fn retry_deliveries(&self, account_id: i64, criteria: Criteria, with_cancelled: bool) -> Result<i64, ApiError>;
+    /// `getDeliveryStats`: the account's attempts (or one of its webhooks') counted in periods
+    /// of `query.span` starting in `from..until`, summed per bucket of `interval` (bucket 0
+    /// starts at `from`) and latency class; a (bucket, class) pair without attempts has no cell.
+    /// `record_outcome` keeps the counts: per attempt, one row per span for its webhook and one
+    /// for its account.
+    fn delivery_stats(&self, account_id: i64, query: StatsQuery) -> Result<Vec<StatsCell>, ApiError>;
 
     /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook.
     fn claim_due(&self, limit: usize, room: Room, lease_ms: i64, circuit: CircuitPolicy) -> Result<Vec<Claim>, ApiError>;
-    /// Records one attempt for every delivery it carried, and what the webhook learnt.
+    /// Records one attempt for every delivery it carried, and what the webhook learnt; the
+    /// attempt is added to its webhook's statistics (`delivery_stats`) in the same transaction.
     fn record_outcome(&self, outcome: Outcome, circuit: CircuitPolicy) -> Result<(), ApiError>;
     /// Claimed deliveries that were not sent are due again now.
     fn release(&self, ids: Vec<i64>) -> Result<(), ApiError>;

@@ -2,7 +2,7 @@
 //! work a claim takes, what an attempt's outcome makes of each delivery it carried, and how a
 //! failure is described. Each backend's `queue.rs` applies them with its own SQL.
 
-use crate::model::Next;
+use crate::model::{latency_class, AttemptTally, Next, Outcome};
 
 /// What a claim takes of one webhook's due work.
 pub(crate) struct Share {
@@ -64,5 +64,26 @@ pub(crate) fn retried_statuses(with_cancelled: bool) -> &'static str {
     match with_cancelled {
         true => "'failed', 'cancelled'",
         false => "'failed'",
+    }
+}
+
+/// An attempt's statistics, before its deliveries are counted in with [`tally`].
+pub(crate) fn attempt_tally(o: &Outcome) -> AttemptTally {
+    AttemptTally {
+        time: o.time,
+        latency_class: latency_class(o.duration_ms),
+        succeeded: 0,
+        retried: 0,
+        failed: 0,
+    }
+}
+
+/// Counts a delivery the attempt carried by its status after it (as [`settle`] gave it):
+/// due again is a retry.
+pub(crate) fn tally(tally: &mut AttemptTally, status: &str) {
+    match status {
+        "succeeded" => tally.succeeded += 1,
+        "pending" => tally.retried += 1,
+        _ => tally.failed += 1,
     }
 }

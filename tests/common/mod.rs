@@ -733,3 +733,13 @@ pub fn serve_to_exit(db: &str, catalog: &str) -> (Option<i32>, String) {
 pub fn binary() -> &'static Path {
     Path::new(bin())
 }
+
+/// The sum of one member (`attempts`, `succeeded`, ...) over the buckets of getDeliveryStats.
+pub fn bucket_sum(buckets: &Value, member: &str) -> i64 {
+    buckets
+        .as_array()
+        .expect("an array of buckets")
+        .iter()
+        .map(|b| b[member].as_i64().expect("an integer member"))
+        .sum()
+}

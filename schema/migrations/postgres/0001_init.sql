@@ -1,4 +1,4 @@
--- hookrpc schema on PostgreSQL, version 1: the same tables as SQLite's migrations 1–5, so
+-- hookrpc schema on PostgreSQL, version 1: the same tables as SQLite's migrations 1–6, so
 -- every method behaves alike on both. Times shown by the API are epoch seconds; scheduling
 -- columns (*_ms) are epoch milliseconds. Every integer is BIGINT (the API's integers are
 -- 64-bit), and ids are `BY DEFAULT` identities so that `hookrpc migrate` can keep a SQLite
@@ -138,6 +138,22 @@ CREATE TABLE delivery_attempts (
     delivery_id BIGINT NOT NULL REFERENCES deliveries(id),
     attempt_id  BIGINT NOT NULL REFERENCES attempts(id),
     PRIMARY KEY (delivery_id, attempt_id)
+);
+
+-- getDeliveryStats reads counts kept as attempts are recorded (SQLite's migration 0006 says
+-- how): four rows per attempt, its webhook's and its account's (webhook_id 0), for the minute
+-- and the hour it was made in, in the class of its duration.
+CREATE TABLE attempt_stats (
+    account_id    BIGINT NOT NULL,
+    webhook_id    BIGINT NOT NULL,  -- 0: the account's total, deleted webhooks included
+    span          BIGINT NOT NULL,  -- the period's length in seconds: 60 or 3600
+    start         BIGINT NOT NULL,  -- the period's start, epoch seconds, a multiple of span
+    latency_class BIGINT NOT NULL,  -- upper bound (ms) of the attempts' duration class
+    attempts      BIGINT NOT NULL,
+    succeeded     BIGINT NOT NULL,
+    retried       BIGINT NOT NULL,
+    failed        BIGINT NOT NULL,
+    PRIMARY KEY (account_id, webhook_id, span, start, latency_class)
 );
 
 -- /health proves that the database takes writes by changing this row.

@@ -296,11 +296,13 @@ async fn record(
     .await?
     .try_get(0)?;
     let now = now_ms();
+    let mut tally = rules::attempt_tally(o);
     let mut ids = Vec::with_capacity(o.next.len());
     let mut statuses = Vec::with_capacity(o.next.len());
     let mut dues = Vec::with_capacity(o.next.len());
     for (id, next) in &o.next {
         let (status, due) = rules::settle(next, moved, o.deactivate, now);
+        rules::tally(&mut tally, status);
         ids.push(*id);
         statuses.push(status);
         dues.push(due);
@@ -325,6 +327,7 @@ async fn record(
         &[&ids, &statuses, &dues, &o.time, &status_code, &o.error],
     )
     .await?;
+    super::stats::count_attempt(c, o.webhook_id, &tally).await?;
     match &o.error {
         _ if moved => Ok(()),
         None => record_success(c, o).await,

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/sqlite/0003_claim_by_webhook.sql"),
     include_str!("../../../schema/migrations/sqlite/0004_write_probe.sql"),
     include_str!("../../../schema/migrations/sqlite/0005_multi_event_webhooks.sql"),
+    include_str!("../../../schema/migrations/sqlite/0006_attempt_stats.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

@@ -287,11 +287,14 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), 
     // again at once (at the new url), and the webhook's own record (its circuit, failures,
     // activity) is left to answers from its current url.
     let moved = current_url(conn, o.webhook_id)?.is_some_and(|url| url != o.url);
+    let mut tally = rules::attempt_tally(o);
     for (id, next) in &o.next {
         link.execute(params![id, attempt_id])?;
         let (status, due) = rules::settle(next, moved, o.deactivate, now_ms());
+        rules::tally(&mut tally, status);
         update.execute(params![id, status, due, o.time, o.status_code, o.error])?;
     }
+    super::stats::count_attempt(conn, o.webhook_id, &tally)?;
     match &o.error {
         _ if moved => Ok(()),
         None => record_success(conn, o),
