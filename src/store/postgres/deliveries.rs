@@ -141,7 +141,7 @@ impl Postgres {
             &tx,
             "SELECT d.status, w.is_active AND w.deleted_time IS NULL
              FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-             WHERE d.id = $1 AND d.account_id = $2 FOR UPDATE OF d",
+             WHERE d.id = $1 AND d.account_id = $2 FOR NO KEY UPDATE OF d",
             &[&id, &account_id],
         )
         .await?

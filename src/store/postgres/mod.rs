@@ -2,8 +2,13 @@
 //! one transaction on a pooled connection, answered after its commit (synchronous_commit is
 //! on: an acknowledgement survives a crash of the database server too); PostgreSQL's own
 //! group commit batches the concurrent ones. Work is handed between nodes through the
-//! database alone: claims lease rows with `FOR UPDATE SKIP LOCKED`, and a commit that queues
-//! work sends a `NOTIFY` that every node's engine `LISTEN`s for.
+//! database alone: claims lease rows with `FOR NO KEY UPDATE SKIP LOCKED`, and a commit that
+//! queues work sends a `NOTIFY` that every node's engine `LISTEN`s for.
+//!
+//! Every row lock is `FOR NO KEY UPDATE`, never `FOR UPDATE`: hookrpc never changes a key, and
+//! `FOR UPDATE` also conflicts with the `KEY SHARE` lock that each insert of a referencing row
+//! takes (a foreign key check), so recording an attempt would wait for every `addEvent`
+//! queueing deliveries for the same webhook, and the other way round.
 
 mod deliveries;
 mod events;
@@ -172,6 +177,36 @@ async fn row(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Ro
 async fn exec(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u64, ApiError> {
     let stmt = c.prepare_cached(sql).await?;
     Ok(c.execute(&stmt, params).await?)
+}
+
+/// How often a transaction PostgreSQL aborted to break a deadlock is run again.
+const DEADLOCK_RETRIES: usize = 3;
+
+/// Runs `transaction` again when PostgreSQL aborted it to break a deadlock (it rolled back,
+/// so running it again is safe): a rare cycle among concurrent outcomes of one webhook must
+/// cost a retry, not an outcome.
+async fn retry_on_deadlock<T, F, Fut>(mut transaction: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let mut tries = 1;
+    loop {
+        match transaction().await {
+            Err(e) if is_deadlock(&e) && tries < DEADLOCK_RETRIES => {
+                tracing::debug!(error = %e, "postgres: deadlock broken, running the transaction again");
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// True for the error PostgreSQL gives the transaction it aborts to break a deadlock (as the
+/// `From` below words it).
+fn is_deadlock(e: &ApiError) -> bool {
+    let code = tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED.code();
+    matches!(e, ApiError::Internal(cause) if cause.starts_with(&format!("postgres: {code}:")))
 }
 
 /// The cause an internal error carries, without the client-facing prefix.

@@ -1,5 +1,5 @@
 //! The delivery engine's queue on PostgreSQL, shared by every node: claim due work with a
-//! lease (`FOR UPDATE SKIP LOCKED`, so one delivery is in one node's hands at a time), record
+//! lease (`FOR NO KEY UPDATE SKIP LOCKED`, so one delivery is in one node's hands at a time), record
 //! what each attempt came to (and what its webhook's circuit learns), hand back what was not
 //! sent. The same rules as SQLite's `queue.rs`, in PostgreSQL's SQL.
 
@@ -70,7 +70,11 @@ async fn load_state(
         "SELECT url, headers, auth_username, auth_password, secret, previous_secret,
            previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time
          FROM webhooks WHERE id = $1{}",
-        if lock { " FOR UPDATE SKIP LOCKED" } else { "" }
+        if lock {
+            " FOR NO KEY UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
     );
     row_opt(c, &sql, &[&id])
         .await?
@@ -248,7 +252,7 @@ async fn claim_rows(
         c,
         "UPDATE deliveries SET due_ms = $3 WHERE id IN
            (SELECT id FROM deliveries WHERE webhook_id = $1 AND status = 'pending'
-              AND due_ms <= $2 ORDER BY due_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+              AND due_ms <= $2 ORDER BY due_ms, id LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED)
          RETURNING id, event_id, attempt_count - schedule_start",
         &[&webhook_id, &now, &lease_end, &(count as i64)],
     )
@@ -271,12 +275,15 @@ async fn record(
     o: &Outcome,
     circuit: CircuitPolicy,
 ) -> Result<(), ApiError> {
-    // The webhook's row first: outcomes of one webhook (from any node) are recorded one at a
-    // time, and every transaction that locks its row and some of its deliveries takes them in
-    // that order (a claim of an open circuit, an edit), so none waits on another in a cycle.
+    // A failure locks the webhook's row first: failures of one webhook (from any node) are
+    // recorded one at a time, and each takes the webhook before its deliveries, as a claim of
+    // an open circuit and an edit do (opening a circuit updates all its pending deliveries).
+    // A success takes no lock up front, so successes of one webhook are recorded side by side;
+    // one that must change the webhook's row after a failure may meet a failure in a cycle,
+    // which PostgreSQL breaks and `record_outcome` runs again.
     // If the webhook was moved to another url while the request was out, the answer speaks
     // for the old url only (see SQLite's `record` for the whole reasoning).
-    let moved = current_url(c, o.webhook_id)
+    let moved = current_url(c, o.webhook_id, o.error.is_some())
         .await?
         .is_some_and(|url| url != o.url);
     let status_code = o.status_code.map(i64::from);
@@ -335,15 +342,19 @@ async fn record(
     }
 }
 
-async fn current_url(c: &impl GenericClient, webhook_id: i64) -> Result<Option<String>, ApiError> {
-    row_opt(
-        c,
-        "SELECT url FROM webhooks WHERE id = $1 FOR UPDATE",
-        &[&webhook_id],
-    )
-    .await?
-    .map(|r| Ok(r.try_get(0)?))
-    .transpose()
+async fn current_url(
+    c: &impl GenericClient,
+    webhook_id: i64,
+    lock: bool,
+) -> Result<Option<String>, ApiError> {
+    let sql = match lock {
+        true => "SELECT url FROM webhooks WHERE id = $1 FOR NO KEY UPDATE",
+        false => "SELECT url FROM webhooks WHERE id = $1",
+    };
+    row_opt(c, sql, &[&webhook_id])
+        .await?
+        .map(|r| Ok(r.try_get(0)?))
+        .transpose()
 }
 
 /// A success closes the circuit, and what it held back is due at once.
@@ -356,10 +367,14 @@ async fn record_success(c: &impl GenericClient, o: &Outcome) -> Result<(), ApiEr
         &[&o.webhook_id, &now_ms()],
     )
     .await?;
+    // Only when something changes: a row lock held to the commit would make every success of
+    // the webhook wait for the one before it.
     exec(
         c,
         "UPDATE webhooks SET last_success_time = $2, consecutive_failures = 0,
-           circuit_state = 'closed', next_probe_ms = NULL WHERE id = $1",
+           circuit_state = 'closed', next_probe_ms = NULL
+         WHERE id = $1 AND (last_success_time IS DISTINCT FROM $2 OR consecutive_failures <> 0
+           OR circuit_state <> 'closed' OR next_probe_ms IS NOT NULL)",
         &[&o.webhook_id, &o.time],
     )
     .await?;
@@ -428,11 +443,14 @@ impl Postgres {
         outcome: Outcome,
         circuit: CircuitPolicy,
     ) -> Result<(), ApiError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        record(&tx, &outcome, circuit).await?;
-        tx.commit().await?;
-        Ok(())
+        super::retry_on_deadlock(|| async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            record(&tx, &outcome, circuit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Claimed deliveries that were not sent are due again now (graceful shutdown).

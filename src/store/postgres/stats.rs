@@ -6,8 +6,18 @@ use crate::error::ApiError;
 use crate::model::{AttemptTally, StatsCell, StatsQuery, STATS_SPANS};
 use deadpool_postgres::GenericClient;
 
-/// The `webhook_id` of an account's own rows (the sums over all its webhooks).
-const ACCOUNT_ROW: i64 = 0;
+/// The account's own rows (the sums over all its webhooks) are spread over this many rows per
+/// period and class, `webhook_id` -1 to -SHARDS, each webhook adding to one of them: a single
+/// row would be locked by every attempt of the account until its commit, and recording
+/// would go one attempt at a time across all the account's webhooks. A question about the
+/// account sums the shards (and `webhook_id` 0, SQLite's single account row, which
+/// `hookrpc migrate` copies as it is).
+const ACCOUNT_SHARDS: i64 = 16;
+
+/// The account row `webhook_id` adds to.
+fn account_shard(webhook_id: i64) -> i64 {
+    -1 - webhook_id.rem_euclid(ACCOUNT_SHARDS)
+}
 
 /// Adds one attempt to the rows of its webhook and of its account, for each span.
 pub(super) async fn count_attempt(
@@ -26,7 +36,10 @@ pub(super) async fn count_attempt(
         .iter()
         .flat_map(|&span| {
             let start = tally.time - tally.time.rem_euclid(span);
-            [(webhook_id, (span, start)), (ACCOUNT_ROW, (span, start))]
+            [
+                (webhook_id, (span, start)),
+                (account_shard(webhook_id), (span, start)),
+            ]
         })
         .unzip();
     rows(
@@ -64,23 +77,28 @@ impl Postgres {
         query: StatsQuery,
     ) -> Result<Vec<StatsCell>, ApiError> {
         let q = query;
-        let webhook = q.webhook_id.unwrap_or(ACCOUNT_ROW);
+        // One webhook's rows, or the account's (its shards and a copied row 0).
+        let (low, high) = match q.webhook_id {
+            Some(id) => (id, id),
+            None => (-ACCOUNT_SHARDS, 0),
+        };
         rows(
             &self.client().await?,
             "SELECT (start - $4) / $6 AS bucket, latency_class,
                sum(attempts)::bigint, sum(succeeded)::bigint, sum(retried)::bigint,
                sum(failed)::bigint
              FROM attempt_stats
-             WHERE account_id = $1 AND webhook_id = $2 AND span = $3
+             WHERE account_id = $1 AND webhook_id BETWEEN $2 AND $7 AND span = $3
                AND start >= $4 AND start < $5
              GROUP BY bucket, latency_class",
             &[
                 &account_id,
-                &webhook,
+                &low,
                 &q.span,
                 &q.from,
                 &q.until,
                 &q.interval,
+                &high,
             ],
         )
         .await?

@@ -1,5 +1,5 @@
 //! The SQL of the `webhooks` table. A read-merge-write (an edit, a rotation) locks the row it
-//! read (`FOR UPDATE`), so a call racing it on any node waits instead of being undone.
+//! read (`FOR NO KEY UPDATE`), so a call racing it on any node waits instead of being undone.
 
 use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
@@ -125,7 +125,7 @@ async fn refuse_overlap(
 async fn lock_account(c: &impl GenericClient, account_id: i64) -> Result<i64, ApiError> {
     Ok(row(
         c,
-        "SELECT live_webhooks FROM accounts WHERE id = $1 FOR UPDATE",
+        "SELECT live_webhooks FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
         &[&account_id],
     )
     .await?
@@ -170,7 +170,7 @@ pub(super) async fn load(
 ) -> Result<WebhookRecord, ApiError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2 AND deleted_time IS NULL{}",
-        if lock { " FOR UPDATE" } else { "" }
+        if lock { " FOR NO KEY UPDATE" } else { "" }
     );
     row_opt(c, &sql, &[&id, &account_id])
         .await?
