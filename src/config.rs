@@ -18,6 +18,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// How long finished history is kept: `None` keeps it for ever (`--retention 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s.trim() == "0" {
+        return Ok(Retention(None));
+    }
+    match parse_duration(s)? {
+        d if d.is_zero() => Ok(Retention(None)),
+        // Removal works in whole seconds (the times it compares are epoch seconds).
+        d if d < Duration::from_secs(1) => {
+            Err(format!("{s:?}: give 0 to keep everything, or at least 1s"))
+        }
+        d => Ok(Retention(Some(d))),
+    }
+}
+
 fn parse_schedule(s: &str) -> Result<Schedule, String> {
     if s.trim().is_empty() {
         return Ok(Schedule(Vec::new()));
@@ -95,6 +113,12 @@ pub struct Config {
     #[arg(long, env = "HOOKRPC_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long events, their deliveries and attempts are kept once every delivery of the
+    /// event is final (succeeded, failed or cancelled), and deleted webhooks once deleted;
+    /// then they are removed, in small batches, in the background. 0 keeps everything.
+    #[arg(long, env = "HOOKRPC_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub retention: Retention,
+
     /// Read-only database connections.
     #[arg(long, env = "HOOKRPC_READERS", default_value_t = 4)]
     pub readers: usize,
@@ -118,5 +142,21 @@ mod tests {
             Duration::from_millis(20)
         );
         assert!(parse_schedule("5x").is_err());
+    }
+
+    #[test]
+    fn retention_is_a_duration_of_a_second_or_more_or_0_for_ever() {
+        assert_eq!(parse_retention("0").unwrap(), Retention(None));
+        assert_eq!(parse_retention("0s").unwrap(), Retention(None));
+        assert_eq!(
+            parse_retention("30d").unwrap(),
+            Retention(Some(Duration::from_secs(30 * 86400)))
+        );
+        assert_eq!(
+            parse_retention("2s").unwrap(),
+            Retention(Some(Duration::from_secs(2)))
+        );
+        assert!(parse_retention("500ms").is_err());
+        assert!(parse_retention("forever").is_err());
     }
 }

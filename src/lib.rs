@@ -9,6 +9,7 @@ pub mod config;
 pub mod delivery;
 pub mod dialect;
 pub mod error;
+pub mod maintenance;
 pub mod metrics;
 pub mod model;
 pub mod search;

@@ -8,7 +8,7 @@ use hookrpc::delivery;
 use hookrpc::error::ApiError;
 use hookrpc::model::Access;
 use hookrpc::store::{self, Purpose, Store};
-use hookrpc::{metrics, server};
+use hookrpc::{maintenance, metrics, server};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -233,6 +233,7 @@ async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
     }
     let engine = delivery::start(store.clone(), config.clone())
         .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
+    let retention = maintenance::start(store.clone(), config.retention);
     let app = Arc::new(App {
         store,
         gate: Gate::new(config.max_concurrent_calls),
@@ -245,6 +246,9 @@ async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
     tracing::info!("shutting down: no new calls, finishing deliveries in flight");
     let _ = handle.stop();
     handle.stopped().await;
+    if let Some(retention) = retention {
+        retention.abort(); // a batch cut short is rolled back or already committed
+    }
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())

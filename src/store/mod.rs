@@ -6,6 +6,7 @@
 pub mod copy;
 mod fields;
 mod postgres;
+pub mod retention;
 mod sqlite;
 
 pub use fields::{DELIVERY_FIELDS, EVENT_FIELDS, WEBHOOK_FIELDS};
@@ -277,4 +278,10 @@ delegate! {
     fn next_due_ms(&self, after: i64) -> Result<Option<i64>, ApiError>;
     /// For /metrics: pending deliveries, the age of the oldest (s), open circuits.
     fn queue_stats(&self) -> Result<(i64, i64, i64), ApiError>;
+
+    /// Retention: one batch of a pass over events created before `cutoff` (epoch seconds),
+    /// starting after event `after` (see store/retention.rs for the rule).
+    fn remove_expired(&self, after: i64, cutoff: i64) -> Result<retention::Step, ApiError>;
+    /// Retention: webhooks deleted before `cutoff` that nothing refers to any more.
+    fn remove_deleted_webhooks(&self, cutoff: i64) -> Result<retention::Removed, ApiError>;
 }

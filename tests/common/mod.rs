@@ -426,6 +426,32 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The number the server's database answers to `sql` (a `SELECT count(*) …`), on either
+    /// backend: for checking what is stored, beside what the API shows.
+    pub fn sql_number(&self, sql: &str) -> i64 {
+        match &self.database.postgres {
+            Some(_) => psql(self.db(), sql).parse().expect("a number"),
+            None => self
+                .sqlite_connection()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap(),
+        }
+    }
+
+    /// Runs `sql` on the server's database (which the test may change behind its back).
+    pub fn sql_execute(&self, sql: &str) {
+        match &self.database.postgres {
+            Some(_) => drop(psql(self.db(), sql)),
+            None => self.sqlite_connection().execute_batch(sql).unwrap(),
+        }
+    }
+
+    fn sqlite_connection(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.db_file()).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }

@@ -12,6 +12,7 @@ mod import;
 mod keys;
 mod migrate;
 mod queue;
+mod retention;
 mod webhooks;
 
 use super::Waker;

@@ -306,19 +306,26 @@ async fn record(
         statuses.push(status);
         dues.push(due);
     }
+    // A delivery cancelled while the request was out may have been removed by retention
+    // meanwhile (a retention shorter than the attempt): it gets no link. (One removed between
+    // this statement and its commit fails the foreign key; the engine records again.)
     exec(
         c,
-        "INSERT INTO delivery_attempts (delivery_id, attempt_id) SELECT unnest($1::bigint[]), $2",
+        "INSERT INTO delivery_attempts (delivery_id, attempt_id)
+         SELECT id, $2 FROM deliveries WHERE id = ANY($1)",
         &[&ids, &attempt_id],
     )
     .await?;
     // The attempt counts for every delivery it carried, but only a pending one moves on: one
-    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so.
+    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so. A
+    // delivery that becomes final notes when (retention counts from then).
     exec(
         c,
         "UPDATE deliveries d SET
            status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
            due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
+           final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN $4
+             ELSE d.final_time END,
            attempt_count = d.attempt_count + 1,
            last_attempt_time = $4, last_status_code = $5, last_error = $6
          FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(id, status, due)

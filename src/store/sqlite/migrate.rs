@@ -12,6 +12,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/sqlite/0003_claim_by_webhook.sql"),
     include_str!("../../../schema/migrations/sqlite/0004_write_probe.sql"),
     include_str!("../../../schema/migrations/sqlite/0005_multi_event_webhooks.sql"),
+    // File numbers need not be consecutive (0006 comes from other work): a database's version
+    // is the position in this list.
+    include_str!("../../../schema/migrations/sqlite/0007_retention.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

@@ -11,6 +11,7 @@ mod filter;
 mod keys;
 mod migrate;
 mod queue;
+mod retention;
 mod webhooks;
 
 use super::Waker;
