@@ -113,9 +113,18 @@ fn psql(url: &str, sql: &str) {
 }
 
 /// Starts one node; returns it with its address and the key it printed (on a new database).
+/// The encryption key of servers on PostgreSQL, where a deployment must give one (on SQLite
+/// each server makes a key file beside its database).
+const BENCH_ENCRYPTION_KEY: &str = "aG9va3JwYy1iZW5jaC1lbmNyeXB0aW9uLWtleS0wMDE=";
+
 fn spawn_node(db: &str, args: &[&str]) -> (Child, SocketAddr, Option<String>) {
+    let key: &[&str] = match db.starts_with("postgres") {
+        true => &["--encryption-key", BENCH_ENCRYPTION_KEY],
+        false => &[],
+    };
     let mut child = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+        .args(key)
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

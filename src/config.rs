@@ -36,6 +36,36 @@ fn parse_retention(s: &str) -> Result<Retention, String> {
     }
 }
 
+/// `--encryption-key` as given: base64 text, checked when the store is opened rather than by
+/// clap, whose error would print the refused value (a secret with a typo is still a secret).
+/// `Debug` never shows it.
+#[derive(Clone)]
+pub struct EncryptionKey(pub String);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(***)")
+    }
+}
+
+impl std::str::FromStr for EncryptionKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(EncryptionKey(s.to_owned()))
+    }
+}
+
+/// The key that seals webhook secrets and Basic-auth passwords in the database (`serve` and
+/// `migrate` take it).
+#[derive(Debug, Clone, Args)]
+pub struct KeyArg {
+    /// 32 bytes in base64 (`head -c 32 /dev/urandom | base64`). Without it, a SQLite
+    /// deployment uses the key file hookrpc.key beside its database, created (mode 0600) on
+    /// first start; PostgreSQL deployments must give it, the same on every node.
+    #[arg(long, env = "HOOKRPC_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<EncryptionKey>,
+}
+
 fn parse_schedule(s: &str) -> Result<Schedule, String> {
     if s.trim().is_empty() {
         return Ok(Schedule(Vec::new()));
@@ -118,6 +148,9 @@ pub struct Config {
     /// then they are removed, in small batches, in the background. 0 keeps everything.
     #[arg(long, env = "HOOKRPC_RETENTION", default_value = "30d", value_parser = parse_retention)]
     pub retention: Retention,
+
+    #[command(flatten)]
+    pub key: KeyArg,
 
     /// Read-only database connections.
     #[arg(long, env = "HOOKRPC_READERS", default_value_t = 4)]

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod crypto;
 pub mod delivery;
 pub mod dialect;
 pub mod error;

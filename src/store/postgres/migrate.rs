@@ -10,6 +10,7 @@ use deadpool_postgres::Object;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/postgres/0001_init.sql"),
     include_str!("../../../schema/migrations/postgres/0002_retention.sql"),
+    include_str!("../../../schema/migrations/postgres/0003_sealed_secrets.sql"),
 ];
 
 /// The advisory lock's key: "hookrpc" in ASCII.

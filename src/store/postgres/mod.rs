@@ -13,6 +13,7 @@ mod keys;
 mod migrate;
 mod queue;
 mod retention;
+mod secrets;
 mod webhooks;
 
 use super::Waker;

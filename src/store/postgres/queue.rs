@@ -45,6 +45,7 @@ fn webhook_state(r: &Row, id: i64, now_ms: i64) -> Result<WebhookState, ApiError
     Ok(WebhookState {
         target: Target {
             webhook_id: id,
+            account_id: r.try_get(11)?,
             url: r.try_get(0)?,
             headers: serde_json::from_str(r.try_get(1)?).unwrap_or_default(),
             auth,
@@ -67,7 +68,8 @@ async fn load_state(
 ) -> Result<Option<WebhookState>, ApiError> {
     let sql = format!(
         "SELECT url, headers, auth_username, auth_password, secret, previous_secret,
-           previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time
+           previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time,
+           account_id
          FROM webhooks WHERE id = $1{}",
         if lock { " FOR UPDATE SKIP LOCKED" } else { "" }
     );

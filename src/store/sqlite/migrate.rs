@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     // File numbers need not be consecutive (0006 comes from other work): a database's version
     // is the position in this list.
     include_str!("../../../schema/migrations/sqlite/0007_retention.sql"),
+    include_str!("../../../schema/migrations/sqlite/0008_sealed_secrets.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

@@ -30,7 +30,8 @@ fn webhook_state(conn: &Connection, id: i64, now_ms: i64) -> Result<WebhookState
     Ok(conn
         .prepare_cached(
             "SELECT url, headers, auth_username, auth_password, secret, previous_secret,
-               previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time
+               previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time,
+               account_id
              FROM webhooks WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -52,6 +53,7 @@ fn webhook_state(conn: &Connection, id: i64, now_ms: i64) -> Result<WebhookState
             Ok(WebhookState {
                 target: Target {
                     webhook_id: id,
+                    account_id: r.get(11)?,
                     url: r.get(0)?,
                     headers: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
                     auth,
