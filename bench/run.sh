@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces BENCHMARKS.md:  bench/run.sh [rpc|delivery|latency|single|connections|memory|unscraped|stats|all] [DB]
+# Reproduces BENCHMARKS.md:  bench/run.sh [rpc|delivery|latency|single|connections|memory|unscraped|stats|soak|all] [DB]
 # DB: a PostgreSQL server's url (postgres://…/postgres, e.g. from scripts/postgres start) to
 # run on PostgreSQL, each server on a fresh database there; BENCH_NODES=2 runs two nodes on it
 # (calls go to the first, both deliver). Without DB: SQLite.

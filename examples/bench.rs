@@ -13,12 +13,16 @@
 //!   the receiver accepted per 1000 requests, and deliveries/s.
 //! - `single`: one webhook, one event per request, events published by `addEvent` one at a
 //!   time from 32 callers: deliveries/s, and the most requests the receiver had in hand at once.
+//! - `soak`: a steady publish and delivery load well past a short retention (15 s), then the
+//!   same load with `--retention 0`: the database's size over time, and call latency (p50/p99)
+//!   with removal running beside the same without it.
 //!
 //! - `stats`: getDeliveryStats on an account with 1M deliveries (`bench/stats.rs`).
 //!
 //! Tunables (environment): `BENCH_SECONDS` per wrk run and for the latency run (10),
 //! `BENCH_ROUNDS` (3), `BENCH_CONNECTIONS` (32), `BENCH_WEBHOOKS` for the delivery runs
-//! (1,10,100), `BENCH_SOAK` seconds of `unscraped` (60), `HOOKRPC_BIN` (target/release/hookrpc).
+//! (1,10,100), `BENCH_SOAK` seconds of `unscraped` (60), `BENCH_SOAK_RUN` seconds of each run of
+//! `soak` (60), `HOOKRPC_BIN` (target/release/hookrpc).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -53,6 +57,7 @@ async fn main() {
         "connections" => connections().await,
         "single" => single(settings.seconds).await,
         "stats" => stats::stats().await,
+        "soak" => soak().await,
         "all" => {
             rpc(&settings).await;
             delivery(&settings).await;
@@ -63,7 +68,7 @@ async fn main() {
             stats::stats().await;
         }
         other => {
-            eprintln!("usage: bench [rpc|delivery|latency|memory|unscraped|connections|single|stats|all] (not {other:?})");
+            eprintln!("usage: bench [rpc|delivery|latency|memory|unscraped|connections|single|stats|soak|all] (not {other:?})");
             std::process::exit(2);
         }
     }
@@ -111,18 +116,28 @@ struct Hookrpc {
 }
 
 /// Runs one statement with `psql`.
-fn psql(url: &str, sql: &str) {
-    let status = Command::new("psql")
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
         .args([url, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .status()
+        .output()
         .expect("run psql");
-    assert!(status.success(), "psql: {sql}");
+    assert!(out.status.success(), "psql: {sql}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Starts one node; returns it with its address and the key it printed (on a new database).
+/// The encryption key of servers on PostgreSQL, where a deployment must give one (on SQLite
+/// each server makes a key file beside its database).
+const BENCH_ENCRYPTION_KEY: &str = "aG9va3JwYy1iZW5jaC1lbmNyeXB0aW9uLWtleS0wMDE=";
+
 fn spawn_node(db: &str, args: &[&str]) -> (Child, SocketAddr, Option<String>) {
+    let key: &[&str] = match db.starts_with("postgres") {
+        true => &["--encryption-key", BENCH_ENCRYPTION_KEY],
+        false => &[],
+    };
     let mut child = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+        .args(key)
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -218,6 +233,21 @@ impl Hookrpc {
             Some(result) => result.clone(),
             None => panic!("{method} failed: {reply}"),
         }
+    }
+
+    /// The database's size in bytes: the SQLite file with its WAL, or PostgreSQL's
+    /// `pg_database_size`.
+    fn database_bytes(&self) -> u64 {
+        if self.postgres.is_some() {
+            return psql(&self.db, "SELECT pg_database_size(current_database())")
+                .parse()
+                .expect("a size");
+        }
+        ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", self.db)).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Resident set size now and at its peak, in KiB (Linux).
@@ -937,4 +967,160 @@ async fn single(seconds: u64) {
         published as f64 / all,
         receiver.most_in_flight.load(Ordering::Relaxed)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// soak: a steady load well past a short retention, beside the same load keeping everything
+
+/// The retention of the soak's first run: short, so that a run of a minute goes well past it.
+const SOAK_RETENTION: &str = "15s";
+
+/// Call latencies in ms, by method.
+#[derive(Default)]
+struct Latencies(Mutex<std::collections::BTreeMap<&'static str, Vec<f64>>>);
+
+impl Latencies {
+    fn record(&self, method: &'static str, started: Instant) {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        let mut all = self.0.lock().expect("not poisoned");
+        all.entry(method).or_default().push(ms);
+    }
+
+    /// p50 and p99 of `method`.
+    fn percentiles(&self, method: &str) -> (f64, f64) {
+        let mut ms = self.0.lock().expect("not poisoned")[method].clone();
+        ms.sort_by(f64::total_cmp);
+        let at = |p: f64| ms[((ms.len() - 1) as f64 * p) as usize];
+        (at(0.5), at(0.99))
+    }
+}
+
+/// What one run of the soak saw.
+struct SoakRun {
+    /// (seconds since the start, database bytes, events the account holds)
+    samples: Vec<(u64, u64, i64)>,
+    latencies: Latencies,
+    delivered: u64,
+    forged: u64,
+}
+
+async fn soak() {
+    let seconds: u64 = std::env::var("BENCH_SOAK_RUN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let removing = soak_run(SOAK_RETENTION, seconds).await;
+    let keeping = soak_run("0", seconds).await;
+    println!(
+        "\n### Retention soak: about 1050 events/s for {seconds} s, 1 webhook, --retention \
+         {SOAK_RETENTION} beside --retention 0\n"
+    );
+    println!("| after s | database MiB, retention {SOAK_RETENTION} | events kept | database MiB, retention 0 | events kept |");
+    println!("|---:|---:|---:|---:|---:|");
+    for (a, b) in removing.samples.iter().zip(&keeping.samples) {
+        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+        println!(
+            "| {} | {:.1} | {} | {:.1} | {} |",
+            a.0,
+            mib(a.1),
+            a.2,
+            mib(b.1),
+            b.2
+        );
+    }
+    println!("\n| run | addEvents (100) p50 / p99 ms | addEvent p50 / p99 ms | getWebhookById p50 / p99 ms | delivered | forged |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, run) in [
+        (format!("--retention {SOAK_RETENTION}"), &removing),
+        ("--retention 0".to_owned(), &keeping),
+    ] {
+        let cell = |method: &str| {
+            let (p50, p99) = run.latencies.percentiles(method);
+            format!("{p50:.2} / {p99:.2}")
+        };
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            cell("addEvents"),
+            cell("addEvent"),
+            cell("getWebhookById"),
+            run.delivered,
+            run.forged
+        );
+    }
+}
+
+/// One run: 10 `addEvents` of 100 events a second, and 50 `addEvent` and 50 `getWebhookById`
+/// a second beside them, each call timed, to one webhook whose receiver verifies every
+/// signature; the database's size every 5 s.
+async fn soak_run(retention: &str, seconds: u64) -> SoakRun {
+    let server = Arc::new(Hookrpc::start(&[
+        "--allow-private-targets",
+        "--max-concurrent-calls",
+        "1000",
+        "--retention",
+        retention,
+    ]));
+    let (receiver, addr) = Receiver::start().await;
+    let key = server.key.clone();
+    let hook = server
+        .call(
+            "addWebhook",
+            json!([key, webhook(format!("http://{addr}/soak"))]),
+        )
+        .await;
+    let latencies = Arc::new(Latencies::default());
+    let published = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let event = json!({"object": "contact", "event": "subscribed", "contact_id": 1,
+                       "data": {"email": "ann@example.com", "note": "x".repeat(200)}});
+    let streams = [
+        (
+            "addEvents",
+            json!([key, vec![event.clone(); 100]]),
+            100,
+            100u64,
+        ),
+        ("addEvent", json!([key, event]), 20, 1),
+        ("getWebhookById", json!([key, hook]), 20, 0),
+    ];
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|(method, params, every_ms, events)| {
+            let (server, latencies, published) =
+                (server.clone(), latencies.clone(), published.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(every_ms));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                while Instant::now() < deadline {
+                    tick.tick().await;
+                    let started = Instant::now();
+                    server.call(method, params.clone()).await;
+                    latencies.record(method, started);
+                    published.fetch_add(events, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    for t in (5..=seconds).step_by(5) {
+        tokio::time::sleep_until((started + Duration::from_secs(t)).into()).await;
+        let kept = server.call("countEvents", json!([key])).await;
+        samples.push((t, server.database_bytes(), kept.as_i64().unwrap_or(0)));
+        eprintln!(
+            "soak {retention}: {t} s, {} bytes",
+            samples[samples.len() - 1].1
+        );
+    }
+    for task in tasks {
+        task.await.expect("stream");
+    }
+    let published = published.load(Ordering::Relaxed);
+    receiver.wait_for(published, Duration::from_secs(120)).await;
+    SoakRun {
+        samples,
+        latencies: Arc::into_inner(latencies).expect("streams ended"),
+        delivered: receiver.items.load(Ordering::Relaxed),
+        forged: receiver.forged.load(Ordering::Relaxed),
+    }
 }

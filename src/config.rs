@@ -18,6 +18,54 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// How long finished history is kept: `None` keeps it for ever (`--retention 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s.trim() == "0" {
+        return Ok(Retention(None));
+    }
+    match parse_duration(s)? {
+        d if d.is_zero() => Ok(Retention(None)),
+        // Removal works in whole seconds (the times it compares are epoch seconds).
+        d if d < Duration::from_secs(1) => {
+            Err(format!("{s:?}: give 0 to keep everything, or at least 1s"))
+        }
+        d => Ok(Retention(Some(d))),
+    }
+}
+
+/// `--encryption-key` as given: base64 text, checked when the store is opened rather than by
+/// clap, whose error would print the refused value (a secret with a typo is still a secret).
+/// `Debug` never shows it.
+#[derive(Clone)]
+pub struct EncryptionKey(pub String);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(***)")
+    }
+}
+
+impl std::str::FromStr for EncryptionKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(EncryptionKey(s.to_owned()))
+    }
+}
+
+/// The key that seals webhook secrets and Basic-auth passwords in the database (`serve` and
+/// `migrate` take it).
+#[derive(Debug, Clone, Args)]
+pub struct KeyArg {
+    /// 32 bytes in base64 (`head -c 32 /dev/urandom | base64`). Without it, a SQLite
+    /// deployment uses the key file hookrpc.key beside its database, created (mode 0600) on
+    /// first start; PostgreSQL deployments must give it, the same on every node.
+    #[arg(long, env = "HOOKRPC_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<EncryptionKey>,
+}
+
 fn parse_schedule(s: &str) -> Result<Schedule, String> {
     if s.trim().is_empty() {
         return Ok(Schedule(Vec::new()));
@@ -95,6 +143,15 @@ pub struct Config {
     #[arg(long, env = "HOOKRPC_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long events, their deliveries and attempts are kept once every delivery of the
+    /// event is final (succeeded, failed or cancelled), and deleted webhooks once deleted;
+    /// then they are removed, in small batches, in the background. 0 keeps everything.
+    #[arg(long, env = "HOOKRPC_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub retention: Retention,
+
+    #[command(flatten)]
+    pub key: KeyArg,
+
     /// Read-only database connections.
     #[arg(long, env = "HOOKRPC_READERS", default_value_t = 4)]
     pub readers: usize,
@@ -118,5 +175,21 @@ mod tests {
             Duration::from_millis(20)
         );
         assert!(parse_schedule("5x").is_err());
+    }
+
+    #[test]
+    fn retention_is_a_duration_of_a_second_or_more_or_0_for_ever() {
+        assert_eq!(parse_retention("0").unwrap(), Retention(None));
+        assert_eq!(parse_retention("0s").unwrap(), Retention(None));
+        assert_eq!(
+            parse_retention("30d").unwrap(),
+            Retention(Some(Duration::from_secs(30 * 86400)))
+        );
+        assert_eq!(
+            parse_retention("2s").unwrap(),
+            Retention(Some(Duration::from_secs(2)))
+        );
+        assert!(parse_retention("500ms").is_err());
+        assert!(parse_retention("forever").is_err());
     }
 }

@@ -6,9 +6,11 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod crypto;
 pub mod delivery;
 pub mod dialect;
 pub mod error;
+pub mod maintenance;
 pub mod metrics;
 pub mod model;
 pub mod search;

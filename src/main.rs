@@ -3,12 +3,12 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use hookrpc::api::{App, Gate, KEY_CACHE_TTL};
 use hookrpc::catalog::{self, Catalog};
-use hookrpc::config::{Config, LogFormat};
+use hookrpc::config::{Config, KeyArg, LogFormat};
 use hookrpc::delivery;
 use hookrpc::error::ApiError;
 use hookrpc::model::Access;
-use hookrpc::store::{self, Purpose, Store};
-use hookrpc::{metrics, server};
+use hookrpc::store::{self, KeyError, Purpose, Store};
+use hookrpc::{maintenance, metrics, server};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,6 +52,11 @@ enum Command {
         /// The PostgreSQL database to copy into (postgres://…); it must hold no data.
         #[arg(long)]
         to: String,
+        /// Secrets are copied sealed, as they are: the key (given, or the key file beside the
+        /// SQLite database) is checked against the database, and every PostgreSQL node must
+        /// then be started with it.
+        #[command(flatten)]
+        key: KeyArg,
     },
 }
 
@@ -102,7 +107,7 @@ async fn main() -> ExitCode {
             print!("{}", catalog::active().to_toml());
             Ok(())
         }
-        Command::Migrate { from, to } => migrate(&from, &to).await,
+        Command::Migrate { from, to, key } => migrate(&from, &to, key).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,11 +118,17 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(from: &Path, to: &str) -> Result<(), ApiError> {
-    let copied = store::copy::sqlite_to_postgres(from, to).await?;
+async fn migrate(from: &Path, to: &str, key: KeyArg) -> Result<(), ApiError> {
+    let migrated = store::copy::sqlite_to_postgres(from, to, key.encryption_key.as_ref()).await?;
     println!("copied {} into {}:", from.display(), store::redacted(to));
-    for table in copied {
-        println!("  {:<18} {} rows", table.table, table.to);
+    for table in migrated.tables {
+        println!("  {:<20} {} rows", table.table, table.to);
+    }
+    if let Some(origin) = migrated.key_origin {
+        println!(
+            "secrets were copied sealed: start every PostgreSQL node with --encryption-key \
+             (or HOOKRPC_ENCRYPTION_KEY) set to the key of {origin}"
+        );
     }
     Ok(())
 }
@@ -222,17 +233,30 @@ impl From<ApiError> for Stop {
     }
 }
 
+impl From<KeyError> for Stop {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Refused(why) => Stop::Refused(why),
+            KeyError::Store(e) => Stop::Failed(e),
+        }
+    }
+}
+
 async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
     survive_file_size_limit();
     metrics::install();
     let readers = config.readers;
-    let store = Store::open(&db, Purpose::Serve { readers }).await?;
+    let store = Store::open(&db, Purpose::Serve { readers })
+        .await?
+        .unlock(&db, config.key.encryption_key.as_ref())
+        .await?;
     check_catalog(&store, config.catalog_prune).await?;
     if let Some(key) = store.bootstrap().await? {
         println!("created account default with full-access key: {key}");
     }
     let engine = delivery::start(store.clone(), config.clone())
         .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
+    let retention = maintenance::start(store.clone(), config.retention);
     let app = Arc::new(App {
         store,
         gate: Gate::new(config.max_concurrent_calls),
@@ -245,6 +269,9 @@ async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
     tracing::info!("shutting down: no new calls, finishing deliveries in flight");
     let _ = handle.stop();
     handle.stopped().await;
+    if let Some(retention) = retention {
+        retention.abort(); // a batch cut short is rolled back or already committed
+    }
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())
@@ -288,6 +315,7 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// Keys touch no secret: the store is not unlocked, so these commands need no encryption key.
 async fn key(db: String, action: KeyAction) -> Result<(), ApiError> {
     let store = Store::open(&db, Purpose::Command).await?;
     match action {

@@ -82,6 +82,24 @@ pub fn record_attempt(outcome: &'static str, deliveries: usize, elapsed: Duratio
         .record(elapsed.as_secs_f64());
 }
 
+/// Rows retention removed, by kind (`hookrpc_retention_removed_total{kind}`).
+pub fn retention_removed(removed: &crate::store::retention::Removed) {
+    for (kind, count) in [
+        ("events", removed.events),
+        ("deliveries", removed.deliveries),
+        ("attempts", removed.attempts),
+        ("webhooks", removed.webhooks),
+    ] {
+        counter!("hookrpc_retention_removed_total", "kind" => kind).increment(count);
+    }
+}
+
+/// When this node's last retention pass went through without an error: an alert on its age
+/// finds removal that has stopped.
+pub fn retention_pass_done(epoch_secs: i64) {
+    gauge!("hookrpc_retention_last_pass_timestamp_seconds").set(epoch_secs as f64);
+}
+
 /// The text of `/metrics`, after refreshing the queue gauges.
 pub fn render(pending: i64, oldest_pending_age_secs: i64, open_circuits: i64) -> String {
     gauge!("hookrpc_pending_deliveries").set(pending as f64);

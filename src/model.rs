@@ -425,6 +425,8 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub webhook_id: i64,
+    /// Whose webhook it is (what its sealed secrets are bound to).
+    pub account_id: i64,
     pub url: String,
     pub headers: Vec<Header>,
     pub auth: Option<BasicAuth>,

@@ -19,6 +19,7 @@ const TABLES: &[&str] = &[
     "attempts",
     "delivery_attempts",
     "attempt_stats",
+    "encryption_key_check",
 ];
 
 fn migrate(from: &str, to: &str) -> std::process::Output {
@@ -113,9 +114,18 @@ async fn a_sqlite_deployment_moves_to_postgres_with_its_history_and_secrets() {
         assert_ne!(copied, "0", "{table} has rows to copy");
     }
 
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("--encryption-key"), "{stdout}");
+    // The secrets were copied sealed: a node with another key is refused, clearly.
+    let (code, stderr) = serve_to_exit_with(&target.arg, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not the key"), "{stderr}");
+
     // The same key, the same ids, the same secrets: a new event is signed with the webhook's
     // current secret and the rotated-out one, as before.
-    let new = Server::start_on(target.clone(), &old.key, FAST);
+    let sqlite_key = std::fs::read_to_string(old.dir.path().join("hookrpc.key")).unwrap();
+    let args = [FAST, &["--encryption-key", sqlite_key.trim()]].concat();
+    let new = Server::start_on(target.clone(), &old.key, &args);
     let after = new.ok("getWebhookById", json!([new.key, hook])).await;
     assert_eq!(after, before);
     receiver.set_reply(Reply::Status(200));

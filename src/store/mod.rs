@@ -3,18 +3,31 @@
 //! each backend owns its SQL and converts its driver's errors inside itself: SQLite
 //! (`sqlite/`), embedded, for one node; PostgreSQL (`postgres/`), for a cluster of nodes.
 
+/// Runs `$call` with `$b` bound to the backend in use.
+macro_rules! on_backend {
+    ($store:expr, $b:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
+        }
+    };
+}
+
 pub mod copy;
 mod fields;
 mod postgres;
+pub mod retention;
 mod rules;
+mod secrets;
 mod sqlite;
 
 pub use fields::{DELIVERY_FIELDS, EVENT_FIELDS, WEBHOOK_FIELDS};
+pub use secrets::KeyError;
 
 use crate::error::ApiError;
 use crate::model::{
-    Access, Caller, CircuitPolicy, Claim, DeliveryRecord, EventRecord, Events, NewEvent, Outcome,
-    Room, StatsCell, StatsQuery, WebhookRecord, WebhookSettings,
+    Access, Caller, CircuitPolicy, DeliveryRecord, EventRecord, Events, NewEvent, Outcome,
+    StatsCell, StatsQuery,
 };
 use crate::search::Criteria;
 use rand::RngCore;
@@ -26,6 +39,8 @@ use tokio::sync::Notify;
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// Seals and opens secrets once [`Store::unlock`] has checked the key (store/secrets.rs).
+    secrets: Option<Arc<secrets::Secrets>>,
 }
 
 #[derive(Clone)]
@@ -177,29 +192,16 @@ impl Store {
             }
             (false, Purpose::Command) => Backend::Sqlite(sqlite::Sqlite::open(Path::new(db), 1)?),
         };
-        Ok(Store { backend })
+        Ok(Store {
+            backend,
+            secrets: None,
+        })
     }
 
     /// The engine's wake-ups: every commit that queues work for it rings this (on
     /// PostgreSQL, other nodes' commits too).
     pub fn waker(&self) -> Waker {
-        match &self.backend {
-            Backend::Sqlite(b) => b.waker(),
-            Backend::Postgres(b) => b.waker(),
-        }
-    }
-
-    /// An edit: the webhook is read, `merge` turns its settings into the new ones (and
-    /// validates them), and the result is stored, all in one transaction. 351 when the result
-    /// would overlap another live webhook (see `add_webhook`).
-    pub async fn edit_webhook<F>(&self, account_id: i64, id: i64, merge: F) -> Result<(), ApiError>
-    where
-        F: FnOnce(WebhookSettings) -> Result<WebhookSettings, ApiError> + Send + 'static,
-    {
-        match &self.backend {
-            Backend::Sqlite(b) => b.edit_webhook(account_id, id, merge).await,
-            Backend::Postgres(b) => b.edit_webhook(account_id, id, merge).await,
-        }
+        on_backend!(self, b => b.waker())
     }
 }
 
@@ -210,16 +212,15 @@ macro_rules! delegate {
             $(
                 $(#[$doc])*
                 pub async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    match &self.backend {
-                        Backend::Sqlite(b) => b.$name($($arg),*).await,
-                        Backend::Postgres(b) => b.$name($($arg),*).await,
-                    }
+                    on_backend!(self, b => b.$name($($arg),*).await)
                 }
             )*
         }
     };
 }
 
+// Methods that carry secrets (add_webhook, edit_webhook, webhook, search_webhooks,
+// rotate_secret, claim_due) seal and open them on the way: they are in store/secrets.rs.
 delegate! {
     /// For `/health`: `Ok` while the database answers and takes writes, else why not.
     fn health(&self) -> Result<(), String>;
@@ -234,16 +235,8 @@ delegate! {
     /// Who holds the key with this hash (300 for an unknown or revoked one).
     fn authenticate(&self, hash: &str) -> Result<Caller, ApiError>;
 
-    /// 355 past `max_webhooks` live webhooks; 351 when another live webhook of the account has
-    /// the same object, list_id and url and its events overlap ([`Events::overlaps`]): checked
-    /// and written in one transaction that no other write to the account can interleave with.
-    fn add_webhook(&self, account_id: i64, settings: WebhookSettings, max_webhooks: u32) -> Result<i64, ApiError>;
-    fn webhook(&self, account_id: i64, id: i64) -> Result<WebhookRecord, ApiError>;
     /// Soft delete; its pending deliveries are cancelled.
     fn delete_webhook(&self, account_id: i64, id: i64) -> Result<(), ApiError>;
-    /// The old secret keeps signing beside the new one for 24 h.
-    fn rotate_secret(&self, account_id: i64, id: i64, secret: String) -> Result<String, ApiError>;
-    fn search_webhooks(&self, account_id: i64, criteria: Criteria, limit: i64, offset: i64) -> Result<Vec<WebhookRecord>, ApiError>;
     fn count_webhooks(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
     /// Every live webhook's id, object and events, in all accounts.
     fn live_webhook_events(&self) -> Result<Vec<(i64, String, Events)>, ApiError>;
@@ -274,8 +267,6 @@ delegate! {
     /// for its account.
     fn delivery_stats(&self, account_id: i64, query: StatsQuery) -> Result<Vec<StatsCell>, ApiError>;
 
-    /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook.
-    fn claim_due(&self, limit: usize, room: Room, lease_ms: i64, circuit: CircuitPolicy) -> Result<Vec<Claim>, ApiError>;
     /// Records one attempt for every delivery it carried, and what the webhook learnt; the
     /// attempt is added to its webhook's statistics (`delivery_stats`) in the same transaction.
     fn record_outcome(&self, outcome: Outcome, circuit: CircuitPolicy) -> Result<(), ApiError>;
@@ -285,4 +276,10 @@ delegate! {
     fn next_due_ms(&self, after: i64) -> Result<Option<i64>, ApiError>;
     /// For /metrics: pending deliveries, the age of the oldest (s), open circuits.
     fn queue_stats(&self) -> Result<(i64, i64, i64), ApiError>;
+
+    /// Retention: one batch of a pass over events created before `cutoff` (epoch seconds),
+    /// starting after event `after` (see store/retention.rs for the rule).
+    fn remove_expired(&self, after: i64, cutoff: i64) -> Result<retention::Step, ApiError>;
+    /// Retention: webhooks deleted before `cutoff` that nothing refers to any more.
+    fn remove_deleted_webhooks(&self, cutoff: i64) -> Result<retention::Removed, ApiError>;
 }

@@ -25,6 +25,23 @@ pub const FAST: &[&str] = &[
     "2s",
 ];
 
+/// The encryption key of test servers on PostgreSQL, where a deployment must give one (on
+/// SQLite, a server makes its key file beside the database at first start). Base64 of
+/// "hookrpc-test-encryption-key-0001".
+pub const TEST_ENCRYPTION_KEY: &str = "aG9va3JwYy10ZXN0LWVuY3J5cHRpb24ta2V5LTAwMDE=";
+
+/// `args` with the test key added for a PostgreSQL `db`, unless the test gives a key itself.
+fn with_key_for(db: &str, mut args: Vec<String>) -> Vec<String> {
+    let postgres = db.starts_with("postgres://") || db.starts_with("postgresql://");
+    if postgres && !args.iter().any(|a| a == "--encryption-key") {
+        args.extend([
+            "--encryption-key".to_owned(),
+            TEST_ENCRYPTION_KEY.to_owned(),
+        ]);
+    }
+    args
+}
+
 /// Where a test server keeps its data: a SQLite file in the test's directory or, when
 /// `HOOKRPC_TEST_DB` names a PostgreSQL server (`postgres://…/postgres`), a fresh database on
 /// it, dropped when the last server using it is gone.
@@ -266,7 +283,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--db")
             .arg(&db)
-            .args(&args)
+            .args(with_key_for(&db, args.clone()))
             .env("RUST_LOG", &log_filter)
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -424,6 +441,32 @@ impl Server {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// The number the server's database answers to `sql` (a `SELECT count(*) …`), on either
+    /// backend: for checking what is stored, beside what the API shows.
+    pub fn sql_number(&self, sql: &str) -> i64 {
+        match &self.database.postgres {
+            Some(_) => psql(self.db(), sql).parse().expect("a number"),
+            None => self
+                .sqlite_connection()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap(),
+        }
+    }
+
+    /// Runs `sql` on the server's database (which the test may change behind its back).
+    pub fn sql_execute(&self, sql: &str) {
+        match &self.database.postgres {
+            Some(_) => drop(psql(self.db(), sql)),
+            None => self.sqlite_connection().execute_batch(sql).unwrap(),
+        }
+    }
+
+    fn sqlite_connection(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.db_file()).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
     }
 
     pub fn stderr(&self) -> String {
@@ -717,15 +760,21 @@ pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String, String) {
 /// `hookrpc serve` on the database `db` with the catalog file `catalog`, until it exits (see
 /// [`run_to_exit`]): for starts that must be refused. Returns the exit code and stderr.
 pub fn serve_to_exit(db: &str, catalog: &str) -> (Option<i32>, String) {
-    let (code, stderr, _) = run_to_exit(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
+    serve_to_exit_with(db, &["--catalog", catalog])
+}
+
+/// `hookrpc serve` on the database `db` with `args`, until it exits (see [`run_to_exit`]).
+pub fn serve_to_exit_with(db: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut all: Vec<String> = ["serve", "--listen", "127.0.0.1:0", "--db", db]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    all.extend(with_key_for(
         db,
-        "--catalog",
-        catalog,
-    ]);
+        args.iter().map(|s| s.to_string()).collect(),
+    ));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let (code, stderr, _) = run_to_exit(&all);
     (code, stderr)
 }
 

@@ -115,7 +115,8 @@ impl Postgres {
         leading.push(Box::new(account_id));
         leading.push(Box::new(now_ms()));
         let sql = format!(
-            "UPDATE deliveries SET status = 'pending', due_ms = $2, schedule_start = attempt_count
+            "UPDATE deliveries SET status = 'pending', due_ms = $2, schedule_start = attempt_count,
+               final_time = NULL
              WHERE account_id = $1 AND status IN ({statuses})
                AND webhook_id IN (SELECT id FROM webhooks WHERE is_active AND deleted_time IS NULL)"
         );
@@ -150,7 +151,8 @@ impl Postgres {
         crate::store::check_retryable(&status, active)?;
         exec(
             &tx,
-            "UPDATE deliveries SET status = 'pending', due_ms = $2, schedule_start = attempt_count
+            "UPDATE deliveries SET status = 'pending', due_ms = $2, schedule_start = attempt_count,
+               final_time = NULL
              WHERE id = $1",
             &[&id, &now_ms()],
         )

@@ -77,7 +77,13 @@ impl Import {
                WHERE w.account_id = a.id AND w.deleted_time IS NULL)",
         )
         .await?;
-        let without_id = ["webhook_events", "delivery_attempts", "attempt_stats"];
+        // Tables whose rows are not numbered by an identity.
+        let without_id = [
+            "webhook_events",
+            "delivery_attempts",
+            "encryption_key_check",
+            "attempt_stats",
+        ];
         for table in TABLES.iter().filter(|t| !without_id.contains(t)) {
             c.batch_execute(&format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'),

@@ -7,9 +7,11 @@ use crate::model::now_secs;
 use deadpool_postgres::Object;
 
 /// Every migration, in order; the version of each is its position (1-based).
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../../../schema/migrations/postgres/0001_init.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../schema/migrations/postgres/0001_init.sql"),
+    include_str!("../../../schema/migrations/postgres/0002_retention.sql"),
+    include_str!("../../../schema/migrations/postgres/0003_sealed_secrets.sql"),
+];
 
 /// The advisory lock's key: "hookrpc" in ASCII.
 const LOCK: i64 = 0x0068_6f6f_6b72_7063;

@@ -17,6 +17,8 @@ mod import;
 mod keys;
 mod migrate;
 mod queue;
+mod retention;
+mod secrets;
 mod stats;
 mod webhooks;
 

@@ -46,6 +46,7 @@ fn webhook_state(r: &Row, id: i64, now_ms: i64) -> Result<WebhookState, ApiError
     Ok(WebhookState {
         target: Target {
             webhook_id: id,
+            account_id: r.try_get(11)?,
             url: r.try_get(0)?,
             headers: serde_json::from_str(r.try_get(1)?).unwrap_or_default(),
             auth,
@@ -68,7 +69,8 @@ async fn load_state(
 ) -> Result<Option<WebhookState>, ApiError> {
     let sql = format!(
         "SELECT url, headers, auth_username, auth_password, secret, previous_secret,
-           previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time
+           previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time,
+           account_id
          FROM webhooks WHERE id = $1{}",
         if lock {
             " FOR NO KEY UPDATE SKIP LOCKED"
@@ -314,19 +316,26 @@ async fn record(
         statuses.push(status);
         dues.push(due);
     }
+    // A delivery cancelled while the request was out may have been removed by retention
+    // meanwhile (a retention shorter than the attempt): it gets no link. (One removed between
+    // this statement and its commit fails the foreign key; the engine records again.)
     exec(
         c,
-        "INSERT INTO delivery_attempts (delivery_id, attempt_id) SELECT unnest($1::bigint[]), $2",
+        "INSERT INTO delivery_attempts (delivery_id, attempt_id)
+         SELECT id, $2 FROM deliveries WHERE id = ANY($1)",
         &[&ids, &attempt_id],
     )
     .await?;
     // The attempt counts for every delivery it carried, but only a pending one moves on: one
-    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so.
+    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so. A
+    // delivery that becomes final notes when (retention counts from then).
     exec(
         c,
         "UPDATE deliveries d SET
            status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
            due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
+           final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN $4
+             ELSE d.final_time END,
            attempt_count = d.attempt_count + 1,
            last_attempt_time = $4, last_status_code = $5, last_error = $6
          FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(id, status, due)

@@ -185,9 +185,9 @@ pub(super) async fn cancel_pending(
 ) -> Result<(), ApiError> {
     exec(
         c,
-        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL
+        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, final_time = $2
          WHERE webhook_id = $1 AND status = 'pending'",
-        &[&webhook_id],
+        &[&webhook_id, &now_secs()],
     )
     .await?;
     Ok(())

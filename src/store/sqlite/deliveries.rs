@@ -104,7 +104,8 @@ impl Sqlite {
     ) -> Result<i64, ApiError> {
         let statuses = crate::store::rules::retried_statuses(with_cancelled);
         let sql = format!(
-            "UPDATE deliveries SET status = 'pending', due_ms = ?, schedule_start = attempt_count
+            "UPDATE deliveries SET status = 'pending', due_ms = ?, schedule_start = attempt_count,
+               final_time = NULL
              WHERE account_id = ? AND status IN ({statuses})
                AND webhook_id IN (SELECT id FROM webhooks WHERE is_active = 1 AND deleted_time IS NULL)"
         );
@@ -135,7 +136,8 @@ impl Sqlite {
                 .ok_or(ApiError::DeliveryNotFound)?;
             crate::store::check_retryable(&status, active)?;
             conn.prepare_cached(
-                "UPDATE deliveries SET status = 'pending', due_ms = ?2, schedule_start = attempt_count WHERE id = ?1",
+                "UPDATE deliveries SET status = 'pending', due_ms = ?2, schedule_start = attempt_count,
+                   final_time = NULL WHERE id = ?1",
             )?
             .execute(params![id, now_ms()])?;
             Ok(())

@@ -13,6 +13,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/sqlite/0004_write_probe.sql"),
     include_str!("../../../schema/migrations/sqlite/0005_multi_event_webhooks.sql"),
     include_str!("../../../schema/migrations/sqlite/0006_attempt_stats.sql"),
+    include_str!("../../../schema/migrations/sqlite/0007_retention.sql"),
+    include_str!("../../../schema/migrations/sqlite/0008_sealed_secrets.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

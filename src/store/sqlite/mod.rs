@@ -11,6 +11,8 @@ mod filter;
 mod keys;
 mod migrate;
 mod queue;
+mod retention;
+mod secrets;
 mod stats;
 mod webhooks;
 
@@ -56,6 +58,8 @@ pub struct Sqlite {
     waker: Waker,
     /// Why the last write that failed failed, until a probe write from `health` succeeds.
     writes: Arc<WriteHealth>,
+    /// The database file, for work that cannot run in the writer's transactions (VACUUM).
+    path: Arc<Path>,
 }
 
 struct ReadPool {
@@ -87,6 +91,7 @@ impl Sqlite {
             .spawn(move || writer_loop(conn, rx, &health, space))
             .map_err(|e| ApiError::Internal(format!("spawn writer: {e}")))?;
         Ok(Sqlite {
+            path: path.into(),
             waker: Waker::default(),
             lookups: lookups.into(),
             writes,

@@ -31,7 +31,8 @@ fn webhook_state(conn: &Connection, id: i64, now_ms: i64) -> Result<WebhookState
     Ok(conn
         .prepare_cached(
             "SELECT url, headers, auth_username, auth_password, secret, previous_secret,
-               previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time
+               previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time,
+               account_id
              FROM webhooks WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -53,6 +54,7 @@ fn webhook_state(conn: &Connection, id: i64, now_ms: i64) -> Result<WebhookState
             Ok(WebhookState {
                 target: Target {
                     webhook_id: id,
+                    account_id: r.get(11)?,
                     url: r.get(0)?,
                     headers: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
                     auth,
@@ -269,15 +271,20 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), 
         o.response_body
     ])?;
     let attempt_id = conn.last_insert_rowid();
+    // A delivery cancelled while the request was out may have been removed by retention
+    // meanwhile (a retention shorter than the attempt): it gets no link.
     let mut link = conn.prepare_cached(
-        "INSERT INTO delivery_attempts (delivery_id, attempt_id) VALUES (?1, ?2)",
+        "INSERT INTO delivery_attempts (delivery_id, attempt_id)
+         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?1)",
     )?;
     // The attempt counts for every delivery it carried, but only a pending one moves on: one
-    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so.
+    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so. A
+    // delivery that becomes final notes when (retention counts from then).
     let mut update = conn.prepare_cached(
         "UPDATE deliveries SET
            status = CASE WHEN status = 'pending' THEN ?2 ELSE status END,
            due_ms = CASE WHEN status = 'pending' THEN ?3 ELSE due_ms END,
+           final_time = CASE WHEN status = 'pending' AND ?2 <> 'pending' THEN ?4 ELSE final_time END,
            attempt_count = attempt_count + 1,
            last_attempt_time = ?4, last_status_code = ?5, last_error = ?6
          WHERE id = ?1",

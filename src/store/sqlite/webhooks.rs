@@ -149,10 +149,10 @@ pub(super) fn load(conn: &Connection, account_id: i64, id: i64) -> Result<Webhoo
 /// Pending deliveries of a webhook that will get nothing any more become `cancelled`.
 pub(super) fn cancel_pending(conn: &Connection, webhook_id: i64) -> Result<(), ApiError> {
     conn.prepare_cached(
-        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL
+        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, final_time = ?2
          WHERE webhook_id = ?1 AND status = 'pending'",
     )?
-    .execute([webhook_id])?;
+    .execute(params![webhook_id, now_secs()])?;
     Ok(())
 }
 
