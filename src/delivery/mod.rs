@@ -175,7 +175,8 @@ async fn run(shared: Arc<Shared>) {
         // due now is held or waits for a busy webhook's batch to finish (which wakes us too):
         // sleep until the next retry falls due.
         let sleep = match fill(&shared).await {
-            Fill::AtCapacity => MAX_IDLE,
+            // Each batch wakes the engine when it is done, and it looks again then.
+            Fill::AtCapacity | Fill::Sending => MAX_IDLE,
             Fill::Drained => match shared.store.next_due_ms(now_ms()).await {
                 Ok(Some(due)) => Duration::from_millis(
                     (due - now_ms()).clamp(MIN_IDLE_MS, MAX_IDLE.as_millis() as i64) as u64,
@@ -193,6 +194,8 @@ async fn run(shared: Arc<Shared>) {
 enum Fill {
     /// Nothing more is due that can be sent now (or claiming failed).
     Drained,
+    /// Drained, after claiming some: batches were started.
+    Sending,
     /// As many deliveries are held in memory as allowed.
     AtCapacity,
 }
@@ -203,13 +206,14 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
     // Claiming into a sliver of room would spread it over many webhooks, one item per request:
     // wait until a good share of a claim fits.
     let min_claim = CLAIM_LIMIT.min(max_held / 2).max(1);
+    let mut drained = Fill::Drained;
     loop {
         let held = lock(&shared.in_hand).len();
         if held + min_claim > max_held {
             return Fill::AtCapacity;
         }
         if shared.stopping.load(Ordering::SeqCst) {
-            return Fill::Drained;
+            return drained;
         }
         let limit = CLAIM_LIMIT.min(max_held - held);
         let lease_ms = shared.config.lease.as_millis() as i64;
@@ -221,10 +225,13 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
             Ok(claims) => claims,
             Err(e) => {
                 tracing::error!(error = %e, "claiming deliveries failed");
-                return Fill::Drained;
+                return drained;
             }
         };
         let claimed: usize = claims.iter().map(|c| c.deliveries.len()).sum();
+        if claimed > 0 {
+            drained = Fill::Sending;
+        }
         for claim in claims {
             lock(&shared.in_hand).extend(claim.deliveries.iter().map(|d| d.id));
             let slots = take_batch(shared, claim.target.webhook_id);
@@ -232,7 +239,7 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
             tokio::spawn(deliver(shared.clone(), claim, slots, lease_end));
         }
         if claimed < limit {
-            return Fill::Drained;
+            return drained;
         }
     }
 }
@@ -332,23 +339,30 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
             Some(_) => shared.global.acquire().await.ok(),
             None => None,
         };
-        let mut answer = None;
-        if global.is_none() || shared.stopping.load(Ordering::SeqCst) {
-            // Not sent: hand it back so the next start need not wait for the lease.
-            release(&shared, &claim).await;
-        } else if now_ms() < lease_end {
-            // Past its lease, a claim may have been taken again: leave it to that claim.
+        let sendable = global.is_some() && !shared.stopping.load(Ordering::SeqCst);
+        let (mut attempt, mut answer) = (None, None);
+        // Past its lease, a claim may have been taken again: leave it to that claim.
+        if sendable && now_ms() < lease_end {
             let (sent, in_flight) = (Instant::now(), in_flight(&shared, webhook_id));
-            let attempt = shared.sender.send(&claim).await;
+            let sent_attempt = shared.sender.send(&claim).await;
             answer = Some(Answer {
                 sent,
                 in_flight,
-                signal: attempt.signal(),
+                signal: sent_attempt.signal(),
             });
-            record(&shared, &claim, attempt, lease_end).await;
+            attempt = Some(sent_attempt);
         }
+        // The receiver is done with the request: its slots go to the next batch while this one
+        // is recorded (a commit is a round trip to the database, and on PostgreSQL a flush of
+        // its log). The deliveries stay leased, and in hand, until recorded.
         drop(global);
         finish_batch(&shared, webhook_id, slot, answer);
+        match attempt {
+            Some(attempt) => record(&shared, &claim, attempt, lease_end).await,
+            // Not sent: hand it back so the next start need not wait for the lease.
+            None if !sendable => release(&shared, &claim).await,
+            None => {}
+        }
         settle(&shared, &claim);
     }
     .instrument(span)
