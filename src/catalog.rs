@@ -39,6 +39,11 @@ const VISION6: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Whether `object` is one of hookrpc's own (operational events), which only hookrpc publishes.
+pub fn is_reserved(object: &str) -> bool {
+    RESERVED.iter().any(|(r, _)| *r == object)
+}
+
 static ACTIVE: OnceLock<Catalog> = OnceLock::new();
 
 /// The catalog this process runs with: the one [`install`]ed at start, else Vision6's.
@@ -151,7 +156,7 @@ impl Catalog {
         };
         let mut out = String::from("[objects]\n");
         for (object, events) in &self.objects {
-            if RESERVED.iter().any(|(r, _)| r == object) {
+            if is_reserved(object) {
                 continue;
             }
             out.push_str(&format!("{object} = {}\n", list(events)));
@@ -222,7 +227,7 @@ fn object_events(
     if let Err(why) = check_name(object) {
         problems.push(format!("object {object:?}: {why}"));
     }
-    if RESERVED.iter().any(|(r, _)| *r == object) {
+    if is_reserved(object) {
         problems.push(format!(
             "object {object:?} is hookrpc's own (its operational events) and cannot be given"
         ));

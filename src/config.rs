@@ -23,16 +23,37 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub struct Retention(pub Option<Duration>);
 
 fn parse_retention(s: &str) -> Result<Retention, String> {
-    if s.trim() == "0" {
-        return Ok(Retention(None));
-    }
-    match parse_duration(s)? {
+    match parse_duration_or_zero(s)? {
         d if d.is_zero() => Ok(Retention(None)),
         // Removal works in whole seconds (the times it compares are epoch seconds).
         d if d < Duration::from_secs(1) => {
             Err(format!("{s:?}: give 0 to keep everything, or at least 1s"))
         }
         d => Ok(Retention(Some(d))),
+    }
+}
+
+/// How long a webhook's circuit may stay open before the webhook is deactivated: `None` never
+/// (`--disable-after 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisableAfter(pub Option<Duration>);
+
+fn parse_disable_after(s: &str) -> Result<DisableAfter, String> {
+    match parse_duration_or_zero(s)? {
+        d if d.is_zero() => Ok(DisableAfter(None)),
+        // The times it compares are epoch seconds.
+        d if d < Duration::from_secs(1) => {
+            Err(format!("{s:?}: give 0 to never deactivate, or at least 1s"))
+        }
+        d => Ok(DisableAfter(Some(d))),
+    }
+}
+
+/// A duration, where a bare `0` (no unit) also means none.
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" => Ok(Duration::ZERO),
+        _ => parse_duration(s),
     }
 }
 
@@ -115,6 +136,11 @@ pub struct Config {
     #[arg(long, env = "HOOKRPC_CIRCUIT_PROBE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub circuit_probe_interval: Duration,
 
+    /// A webhook whose circuit stays open this long is deactivated (at its next failed probe),
+    /// and `webhook.deactivated` is published. 0 never deactivates.
+    #[arg(long, env = "HOOKRPC_DISABLE_AFTER", default_value = "5d", value_parser = parse_disable_after)]
+    pub disable_after: DisableAfter,
+
     /// At start, delete live webhooks whose object or event the catalog no longer has (without
     /// it, such webhooks stop the server from starting, named).
     #[arg(long, env = "HOOKRPC_CATALOG_PRUNE")]
@@ -191,5 +217,16 @@ mod tests {
         );
         assert!(parse_retention("500ms").is_err());
         assert!(parse_retention("forever").is_err());
+    }
+
+    #[test]
+    fn disable_after_is_a_duration_of_a_second_or_more_or_0_for_never() {
+        assert_eq!(parse_disable_after("0").unwrap(), DisableAfter(None));
+        assert_eq!(
+            parse_disable_after("5d").unwrap(),
+            DisableAfter(Some(Duration::from_secs(5 * 86400)))
+        );
+        assert!(parse_disable_after("10ms").is_err());
+        assert!(parse_disable_after("soon").is_err());
     }
 }

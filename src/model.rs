@@ -502,6 +502,9 @@ impl Room {
 pub struct CircuitPolicy {
     pub threshold: i64,
     pub probe_interval_ms: i64,
+    /// A circuit open this long (seconds) deactivates its webhook at the next failure; `None`
+    /// never.
+    pub disable_after_secs: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -307,6 +307,19 @@ impl Checker {
         None
     }
 
+    /// Operational events (objects `webhook` and `delivery`) are published by hookrpc alone:
+    /// a publisher cannot pass off its own events as hookrpc's.
+    fn not_reserved(&mut self, field: &str, object: &str) -> bool {
+        if !catalog::is_reserved(object) {
+            return true;
+        }
+        self.problem(
+            field,
+            format!("object {object:?} is hookrpc's own: only hookrpc publishes its events"),
+        );
+        false
+    }
+
     /// `object` and `event` of event_details, and whether the event applies to the object.
     fn object_event(
         &mut self,
@@ -316,7 +329,8 @@ impl Checker {
         let field = |name: &str| format!("{prefix}{name}");
         let object = map
             .get("object")
-            .and_then(|v| self.catalog_object(&field("object"), v));
+            .and_then(|v| self.catalog_object(&field("object"), v))
+            .filter(|object| self.not_reserved(&field("object"), object));
         let event = map
             .get("event")
             .and_then(|v| self.string(&field("event"), v, 1, 64));

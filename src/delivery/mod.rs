@@ -106,6 +106,7 @@ pub fn start(store: Store, config: Arc<Config>) -> Result<EngineHandle, reqwest:
         circuit: CircuitPolicy {
             threshold: config.circuit_threshold.max(1),
             probe_interval_ms: config.circuit_probe_interval.as_millis() as i64,
+            disable_after_secs: config.disable_after.0.map(|d| d.as_secs() as i64),
         },
         global: Semaphore::new(config.delivery_concurrency.max(1)),
         flows: Mutex::default(),

@@ -15,6 +15,7 @@ macro_rules! on_backend {
 
 pub mod copy;
 mod fields;
+mod operational;
 mod postgres;
 pub mod retention;
 mod rules;

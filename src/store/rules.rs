@@ -1,8 +1,10 @@
 //! The queue's rules that are the same whatever the backend: how much of one webhook's due
-//! work a claim takes, what an attempt's outcome makes of each delivery it carried, and how a
-//! failure is described. Each backend's `queue.rs` applies them with its own SQL.
+//! work a claim takes, what an attempt's outcome makes of each delivery it carried and of its
+//! webhook, and how a failure is described. Each backend's `queue.rs` applies them with its
+//! own SQL.
 
-use crate::model::{latency_class, AttemptTally, Next, Outcome};
+use crate::model::{latency_class, AttemptTally, CircuitPolicy, Next, Outcome};
+use std::time::Duration;
 
 /// What a claim takes of one webhook's due work.
 pub(crate) struct Share {
@@ -51,11 +53,68 @@ pub(crate) fn settle(
     }
 }
 
+/// A webhook as an attempt's outcome finds it (read in the transaction that records it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WebhookNow {
+    pub account_id: i64,
+    pub url: String,
+    pub is_active: bool,
+    pub consecutive_failures: i64,
+    pub circuit_open: bool,
+    /// When its circuit opened (epoch seconds), while it is open.
+    pub circuit_opened_time: Option<i64>,
+}
+
+/// What a failed attempt from the webhook's current url makes of the webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// Fewer consecutive failures than the threshold: the circuit stays closed.
+    Closed,
+    /// The circuit opens (`newly`: it was closed) or stays open; due work waits for the next
+    /// probe.
+    Open { newly: bool },
+    /// 410 Gone, or a circuit open longer than `--disable-after`: the webhook becomes inactive
+    /// and its pending work is cancelled. `reason` says why, in words.
+    Deactivate { reason: String },
+}
+
+pub(crate) fn after_failure(
+    was: &WebhookNow,
+    gone: bool,
+    policy: CircuitPolicy,
+    now_secs: i64,
+) -> AfterFailure {
+    // A webhook made inactive meanwhile (by another answer, or by its owner) is not
+    // deactivated again.
+    if gone && was.is_active {
+        return AfterFailure::Deactivate {
+            reason: "the receiver asked to stop (410 Gone)".into(),
+        };
+    }
+    let opened = was
+        .circuit_opened_time
+        .filter(|_| was.circuit_open && was.is_active);
+    if let (Some(opened), Some(limit)) = (opened, policy.disable_after_secs) {
+        if now_secs - opened >= limit {
+            let limit = humantime::format_duration(Duration::from_secs(limit as u64));
+            return AfterFailure::Deactivate {
+                reason: format!("its circuit stayed open for more than {limit}"),
+            };
+        }
+    }
+    match was.consecutive_failures + 1 >= policy.threshold {
+        true => AfterFailure::Open {
+            newly: !was.circuit_open,
+        },
+        false => AfterFailure::Closed,
+    }
+}
+
 /// The webhook's `last_error_message` after a failed attempt.
-pub(crate) fn failure_message(error: &str, deactivate: bool) -> String {
-    match deactivate {
-        true => format!("{error}: the receiver asked to stop, webhook deactivated"),
-        false => error.to_owned(),
+pub(crate) fn failure_message(error: &str, after: &AfterFailure) -> String {
+    match after {
+        AfterFailure::Deactivate { reason } => format!("{error}: {reason}, webhook deactivated"),
+        _ => error.to_owned(),
     }
 }
 
@@ -85,5 +144,67 @@ pub(crate) fn tally(tally: &mut AttemptTally, status: &str) {
         "succeeded" => tally.succeeded += 1,
         "pending" => tally.retried += 1,
         _ => tally.failed += 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: CircuitPolicy = CircuitPolicy {
+        threshold: 3,
+        probe_interval_ms: 60_000,
+        disable_after_secs: Some(100),
+    };
+
+    fn webhook(failures: i64, opened: Option<i64>) -> WebhookNow {
+        WebhookNow {
+            account_id: 1,
+            url: "http://x/".into(),
+            is_active: true,
+            consecutive_failures: failures,
+            circuit_open: opened.is_some(),
+            circuit_opened_time: opened,
+        }
+    }
+
+    #[test]
+    fn failures_open_the_circuit_at_the_threshold_once() {
+        let at = |w: &WebhookNow| after_failure(w, false, POLICY, 1000);
+        assert_eq!(at(&webhook(1, None)), AfterFailure::Closed);
+        assert_eq!(at(&webhook(2, None)), AfterFailure::Open { newly: true });
+        assert_eq!(
+            at(&webhook(3, Some(950))),
+            AfterFailure::Open { newly: false }
+        );
+    }
+
+    #[test]
+    fn gone_or_a_circuit_open_too_long_deactivates() {
+        let gone = after_failure(&webhook(0, None), true, POLICY, 1000);
+        assert!(matches!(gone, AfterFailure::Deactivate { .. }));
+        let long = after_failure(&webhook(9, Some(900)), false, POLICY, 1000);
+        let AfterFailure::Deactivate { reason } = long else {
+            panic!("{long:?}");
+        };
+        assert_eq!(reason, "its circuit stayed open for more than 1m 40s");
+        let never = CircuitPolicy {
+            disable_after_secs: None,
+            ..POLICY
+        };
+        let kept = after_failure(&webhook(9, Some(0)), false, never, 1000);
+        assert_eq!(kept, AfterFailure::Open { newly: false });
+    }
+
+    #[test]
+    fn an_inactive_webhook_is_not_deactivated_again() {
+        let inactive = WebhookNow {
+            is_active: false,
+            ..webhook(0, None)
+        };
+        assert_eq!(
+            after_failure(&inactive, true, POLICY, 1000),
+            AfterFailure::Closed
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! asks for. The engine's side of the same tables is `queue.rs`.
 
 use super::filter::Bound;
-use super::{exec, notify_work, row_opt, rows, Postgres};
+use super::{exec, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{now_ms, AttemptRecord, DeliveryRecord};
 use crate::search::Criteria;
@@ -123,12 +123,9 @@ impl Postgres {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let queued = super::filter::update(&tx, &sql, leading, &criteria).await?;
-        if queued > 0 {
-            notify_work(&tx).await?;
-        }
         tx.commit().await?;
         if queued > 0 {
-            self.waker.wake();
+            self.work_queued();
         }
         Ok(queued as i64)
     }
@@ -157,9 +154,8 @@ impl Postgres {
             &[&id, &now_ms()],
         )
         .await?;
-        notify_work(&tx).await?;
         tx.commit().await?;
-        self.waker.wake();
+        self.work_queued();
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! one transaction, and its commit is the acknowledgement (the outbox is the queue). A call's
 //! events go in with one statement, and their deliveries with another, whatever their number.
 
-use super::{exec, notify_work, row_opt, rows, Postgres};
+use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{now_ms, EventRecord, NewEvent, PING_EVENT};
 use crate::search::Criteria;
@@ -33,107 +33,96 @@ fn event_record(r: &Row) -> Result<EventRecord, ApiError> {
     })
 }
 
-/// An event to insert, and the webhooks it goes to.
-struct Fanned<'a> {
-    event: &'a NewEvent,
-    webhooks: Vec<i64>,
-}
-
-/// Inserts the events (one statement) and a delivery, due now, for each of their webhooks
-/// (one more); returns the events' ids in the order given and the deliveries' ids.
-async fn insert_events(
+/// Stores events and queues a delivery, due now, for every webhook each reaches (API.md: the
+/// active webhooks of its account and object, following its event or every event, `*`,
+/// watching its list or all lists), in one statement, whatever their number: outside a
+/// transaction, a call is one round trip. Returns the events' ids in the order given and how
+/// many deliveries were queued.
+async fn fan_out(
     c: &impl GenericClient,
     account_id: i64,
-    fanned: &[Fanned<'_>],
+    events: &[&NewEvent],
     now_ms: i64,
-) -> Result<(Vec<i64>, Vec<i64>), ApiError> {
-    if fanned.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+) -> Result<(Vec<i64>, i64), ApiError> {
+    if events.is_empty() {
+        return Ok((Vec::new(), 0));
     }
-    let column = |f: fn(&Fanned) -> String| fanned.iter().map(f).collect::<Vec<_>>();
-    let objects = column(|f| f.event.object.clone());
-    let names = column(|f| f.event.event.clone());
-    let lists: Vec<i64> = fanned.iter().map(|f| f.event.list_id).collect();
-    let contacts: Vec<Option<i64>> = fanned.iter().map(|f| f.event.contact_id).collect();
-    let data = fanned
+    let column = |f: fn(&NewEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let objects = column(|e| e.object.clone());
+    let names = column(|e| e.event.clone());
+    let lists: Vec<i64> = events.iter().map(|e| e.list_id).collect();
+    let contacts: Vec<Option<i64>> = events.iter().map(|e| e.contact_id).collect();
+    let data = events
         .iter()
-        .map(|f| serde_json::to_string(&f.event.data))
+        .map(|e| serde_json::to_string(&e.data))
         .collect::<Result<Vec<_>, _>>()?;
-    let keys: Vec<Option<String>> = fanned
-        .iter()
-        .map(|f| f.event.idempotency_key.clone())
-        .collect();
-    let counts: Vec<i64> = fanned.iter().map(|f| f.webhooks.len() as i64).collect();
-    let now = now_ms / 1000;
-    let inserted = rows(
+    let keys: Vec<Option<String>> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+    // Identities are drawn in insertion order, which is the order given: the n-th smallest id
+    // is the n-th event.
+    let published = rows(
         c,
-        "INSERT INTO events (account_id, object, event, list_id, contact_id, data,
-           idempotency_key, creation_time, delivery_count)
-         SELECT $1, object, event, list_id, contact_id, data, idempotency_key, $2, delivery_count
-         FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[],
-                     $9::bigint[]) WITH ORDINALITY
-           AS e(object, event, list_id, contact_id, data, idempotency_key, delivery_count, n)
-         ORDER BY n RETURNING id",
+        "WITH given AS (
+           SELECT * FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
+                                $8::text[]) WITH ORDINALITY
+             AS e(object, event, list_id, contact_id, data, idempotency_key, n)),
+         targets AS (
+           SELECT g.n, w.id AS webhook_id FROM given g
+           JOIN webhook_events f ON f.account_id = $1 AND f.object = g.object
+             AND f.event IN (g.event, '*')
+           JOIN webhooks w ON w.id = f.webhook_id
+           WHERE (w.list_id = 0 OR w.list_id = g.list_id) AND w.is_active
+             AND w.deleted_time IS NULL),
+         counted AS (SELECT n, count(*) AS deliveries FROM targets GROUP BY n),
+         inserted AS (
+           INSERT INTO events (account_id, object, event, list_id, contact_id, data,
+             idempotency_key, creation_time, delivery_count)
+           SELECT $1, g.object, g.event, g.list_id, g.contact_id, g.data, g.idempotency_key, $2,
+             coalesce(c.deliveries, 0)
+           FROM given g LEFT JOIN counted c ON c.n = g.n ORDER BY g.n
+           RETURNING id),
+         numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM inserted),
+         queued AS (
+           INSERT INTO deliveries (account_id, webhook_id, event_id, status, due_ms,
+             creation_time)
+           SELECT $1, t.webhook_id, e.id, 'pending', $9, $2
+           FROM targets t JOIN numbered e ON e.n = t.n ORDER BY e.id, t.webhook_id
+           RETURNING 1)
+         SELECT id, (SELECT count(*) FROM queued) FROM numbered ORDER BY n",
         &[
             &account_id,
-            &now,
+            &(now_ms / 1000),
             &objects,
             &names,
             &lists,
             &contacts,
             &data,
             &keys,
-            &counts,
+            &now_ms,
         ],
     )
     .await?;
-    // Identities are drawn in insertion order, which is the order given.
-    let mut ids = inserted
+    let queued = match published.first() {
+        Some(r) => r.try_get(1)?,
+        None => 0,
+    };
+    let ids = published
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<Vec<i64>, _>>()?;
-    ids.sort_unstable();
-    let (webhook_ids, event_ids): (Vec<i64>, Vec<i64>) = fanned
-        .iter()
-        .zip(&ids)
-        .flat_map(|(f, id)| f.webhooks.iter().map(move |w| (*w, *id)))
-        .unzip();
-    if webhook_ids.is_empty() {
-        return Ok((ids, Vec::new()));
-    }
-    let deliveries = rows(
-        c,
-        "INSERT INTO deliveries (account_id, webhook_id, event_id, status, due_ms, creation_time)
-         SELECT $1, webhook_id, event_id, 'pending', $2, $3
-         FROM unnest($4::bigint[], $5::bigint[]) AS d(webhook_id, event_id) RETURNING id",
-        &[&account_id, &now_ms, &now, &webhook_ids, &event_ids],
-    )
-    .await?
-    .iter()
-    .map(|r| r.try_get(0))
-    .collect::<Result<Vec<i64>, _>>()?;
-    Ok((ids, deliveries))
+    Ok((ids, queued))
 }
 
-/// The active webhooks an event reaches: of its account and object, following its event or
-/// every event ('*'), watching its list or all lists.
-async fn matching_webhooks(
+/// Publishes `events` inside the caller's transaction (operational events beside the change
+/// they tell of); returns whether any delivery was queued, for the caller to wake the engines
+/// once it has committed.
+pub(super) async fn publish(
     c: &impl GenericClient,
     account_id: i64,
-    e: &NewEvent,
-) -> Result<Vec<i64>, ApiError> {
-    rows(
-        c,
-        "SELECT w.id FROM webhook_events f JOIN webhooks w ON w.id = f.webhook_id
-         WHERE f.account_id = $1 AND f.object = $2 AND f.event IN ($3, '*')
-           AND (w.list_id = 0 OR w.list_id = $4) AND w.is_active AND w.deleted_time IS NULL
-         ORDER BY w.id",
-        &[&account_id, &e.object, &e.event, &e.list_id],
-    )
-    .await?
-    .iter()
-    .map(|r| Ok(r.try_get(0)?))
-    .collect()
+    events: &[NewEvent],
+) -> Result<bool, ApiError> {
+    let events: Vec<&NewEvent> = events.iter().collect();
+    let (_, queued) = fan_out(c, account_id, &events, now_ms()).await?;
+    Ok(queued > 0)
 }
 
 /// The event an idempotency key already made, if any. The key's lock (held to the end of the
@@ -168,10 +157,49 @@ enum Placed {
     New(usize),
 }
 
+/// `add_events` with idempotency keys, in the caller's transaction: an event whose key made
+/// an event earlier (or earlier in this call) is that event; the others are fanned out.
+async fn add_once_each(
+    c: &impl GenericClient,
+    account_id: i64,
+    events: &[NewEvent],
+    now_ms: i64,
+) -> Result<(Vec<i64>, i64), ApiError> {
+    let mut new: Vec<&NewEvent> = Vec::with_capacity(events.len());
+    let mut placed = Vec::with_capacity(events.len());
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    for e in events {
+        if let Some(key) = e.idempotency_key.as_deref() {
+            if let Some(&index) = keys.get(key) {
+                placed.push(Placed::New(index));
+                continue;
+            }
+            if let Some(id) = earlier_event(c, account_id, key, now_ms / 1000).await? {
+                placed.push(Placed::Earlier(id));
+                continue;
+            }
+            keys.insert(key, new.len());
+        }
+        placed.push(Placed::New(new.len()));
+        new.push(e);
+    }
+    let (ids, queued) = fan_out(c, account_id, &new, now_ms).await?;
+    let ids = placed
+        .into_iter()
+        .map(|p| match p {
+            Placed::Earlier(id) => id,
+            Placed::New(index) => ids[index],
+        })
+        .collect();
+    Ok((ids, queued))
+}
+
 impl Postgres {
     /// Stores events and fans them out, all or nothing; returns their ids in the order given.
     /// A repeated idempotency key (earlier, or earlier in the same call) returns the first
-    /// event's id and creates nothing.
+    /// event's id and creates nothing. Without idempotency keys a call is one statement (one
+    /// round trip, its own transaction); with them, the keys are looked up first, under their
+    /// locks, in the same transaction.
     pub async fn add_events(
         &self,
         account_id: i64,
@@ -179,47 +207,19 @@ impl Postgres {
     ) -> Result<Vec<i64>, ApiError> {
         let now_ms = now_ms();
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let mut fanned: Vec<Fanned> = Vec::with_capacity(events.len());
-        let mut placed = Vec::with_capacity(events.len());
-        let mut keys: HashMap<&str, usize> = HashMap::new();
-        let mut targets: HashMap<(&str, &str, i64), Vec<i64>> = HashMap::new();
-        for e in &events {
-            if let Some(key) = e.idempotency_key.as_deref() {
-                if let Some(&index) = keys.get(key) {
-                    placed.push(Placed::New(index));
-                    continue;
-                }
-                if let Some(id) = earlier_event(&tx, account_id, key, now_ms / 1000).await? {
-                    placed.push(Placed::Earlier(id));
-                    continue;
-                }
-                keys.insert(key, fanned.len());
-            }
-            let target = (e.object.as_str(), e.event.as_str(), e.list_id);
-            let webhooks = match targets.get(&target) {
-                Some(found) => found.clone(),
-                None => matching_webhooks(&tx, account_id, e).await?,
-            };
-            targets.insert(target, webhooks.clone());
-            placed.push(Placed::New(fanned.len()));
-            fanned.push(Fanned { event: e, webhooks });
+        let (ids, queued) = if events.iter().all(|e| e.idempotency_key.is_none()) {
+            let all: Vec<&NewEvent> = events.iter().collect();
+            fan_out(&client, account_id, &all, now_ms).await?
+        } else {
+            let tx = client.transaction().await?;
+            let published = add_once_each(&tx, account_id, &events, now_ms).await?;
+            tx.commit().await?;
+            published
+        };
+        if queued > 0 {
+            self.work_queued();
         }
-        let (ids, deliveries) = insert_events(&tx, account_id, &fanned, now_ms).await?;
-        if !deliveries.is_empty() {
-            notify_work(&tx).await?;
-        }
-        tx.commit().await?;
-        if !deliveries.is_empty() {
-            self.waker.wake();
-        }
-        Ok(placed
-            .into_iter()
-            .map(|p| match p {
-                Placed::Earlier(id) => id,
-                Placed::New(index) => ids[index],
-            })
-            .collect())
+        Ok(ids)
     }
 
     /// `testWebhook`: a `ping` event for one webhook, delivered now; returns the delivery id.
@@ -227,26 +227,31 @@ impl Postgres {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let webhook = super::webhooks::load(&tx, account_id, webhook_id, false).await?;
-        let ping = NewEvent {
-            object: webhook.settings.object,
-            event: PING_EVENT.to_owned(),
-            list_id: webhook.settings.list_id,
-            contact_id: None,
-            data: serde_json::Map::new(),
-            idempotency_key: None,
-        };
-        let fanned = [Fanned {
-            event: &ping,
-            webhooks: vec![webhook_id],
-        }];
-        let (_, deliveries) = insert_events(&tx, account_id, &fanned, now_ms()).await?;
-        notify_work(&tx).await?;
+        let now_ms = now_ms();
+        let delivery = row(
+            &tx,
+            "WITH ping AS (
+               INSERT INTO events (account_id, object, event, list_id, contact_id, data,
+                 creation_time, delivery_count)
+               VALUES ($1, $2, $3, $4, NULL, '{}', $5, 1) RETURNING id)
+             INSERT INTO deliveries (account_id, webhook_id, event_id, status, due_ms,
+               creation_time)
+             SELECT $1, $6, ping.id, 'pending', $7, $5 FROM ping RETURNING id",
+            &[
+                &account_id,
+                &webhook.settings.object,
+                &PING_EVENT,
+                &webhook.settings.list_id,
+                &(now_ms / 1000),
+                &webhook_id,
+                &now_ms,
+            ],
+        )
+        .await?
+        .try_get(0)?;
         tx.commit().await?;
-        self.waker.wake();
-        deliveries
-            .first()
-            .copied()
-            .ok_or_else(|| ApiError::Internal("ping inserted no delivery".into()))
+        self.work_queued();
+        Ok(delivery)
     }
 
     pub async fn event(&self, account_id: i64, id: i64) -> Result<EventRecord, ApiError> {

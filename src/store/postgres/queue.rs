@@ -3,23 +3,17 @@
 //! what each attempt came to (and what its webhook's circuit learns), hand back what was not
 //! sent. The same rules as SQLite's `queue.rs`, in PostgreSQL's SQL.
 
-use super::{exec, notify_work, row, row_opt, rows, Postgres};
+use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{
     now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Outcome, Room, Target,
     WireItem,
 };
-use crate::store::rules;
+use crate::store::operational::{self, FailedDelivery};
+use crate::store::rules::{self, AfterFailure, WebhookNow};
 use deadpool_postgres::GenericClient;
 use serde_json::value::RawValue;
-use std::collections::{HashMap, HashSet};
 use tokio_postgres::Row;
-
-struct ClaimedRow {
-    id: i64,
-    event_id: i64,
-    attempts_in_schedule: i64,
-}
 
 struct WebhookState {
     target: Target,
@@ -59,24 +53,20 @@ fn webhook_state(r: &Row, id: i64, now_ms: i64) -> Result<WebhookState, ApiError
     })
 }
 
-/// A webhook's state for a claim. An open circuit's row is locked (skipped if another node
-/// holds it), so only one node decides on its probe.
-async fn load_state(
+/// The columns of a webhook that [`webhook_state`] reads, in its order.
+const STATE_COLUMNS: &str = "w.url, w.headers, w.auth_username, w.auth_password, w.secret,
+    w.previous_secret, w.previous_secret_until, w.batch_size, w.circuit_state, w.next_probe_ms,
+    w.deleted_time, w.account_id";
+
+/// An open circuit's webhook, locked (skipped, None, if another node holds it), so only one
+/// node decides on its probe.
+async fn lock_open(
     c: &impl GenericClient,
     id: i64,
     now_ms: i64,
-    lock: bool,
 ) -> Result<Option<WebhookState>, ApiError> {
     let sql = format!(
-        "SELECT url, headers, auth_username, auth_password, secret, previous_secret,
-           previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time,
-           account_id
-         FROM webhooks WHERE id = $1{}",
-        if lock {
-            " FOR NO KEY UPDATE SKIP LOCKED"
-        } else {
-            ""
-        }
+        "SELECT {STATE_COLUMNS} FROM webhooks w WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED"
     );
     row_opt(c, &sql, &[&id])
         .await?
@@ -84,49 +74,26 @@ async fn load_state(
         .transpose()
 }
 
-/// The wire items of claimed rows, in their order.
-async fn wire_items(
-    c: &impl GenericClient,
-    webhook_id: i64,
-    claimed: &[ClaimedRow],
-) -> Result<Vec<ClaimedDelivery>, ApiError> {
-    let event_ids: Vec<i64> = claimed.iter().map(|r| r.event_id).collect();
-    let events: HashMap<i64, Row> = rows(
-        c,
-        "SELECT id, object, event, list_id, contact_id, creation_time, data
-         FROM events WHERE id = ANY($1)",
-        &[&event_ids],
-    )
-    .await?
-    .into_iter()
-    .map(|r| Ok((r.try_get(0)?, r)))
-    .collect::<Result<_, ApiError>>()?;
-    claimed
-        .iter()
-        .map(|row| {
-            let r = events
-                .get(&row.event_id)
-                .ok_or_else(|| ApiError::Internal(format!("delivery {} lost its event", row.id)))?;
-            let item = WireItem {
-                id: row.event_id,
-                delivery_id: row.id,
-                webhook_id,
-                object: r.try_get(1)?,
-                event: r.try_get(2)?,
-                list_id: r.try_get(3)?,
-                contact_id: r.try_get(4)?,
-                timestamp: r.try_get(5)?,
-                // Stored by us, so always JSON; were a row ever damaged, its item still goes
-                // out (with null data) rather than failing every claim that reaches it.
-                data: serde_json::from_str(r.try_get(6)?).unwrap_or(RawValue::NULL),
-            };
-            Ok(ClaimedDelivery {
-                id: row.id,
-                attempts_in_schedule: row.attempts_in_schedule,
-                item: serde_json::value::to_raw_value(&item)?,
-            })
-        })
-        .collect()
+/// A claimed delivery, with its item as the wire carries it, from a row of [`claim_rows`].
+fn claimed_delivery(r: &Row, webhook_id: i64) -> Result<ClaimedDelivery, ApiError> {
+    let item = WireItem {
+        id: r.try_get(1)?,
+        delivery_id: r.try_get(0)?,
+        webhook_id,
+        object: r.try_get(3)?,
+        event: r.try_get(4)?,
+        list_id: r.try_get(5)?,
+        contact_id: r.try_get(6)?,
+        timestamp: r.try_get(7)?,
+        // Stored by us, so always JSON; were a row ever damaged, its item still goes out (with
+        // null data) rather than failing every claim that reaches it.
+        data: serde_json::from_str(r.try_get(8)?).unwrap_or(RawValue::NULL),
+    };
+    Ok(ClaimedDelivery {
+        id: r.try_get(0)?,
+        attempts_in_schedule: r.try_get(2)?,
+        item: serde_json::value::to_raw_value(&item)?,
+    })
 }
 
 /// Claims up to `limit` due deliveries, oldest first, one webhook at a time and at most the
@@ -142,26 +109,20 @@ async fn claim(
     let now = now_ms();
     let mut claims = Vec::new();
     let mut claimed = 0;
-    let mut visited = HashSet::new();
-    let mut from = (i64::MIN, i64::MIN);
-    while claimed < limit {
-        let Some((due_ms, webhook_id)) = next_due_webhook(c, now, from).await? else {
+    for (webhook_id, mut state) in due_webhooks(c, now).await? {
+        if claimed >= limit {
             break;
-        };
-        from = (due_ms, webhook_id + 1);
-        let fits = room.batches(webhook_id);
-        if !visited.insert(webhook_id) || fits == 0 {
-            continue; // busy, or more of its work, due later: it had its share
         }
-        let Some(mut state) = load_state(c, webhook_id, now, false).await? else {
-            continue;
-        };
+        let fits = room.batches(webhook_id);
+        if fits == 0 {
+            continue; // busy: as many batches in hand as it may send
+        }
         if state.deleted {
             super::webhooks::cancel_pending(c, webhook_id).await?;
             continue;
         }
         if state.open {
-            match load_state(c, webhook_id, now, true).await? {
+            match lock_open(c, webhook_id, now).await? {
                 Some(locked) => state = locked,
                 None => continue, // another node is deciding on its probe
             }
@@ -174,15 +135,16 @@ async fn claim(
             now,
         );
         let (take, probe_due) = (share.count, share.probe_due);
-        let rows = claim_rows(c, webhook_id, now, now + lease_ms, take).await?;
+        let deliveries = claim_rows(c, webhook_id, now, now + lease_ms, take).await?;
         if let Some(probe_due) = probe_due {
             wait_for_probe(c, &state, now, probe_due, circuit).await?;
         }
-        claimed += rows.len();
-        for chunk in rows.chunks(state.batch_size) {
+        claimed += deliveries.len();
+        let mut deliveries = deliveries.into_iter().peekable();
+        while deliveries.peek().is_some() {
             claims.push(Claim {
                 target: state.target.clone(),
-                deliveries: wire_items(c, webhook_id, chunk).await?,
+                deliveries: deliveries.by_ref().take(state.batch_size).collect(),
             });
         }
     }
@@ -221,62 +183,82 @@ async fn wait_for_probe(
     Ok(())
 }
 
-/// The first (due time, webhook) with work due by `now`, at or after `from` in that order.
-async fn next_due_webhook(
+/// Most webhooks one claim takes work from.
+const WEBHOOKS_PER_CLAIM: i64 = 200;
+
+/// Every webhook with pending work and when its oldest pending delivery is due: a skip through
+/// `deliveries_pending` whose every step is one webhook (its first entry there), so a
+/// webhook's long backlog costs one step, not one per delivery.
+const PENDING_WEBHOOKS: &str = "hooks(webhook_id, due_ms) AS (
+       (SELECT webhook_id, due_ms FROM deliveries WHERE status = 'pending'
+        ORDER BY webhook_id, due_ms LIMIT 1)
+       UNION ALL
+       SELECT next.webhook_id, next.due_ms FROM hooks CROSS JOIN LATERAL (
+         SELECT d.webhook_id, d.due_ms FROM deliveries d
+         WHERE d.status = 'pending' AND d.webhook_id > hooks.webhook_id
+         ORDER BY d.webhook_id, d.due_ms LIMIT 1) next)";
+
+/// The webhooks with work due by `now`, with their state, in the order of their oldest due
+/// delivery.
+async fn due_webhooks(
     c: &impl GenericClient,
     now: i64,
-    from: (i64, i64),
-) -> Result<Option<(i64, i64)>, ApiError> {
-    row_opt(
-        c,
-        "SELECT due_ms, webhook_id FROM deliveries
-         WHERE status = 'pending' AND due_ms <= $1 AND (due_ms, webhook_id) >= ($2, $3)
-         ORDER BY due_ms, webhook_id LIMIT 1",
-        &[&now, &from.0, &from.1],
-    )
-    .await?
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-    .transpose()
+) -> Result<Vec<(i64, WebhookState)>, ApiError> {
+    let sql = format!(
+        "WITH RECURSIVE {PENDING_WEBHOOKS},
+         due AS (
+           SELECT webhook_id, due_ms FROM hooks WHERE due_ms <= $1
+           ORDER BY due_ms, webhook_id LIMIT $2)
+         SELECT {STATE_COLUMNS}, due.webhook_id FROM due JOIN webhooks w ON w.id = due.webhook_id
+         ORDER BY due.due_ms, due.webhook_id"
+    );
+    rows(c, &sql, &[&now, &WEBHOOKS_PER_CLAIM])
+        .await?
+        .iter()
+        .map(|r| {
+            let id = r.try_get(12)?;
+            Ok((id, webhook_state(r, id, now)?))
+        })
+        .collect()
 }
 
-/// Leases up to `count` of a webhook's due deliveries, oldest first, that no other node holds.
+/// Leases up to `count` of a webhook's due deliveries, oldest first, that no other node holds;
+/// returns them, in the order of their ids, with their events as the wire carries them.
 async fn claim_rows(
     c: &impl GenericClient,
     webhook_id: i64,
     now: i64,
     lease_end: i64,
     count: usize,
-) -> Result<Vec<ClaimedRow>, ApiError> {
+) -> Result<Vec<ClaimedDelivery>, ApiError> {
     if count == 0 {
         return Ok(Vec::new());
     }
-    let mut claimed = rows(
+    rows(
         c,
-        "UPDATE deliveries SET due_ms = $3 WHERE id IN
-           (SELECT id FROM deliveries WHERE webhook_id = $1 AND status = 'pending'
-              AND due_ms <= $2 ORDER BY due_ms, id LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED)
-         RETURNING id, event_id, attempt_count - schedule_start",
+        "WITH claimed AS (
+           UPDATE deliveries SET due_ms = $3 WHERE id IN
+             (SELECT id FROM deliveries WHERE webhook_id = $1 AND status = 'pending'
+                AND due_ms <= $2 ORDER BY due_ms, id LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED)
+           RETURNING id, event_id, attempt_count - schedule_start AS in_schedule)
+         SELECT c.id, c.event_id, c.in_schedule, e.object, e.event, e.list_id, e.contact_id,
+           e.creation_time, e.data
+         FROM claimed c JOIN events e ON e.id = c.event_id ORDER BY c.id",
         &[&webhook_id, &now, &lease_end, &(count as i64)],
     )
     .await?
     .iter()
-    .map(|r| {
-        Ok(ClaimedRow {
-            id: r.try_get(0)?,
-            event_id: r.try_get(1)?,
-            attempts_in_schedule: r.try_get(2)?,
-        })
-    })
-    .collect::<Result<Vec<_>, ApiError>>()?;
-    claimed.sort_by_key(|r| r.id); // RETURNING gives no order
-    Ok(claimed)
+    .map(|r| claimed_delivery(r, webhook_id))
+    .collect()
 }
 
+/// Records an attempt, and publishes what it tells the account (operational events) in the
+/// same transaction; returns whether that queued deliveries.
 async fn record(
     c: &impl GenericClient,
     o: &Outcome,
     circuit: CircuitPolicy,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     // A failure locks the webhook's row first: failures of one webhook (from any node) are
     // recorded one at a time, and each takes the webhook before its deliveries, as a claim of
     // an open circuit and an edit do (opening a circuit updates all its pending deliveries).
@@ -285,89 +267,179 @@ async fn record(
     // which PostgreSQL breaks and `record_outcome` runs again.
     // If the webhook was moved to another url while the request was out, the answer speaks
     // for the old url only (see SQLite's `record` for the whole reasoning).
-    let moved = current_url(c, o.webhook_id, o.error.is_some())
-        .await?
-        .is_some_and(|url| url != o.url);
     let status_code = o.status_code.map(i64::from);
-    let attempt_id: i64 = row(
-        c,
-        "INSERT INTO attempts (webhook_id, time, duration_ms, status_code, error, response_body)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        &[
-            &o.webhook_id,
-            &o.time,
-            &o.duration_ms,
-            &status_code,
-            &o.error,
-            &o.response_body,
-        ],
-    )
-    .await?
-    .try_get(0)?;
-    let now = now_ms();
-    let mut tally = rules::attempt_tally(o);
-    let mut ids = Vec::with_capacity(o.next.len());
-    let mut statuses = Vec::with_capacity(o.next.len());
-    let mut dues = Vec::with_capacity(o.next.len());
-    for (id, next) in &o.next {
-        let (status, due) = rules::settle(next, moved, o.deactivate, now);
-        rules::tally(&mut tally, status);
-        ids.push(*id);
-        statuses.push(status);
-        dues.push(due);
-    }
+    let ids: Vec<i64> = o.next.iter().map(|(id, _)| *id).collect();
     // A delivery cancelled while the request was out may have been removed by retention
     // meanwhile (a retention shorter than the attempt): it gets no link. (One removed between
     // this statement and its commit fails the foreign key; the engine records again.)
-    exec(
-        c,
-        "INSERT INTO delivery_attempts (delivery_id, attempt_id)
-         SELECT id, $2 FROM deliveries WHERE id = ANY($1)",
-        &[&ids, &attempt_id],
-    )
-    .await?;
+    let attempted = async {
+        exec(
+            c,
+            "WITH attempt AS (
+               INSERT INTO attempts (webhook_id, time, duration_ms, status_code, error, response_body)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
+             INSERT INTO delivery_attempts (delivery_id, attempt_id)
+             SELECT d.id, attempt.id FROM deliveries d, attempt WHERE d.id = ANY($7)",
+            &[
+                &o.webhook_id,
+                &o.time,
+                &o.duration_ms,
+                &status_code,
+                &o.error,
+                &o.response_body,
+                &ids,
+            ],
+        )
+        .await
+    };
+    // Sent together (pipelined): answered in about one round trip instead of two.
+    let (was, _) = tokio::try_join!(webhook_now(c, o.webhook_id, o.error.is_some()), attempted)?;
+    let moved = was.url != o.url;
+    let now = now_ms();
+    let mut tally = rules::attempt_tally(o);
+    let mut statuses = Vec::with_capacity(o.next.len());
+    let mut dues = Vec::with_capacity(o.next.len());
+    for (_, next) in &o.next {
+        let (status, due) = rules::settle(next, moved, o.deactivate, now);
+        rules::tally(&mut tally, status);
+        statuses.push(status);
+        dues.push(due);
+    }
+    let failing: Vec<i64> = ids
+        .iter()
+        .zip(&statuses)
+        .filter(|(_, status)| **status == "failed")
+        .map(|(id, _)| *id)
+        .collect();
+    let failed = still_pending(c, &failing).await?;
     // The attempt counts for every delivery it carried, but only a pending one moves on: one
     // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so. A
     // delivery that becomes final notes when (retention counts from then).
-    exec(
-        c,
-        "UPDATE deliveries d SET
-           status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
-           due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
-           final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN $4
-             ELSE d.final_time END,
-           attempt_count = d.attempt_count + 1,
-           last_attempt_time = $4, last_status_code = $5, last_error = $6
-         FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(id, status, due)
-         WHERE d.id = v.id",
-        &[&ids, &statuses, &dues, &o.time, &status_code, &o.error],
-    )
-    .await?;
-    super::stats::count_attempt(c, o.webhook_id, &tally).await?;
-    match &o.error {
-        _ if moved => Ok(()),
-        None => record_success(c, o).await,
-        Some(error) => record_failure(c, o, error, circuit).await,
-    }
+    let moved_on = async {
+        exec(
+            c,
+            "UPDATE deliveries d SET
+               status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
+               due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
+               final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN $4
+                 ELSE d.final_time END,
+               attempt_count = d.attempt_count + 1,
+               last_attempt_time = $4, last_status_code = $5, last_error = $6
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(id, status, due)
+             WHERE d.id = v.id",
+            &[&ids, &statuses, &dues, &o.time, &status_code, &o.error],
+        )
+        .await
+    };
+    let counted = super::stats::count_attempt(c, was.account_id, o.webhook_id, &tally);
+    let noted = async {
+        match o.error.is_none() && !moved {
+            true => note_success(c, o).await,
+            false => Ok(()),
+        }
+    };
+    // These do not depend on one another: sent together, answered in about one round trip.
+    tokio::try_join!(moved_on, counted, noted)?;
+    // What the webhook learns comes after: opening a circuit or a deactivation moves the
+    // webhook's other pending deliveries, and must see these ones settled first.
+    let (after, closed) = match &o.error {
+        _ if moved => (None, false),
+        None => (None, record_success(c, o, &was).await?),
+        Some(error) => (
+            Some(record_failure(c, o, error, &was, circuit).await?),
+            false,
+        ),
+    };
+    let told = operational::told(
+        o.webhook_id,
+        &was,
+        o.error.as_deref(),
+        &failed,
+        after.as_ref(),
+        closed,
+    );
+    super::events::publish(c, was.account_id, &told).await
 }
 
-async fn current_url(
+/// The webhook as an outcome finds it, its row locked when `lock`.
+async fn webhook_now(
     c: &impl GenericClient,
     webhook_id: i64,
     lock: bool,
-) -> Result<Option<String>, ApiError> {
+) -> Result<WebhookNow, ApiError> {
+    const SELECT: &str = "SELECT account_id, url, consecutive_failures, circuit_state,
+        circuit_opened_time, is_active FROM webhooks WHERE id = $1";
     let sql = match lock {
-        true => "SELECT url FROM webhooks WHERE id = $1 FOR NO KEY UPDATE",
-        false => "SELECT url FROM webhooks WHERE id = $1",
+        true => format!("{SELECT} FOR NO KEY UPDATE"),
+        false => SELECT.to_owned(),
     };
-    row_opt(c, sql, &[&webhook_id])
-        .await?
-        .map(|r| Ok(r.try_get(0)?))
-        .transpose()
+    let found = row(c, &sql, &[&webhook_id]).await?;
+    Ok(WebhookNow {
+        account_id: found.try_get(0)?,
+        url: found.try_get(1)?,
+        is_active: found.try_get(5)?,
+        consecutive_failures: found.try_get(2)?,
+        circuit_open: found.try_get::<_, &str>(3)? == "open",
+        circuit_opened_time: found.try_get(4)?,
+    })
 }
 
-/// A success closes the circuit, and what it held back is due at once.
-async fn record_success(c: &impl GenericClient, o: &Outcome) -> Result<(), ApiError> {
+/// Of the deliveries `ids` about to be made final, those still pending (one cancelled while its
+/// request was out stays cancelled, and is not told about as failed), with their events; their
+/// rows stay locked until the commit.
+async fn still_pending(
+    c: &impl GenericClient,
+    ids: &[i64],
+) -> Result<Vec<FailedDelivery>, ApiError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    rows(
+        c,
+        "SELECT d.id, d.event_id, e.object FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.id = ANY($1) AND d.status = 'pending' ORDER BY d.id FOR NO KEY UPDATE OF d",
+        &[&ids],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(FailedDelivery {
+            delivery_id: r.try_get(0)?,
+            event_id: r.try_get(1)?,
+            object: r.try_get(2)?,
+        })
+    })
+    .collect()
+}
+
+/// A success from a webhook whose circuit is closed: it has no failures any more, and its last
+/// success is now. Only when that changes something (a row lock held to the commit would make
+/// every success of the webhook wait for the one before it), and never on an open circuit,
+/// which only [`record_success`] closes (so that a closing is told exactly once).
+async fn note_success(c: &impl GenericClient, o: &Outcome) -> Result<(), ApiError> {
+    exec(
+        c,
+        "UPDATE webhooks SET last_success_time = $2, consecutive_failures = 0
+         WHERE id = $1 AND circuit_state = 'closed'
+           AND (last_success_time IS DISTINCT FROM $2 OR consecutive_failures <> 0)",
+        &[&o.webhook_id, &o.time],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A success on an open circuit (read without a lock) closes it, and what it held back is due
+/// at once. (The statements go one after the other: the first reads the `next_probe_ms` that
+/// the next clears.) Returns whether it closed the circuit: of two successes that both read it
+/// open, one does.
+async fn record_success(
+    c: &impl GenericClient,
+    o: &Outcome,
+    was: &WebhookNow,
+) -> Result<bool, ApiError> {
+    if !was.circuit_open {
+        return Ok(false); // `note_success` did it all
+    }
     exec(
         c,
         "UPDATE deliveries SET due_ms = $2
@@ -376,49 +448,55 @@ async fn record_success(c: &impl GenericClient, o: &Outcome) -> Result<(), ApiEr
         &[&o.webhook_id, &now_ms()],
     )
     .await?;
-    // Only when something changes: a row lock held to the commit would make every success of
-    // the webhook wait for the one before it.
-    exec(
+    let closed = exec(
         c,
         "UPDATE webhooks SET last_success_time = $2, consecutive_failures = 0,
-           circuit_state = 'closed', next_probe_ms = NULL
-         WHERE id = $1 AND (last_success_time IS DISTINCT FROM $2 OR consecutive_failures <> 0
-           OR circuit_state <> 'closed' OR next_probe_ms IS NOT NULL)",
+           circuit_state = 'closed', next_probe_ms = NULL, circuit_opened_time = NULL
+         WHERE id = $1 AND circuit_state = 'open'",
         &[&o.webhook_id, &o.time],
     )
     .await?;
-    Ok(())
+    Ok(closed == 1)
 }
 
+/// A failure counts against the webhook: it may open its circuit or deactivate it (see
+/// [`rules::after_failure`]); returns which. The webhook's row is locked (by `webhook_now`),
+/// so `was` is what this failure follows.
 async fn record_failure(
     c: &impl GenericClient,
     o: &Outcome,
     error: &str,
+    was: &WebhookNow,
     circuit: CircuitPolicy,
-) -> Result<(), ApiError> {
-    let message = rules::failure_message(error, o.deactivate);
-    let failures: i64 = row(
+) -> Result<AfterFailure, ApiError> {
+    let after = rules::after_failure(was, o.deactivate, circuit, o.time);
+    let deactivate = matches!(after, AfterFailure::Deactivate { .. });
+    let open = matches!(after, AfterFailure::Open { .. });
+    // Open (or keep open) the circuit: everything waits for the next probe.
+    let probe_ms = now_ms() + circuit.probe_interval_ms;
+    exec(
         c,
         "UPDATE webhooks SET last_error_time = $2, last_error_message = $3,
            consecutive_failures = consecutive_failures + 1,
-           is_active = CASE WHEN $4 THEN false ELSE is_active END
-         WHERE id = $1 RETURNING consecutive_failures",
-        &[&o.webhook_id, &o.time, &message, &o.deactivate],
+           is_active = CASE WHEN $4 THEN false ELSE is_active END,
+           circuit_opened_time = CASE WHEN $5 AND circuit_state = 'closed' THEN $2
+             ELSE circuit_opened_time END,
+           circuit_state = CASE WHEN $5 THEN 'open' ELSE circuit_state END,
+           next_probe_ms = CASE WHEN $5 THEN $6 ELSE next_probe_ms END
+         WHERE id = $1",
+        &[
+            &o.webhook_id,
+            &o.time,
+            &rules::failure_message(error, &after),
+            &deactivate,
+            &open,
+            &probe_ms,
+        ],
     )
-    .await?
-    .try_get(0)?;
-    if o.deactivate {
-        return super::webhooks::cancel_pending(c, o.webhook_id).await;
-    }
-    if failures >= circuit.threshold {
-        // Open (or keep open) the circuit: everything waits for the next probe.
-        let probe_ms = now_ms() + circuit.probe_interval_ms;
-        exec(
-            c,
-            "UPDATE webhooks SET circuit_state = 'open', next_probe_ms = $2 WHERE id = $1",
-            &[&o.webhook_id, &probe_ms],
-        )
-        .await?;
+    .await?;
+    if deactivate {
+        super::webhooks::cancel_pending(c, o.webhook_id).await?;
+    } else if open {
         exec(
             c,
             "UPDATE deliveries SET due_ms = $2
@@ -427,7 +505,7 @@ async fn record_failure(
         )
         .await?;
     }
-    Ok(())
+    Ok(after)
 }
 
 impl Postgres {
@@ -439,7 +517,7 @@ impl Postgres {
         lease_ms: i64,
         circuit: CircuitPolicy,
     ) -> Result<Vec<Claim>, ApiError> {
-        let mut client = self.client().await?;
+        let mut client = self.engine_client().await?;
         let tx = client.transaction().await?;
         let claims = claim(&tx, limit, &room, lease_ms, circuit).await?;
         tx.commit().await?;
@@ -452,32 +530,37 @@ impl Postgres {
         outcome: Outcome,
         circuit: CircuitPolicy,
     ) -> Result<(), ApiError> {
-        super::retry_on_deadlock(|| async {
-            let mut client = self.client().await?;
+        let queued = super::retry_on_deadlock(|| async {
+            let mut client = self.engine_client().await?;
             let tx = client.transaction().await?;
-            record(&tx, &outcome, circuit).await?;
+            let queued = record(&tx, &outcome, circuit).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(queued)
         })
-        .await
+        .await?;
+        if queued {
+            self.work_queued();
+        }
+        Ok(())
     }
 
     /// Claimed deliveries that were not sent are due again now (graceful shutdown).
     pub async fn release(&self, ids: Vec<i64>) -> Result<(), ApiError> {
-        let client = self.client().await?;
+        let client = self.engine_client().await?;
         exec(
             &client,
             "UPDATE deliveries SET due_ms = $2 WHERE id = ANY($1) AND status = 'pending'",
             &[&ids, &now_ms()],
         )
         .await?;
-        notify_work(&client).await
+        self.work_queued();
+        Ok(())
     }
 
     /// When the earliest pending delivery due after `after` (epoch ms) falls due, if any.
     pub async fn next_due_ms(&self, after: i64) -> Result<Option<i64>, ApiError> {
         Ok(row(
-            &self.client().await?,
+            &self.engine_client().await?,
             "SELECT min(due_ms) FROM deliveries WHERE status = 'pending' AND due_ms > $1",
             &[&after],
         )
@@ -487,7 +570,7 @@ impl Postgres {
 
     /// For /metrics: pending deliveries, the age of the oldest (s), open circuits.
     pub async fn queue_stats(&self) -> Result<(i64, i64, i64), ApiError> {
-        let client = self.client().await?;
+        let client = self.engine_client().await?;
         let pending = row(
             &client,
             "SELECT count(*), min(creation_time) FROM deliveries WHERE status = 'pending'",

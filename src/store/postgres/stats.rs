@@ -1,63 +1,34 @@
-//! `getDeliveryStats` on PostgreSQL: the same counts as SQLite's `stats.rs`, kept in the
-//! transaction that records each attempt, and read as sums per bucket and latency class.
+//! `getDeliveryStats` on PostgreSQL: the same counts as SQLite's `stats.rs` (four rows of
+//! `attempt_stats` per attempt: its webhook's and its account's, webhook 0, for the minute and
+//! the hour), but written in two steps. Recording an attempt appends one row to
+//! `attempt_stats_log` in its transaction, which never waits for another; about every second a
+//! node folds the log into `attempt_stats`. A question reads both, so an attempt counts as soon
+//! as it is recorded, as on SQLite.
 
-use super::{row, rows, Postgres};
+use super::{exec, rows, Postgres};
 use crate::error::ApiError;
-use crate::model::{AttemptTally, StatsCell, StatsQuery, STATS_SPANS};
-use deadpool_postgres::GenericClient;
+use crate::model::{AttemptTally, StatsCell, StatsQuery};
+use deadpool_postgres::{GenericClient, Pool};
+use std::time::Duration;
 
-/// The account's own rows (the sums over all its webhooks) are spread over this many rows per
-/// period and class, `webhook_id` -1 to -SHARDS, each webhook adding to one of them: a single
-/// row would be locked by every attempt of the account until its commit, and recording
-/// would go one attempt at a time across all the account's webhooks. A question about the
-/// account sums the shards (and `webhook_id` 0, SQLite's single account row, which
-/// `hookrpc migrate` copies as it is).
-const ACCOUNT_SHARDS: i64 = 16;
+/// How often the log is folded into `attempt_stats`.
+const FOLD_EVERY: Duration = Duration::from_secs(1);
 
-/// The account row `webhook_id` adds to.
-fn account_shard(webhook_id: i64) -> i64 {
-    -1 - webhook_id.rem_euclid(ACCOUNT_SHARDS)
-}
-
-/// Adds one attempt to the rows of its webhook and of its account, for each span.
+/// Appends one recorded attempt to the log, in the transaction that records it.
 pub(super) async fn count_attempt(
     c: &impl GenericClient,
+    account_id: i64,
     webhook_id: i64,
     tally: &AttemptTally,
 ) -> Result<(), ApiError> {
-    let account_id: i64 = row(
+    exec(
         c,
-        "SELECT account_id FROM webhooks WHERE id = $1",
-        &[&webhook_id],
-    )
-    .await?
-    .try_get(0)?;
-    let (webhooks, (spans, starts)): (Vec<i64>, (Vec<i64>, Vec<i64>)) = STATS_SPANS
-        .iter()
-        .flat_map(|&span| {
-            let start = tally.time - tally.time.rem_euclid(span);
-            [
-                (webhook_id, (span, start)),
-                (account_shard(webhook_id), (span, start)),
-            ]
-        })
-        .unzip();
-    rows(
-        c,
-        "INSERT INTO attempt_stats AS s (account_id, webhook_id, span, start, latency_class,
-           attempts, succeeded, retried, failed)
-         SELECT $1, w, span, start, $5, 1, $6, $7, $8
-         FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS r(w, span, start)
-         ON CONFLICT (account_id, webhook_id, span, start, latency_class) DO UPDATE SET
-           attempts = s.attempts + 1,
-           succeeded = s.succeeded + excluded.succeeded,
-           retried = s.retried + excluded.retried,
-           failed = s.failed + excluded.failed",
+        "INSERT INTO attempt_stats_log (account_id, webhook_id, time, latency_class,
+           succeeded, retried, failed) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
             &account_id,
-            &webhooks,
-            &spans,
-            &starts,
+            &webhook_id,
+            &tally.time,
             &tally.latency_class,
             &tally.succeeded,
             &tally.retried,
@@ -68,37 +39,91 @@ pub(super) async fn count_attempt(
     Ok(())
 }
 
+/// Moves every committed log row into `attempt_stats`: each adds to its webhook's and its
+/// account's rows for the minute and the hour. One node folds at a time (the others skip their
+/// turn); the rows it does not see yet (uncommitted) wait for the next fold.
+async fn fold(c: &impl GenericClient) -> Result<(), ApiError> {
+    exec(
+        c,
+        "WITH turn AS (SELECT pg_try_advisory_xact_lock(hashtext('hookrpc stats fold')) AS mine),
+         moved AS (
+           DELETE FROM attempt_stats_log WHERE (SELECT mine FROM turn) RETURNING *),
+         counted AS (
+           SELECT m.account_id, w.webhook_id, s.span, m.time - m.time % s.span AS start,
+                  m.latency_class, m.succeeded, m.retried, m.failed
+           FROM moved m
+           CROSS JOIN (VALUES (60::bigint), (3600::bigint)) AS s(span)
+           CROSS JOIN LATERAL (VALUES (m.webhook_id), (0::bigint)) AS w(webhook_id))
+         INSERT INTO attempt_stats AS a (account_id, webhook_id, span, start, latency_class,
+           attempts, succeeded, retried, failed)
+         SELECT account_id, webhook_id, span, start, latency_class, count(*),
+                sum(succeeded), sum(retried), sum(failed)
+         FROM counted GROUP BY account_id, webhook_id, span, start, latency_class
+         ORDER BY account_id, webhook_id, span, start, latency_class
+         ON CONFLICT (account_id, webhook_id, span, start, latency_class) DO UPDATE SET
+           attempts = a.attempts + excluded.attempts,
+           succeeded = a.succeeded + excluded.succeeded,
+           retried = a.retried + excluded.retried,
+           failed = a.failed + excluded.failed",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Folds the log into `attempt_stats` about every second, for as long as the node runs.
+pub(super) async fn fold_forever(pool: Pool) {
+    let mut tick = tokio::time::interval(FOLD_EVERY);
+    loop {
+        tick.tick().await;
+        let folded = async {
+            let mut client = pool.get().await?;
+            let tx = client.transaction().await?;
+            fold(&tx).await?;
+            tx.commit().await?;
+            Ok::<_, ApiError>(())
+        };
+        if let Err(e) = folded.await {
+            tracing::warn!(error = %e, "postgres: folding delivery statistics failed; trying again");
+        }
+    }
+}
+
 impl Postgres {
-    /// The sums of the rows of the account (or of one of its webhooks) for `query.span`
-    /// starting in `from..until`, per bucket of `interval` and latency class.
+    /// The sums of the rows of the account (webhook 0) or of one of its webhooks for
+    /// `query.span` starting in `from..until`, per bucket of `interval` and latency class,
+    /// with what the log holds that was not folded in yet.
     pub async fn delivery_stats(
         &self,
         account_id: i64,
         query: StatsQuery,
     ) -> Result<Vec<StatsCell>, ApiError> {
         let q = query;
-        // One webhook's rows, or the account's (its shards and a copied row 0).
-        let (low, high) = match q.webhook_id {
-            Some(id) => (id, id),
-            None => (-ACCOUNT_SHARDS, 0),
-        };
+        let webhook = q.webhook_id.unwrap_or(0);
         rows(
             &self.client().await?,
             "SELECT (start - $4) / $6 AS bucket, latency_class,
                sum(attempts)::bigint, sum(succeeded)::bigint, sum(retried)::bigint,
                sum(failed)::bigint
-             FROM attempt_stats
-             WHERE account_id = $1 AND webhook_id BETWEEN $2 AND $7 AND span = $3
-               AND start >= $4 AND start < $5
+             FROM (
+               SELECT start, latency_class, attempts, succeeded, retried, failed
+               FROM attempt_stats
+               WHERE account_id = $1 AND webhook_id = $2 AND span = $3
+                 AND start >= $4 AND start < $5
+               UNION ALL
+               SELECT time - time % $3, latency_class, 1, succeeded, retried, failed
+               FROM attempt_stats_log
+               WHERE account_id = $1 AND ($2 = 0 OR webhook_id = $2)
+                 AND time - time % $3 >= $4 AND time - time % $3 < $5
+             ) counted
              GROUP BY bucket, latency_class",
             &[
                 &account_id,
-                &low,
+                &webhook,
                 &q.span,
                 &q.from,
                 &q.until,
                 &q.interval,
-                &high,
             ],
         )
         .await?

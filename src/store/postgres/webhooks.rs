@@ -193,6 +193,19 @@ pub(super) async fn cancel_pending(
     Ok(())
 }
 
+/// A webhook made active again starts afresh: its circuit closed, no failures counted (the
+/// circuit that may have deactivated it would otherwise do so again at the first failure).
+async fn restart_circuit(c: &impl GenericClient, webhook_id: i64) -> Result<(), ApiError> {
+    exec(
+        c,
+        "UPDATE webhooks SET circuit_state = 'closed', consecutive_failures = 0,
+           next_probe_ms = NULL, circuit_opened_time = NULL WHERE id = $1",
+        &[&webhook_id],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Soft delete: the row stays so its deliveries keep pointing at something; its pending
 /// deliveries are cancelled.
 async fn retire(c: &impl GenericClient, id: i64) -> Result<(), ApiError> {
@@ -259,7 +272,9 @@ impl Postgres {
     {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let s = merge(load(&tx, account_id, id, true).await?.settings)?;
+        let old = load(&tx, account_id, id, true).await?.settings;
+        let reactivated = !old.is_active;
+        let s = merge(old)?;
         // The webhook's row first, then the account's: the order a delete takes them in.
         lock_account(&tx, account_id).await?;
         refuse_overlap(&tx, account_id, id, &s).await?;
@@ -284,6 +299,8 @@ impl Postgres {
         index_events(&tx, account_id, id, &s).await?;
         if !s.is_active {
             cancel_pending(&tx, id).await?;
+        } else if reactivated {
+            restart_circuit(&tx, id).await?;
         }
         tx.commit().await?;
         Ok(())

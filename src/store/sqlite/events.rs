@@ -93,6 +93,35 @@ fn matching_webhooks(
     Ok(ids.collect::<Result<_, _>>()?)
 }
 
+/// Stores one event and queues a delivery, due now, for each webhook it reaches; returns its id
+/// and how many deliveries it queued.
+fn publish_one(
+    conn: &Connection,
+    account_id: i64,
+    e: &NewEvent,
+    now_ms: i64,
+) -> Result<(i64, usize), ApiError> {
+    let webhooks = matching_webhooks(conn, account_id, e)?;
+    let id = insert_event(conn, account_id, e, &webhooks, now_ms)?;
+    Ok((id, webhooks.len()))
+}
+
+/// Publishes `events` inside the caller's transaction (operational events beside the change
+/// they tell of); returns whether any delivery was queued, for the caller to wake the engine
+/// once it has committed.
+pub(super) fn publish(
+    conn: &Connection,
+    account_id: i64,
+    events: &[NewEvent],
+) -> Result<bool, ApiError> {
+    let now_ms = now_ms();
+    let mut queued = 0;
+    for e in events {
+        queued += publish_one(conn, account_id, e, now_ms)?.1;
+    }
+    Ok(queued > 0)
+}
+
 fn earlier_event(
     conn: &Connection,
     account_id: i64,
@@ -134,9 +163,9 @@ impl Sqlite {
                     let id = match earlier {
                         Some(id) => id,
                         None => {
-                            let webhooks = matching_webhooks(conn, account_id, e)?;
-                            published.deliveries += webhooks.len();
-                            insert_event(conn, account_id, e, &webhooks, now_ms)?
+                            let (id, deliveries) = publish_one(conn, account_id, e, now_ms)?;
+                            published.deliveries += deliveries;
+                            id
                         }
                     };
                     published.ids.push(id);

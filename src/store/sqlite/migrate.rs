@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/sqlite/0006_attempt_stats.sql"),
     include_str!("../../../schema/migrations/sqlite/0007_retention.sql"),
     include_str!("../../../schema/migrations/sqlite/0008_sealed_secrets.sql"),
+    include_str!("../../../schema/migrations/sqlite/0009_circuit_opened_time.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

@@ -7,7 +7,8 @@ use crate::model::{
     now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Outcome, Room, Target,
     WireItem,
 };
-use crate::store::rules;
+use crate::store::operational::{self, FailedDelivery};
+use crate::store::rules::{self, AfterFailure, WebhookNow};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
 use std::collections::HashSet;
@@ -257,7 +258,9 @@ fn batches(
         .collect()
 }
 
-fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), ApiError> {
+/// Records an attempt, and publishes what it tells the account (operational events) in the
+/// same transaction; returns whether that queued deliveries.
+fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<bool, ApiError> {
     conn.prepare_cached(
         "INSERT INTO attempts (webhook_id, time, duration_ms, status_code, error, response_body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -293,26 +296,70 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<(), 
     // the old url only. A 410 there asks nothing of the new one, so what it failed is due
     // again at once (at the new url), and the webhook's own record (its circuit, failures,
     // activity) is left to answers from its current url.
-    let moved = current_url(conn, o.webhook_id)?.is_some_and(|url| url != o.url);
+    let was = webhook_now(conn, o.webhook_id)?;
+    let moved = was.url != o.url;
     let mut tally = rules::attempt_tally(o);
+    let mut failed = Vec::new();
     for (id, next) in &o.next {
         link.execute(params![id, attempt_id])?;
         let (status, due) = rules::settle(next, moved, o.deactivate, now_ms());
         rules::tally(&mut tally, status);
+        if status == "failed" {
+            failed.extend(still_pending(conn, *id)?);
+        }
         update.execute(params![id, status, due, o.time, o.status_code, o.error])?;
     }
     super::stats::count_attempt(conn, o.webhook_id, &tally)?;
-    match &o.error {
-        _ if moved => Ok(()),
-        None => record_success(conn, o),
-        Some(error) => record_failure(conn, o, error, circuit),
-    }
+    let (after, closed) = match &o.error {
+        _ if moved => (None, false),
+        None => (None, record_success(conn, o, &was)?),
+        Some(error) => (Some(record_failure(conn, o, error, &was, circuit)?), false),
+    };
+    let told = operational::told(
+        o.webhook_id,
+        &was,
+        o.error.as_deref(),
+        &failed,
+        after.as_ref(),
+        closed,
+    );
+    super::events::publish(conn, was.account_id, &told)
 }
 
-fn current_url(conn: &Connection, webhook_id: i64) -> Result<Option<String>, ApiError> {
+fn webhook_now(conn: &Connection, webhook_id: i64) -> Result<WebhookNow, ApiError> {
     Ok(conn
-        .prepare_cached("SELECT url FROM webhooks WHERE id = ?1")?
-        .query_row([webhook_id], |r| r.get(0))
+        .prepare_cached(
+            "SELECT account_id, url, consecutive_failures, circuit_state, circuit_opened_time,
+               is_active
+             FROM webhooks WHERE id = ?1",
+        )?
+        .query_row([webhook_id], |r| {
+            Ok(WebhookNow {
+                account_id: r.get(0)?,
+                url: r.get(1)?,
+                is_active: r.get(5)?,
+                consecutive_failures: r.get(2)?,
+                circuit_open: r.get_ref(3)?.as_str()? == "open",
+                circuit_opened_time: r.get(4)?,
+            })
+        })?)
+}
+
+/// A delivery about to be made final, with its event, if it is still pending (one cancelled
+/// while its request was out stays cancelled, and is not told about as failed).
+fn still_pending(conn: &Connection, id: i64) -> Result<Option<FailedDelivery>, ApiError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT d.event_id, e.object FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.id = ?1 AND d.status = 'pending'",
+        )?
+        .query_row([id], |r| {
+            Ok(FailedDelivery {
+                delivery_id: id,
+                event_id: r.get(0)?,
+                object: r.get(1)?,
+            })
+        })
         .optional()?)
 }
 
@@ -320,8 +367,9 @@ fn current_url(conn: &Connection, webhook_id: i64) -> Result<Option<String>, Api
 /// would have come next. Held-back work waits with its due time at the webhook's next probe.
 /// While a circuit is open only its probe is in flight, and this outcome has just settled the
 /// probe's deliveries (a batch sent before the circuit opened is long done: an attempt's
-/// timeout is shorter than the probe interval in any sane setting).
-fn record_success(conn: &Connection, o: &Outcome) -> Result<(), ApiError> {
+/// timeout is shorter than the probe interval in any sane setting). Returns whether it closed
+/// an open circuit.
+fn record_success(conn: &Connection, o: &Outcome, was: &WebhookNow) -> Result<bool, ApiError> {
     conn.prepare_cached(
         "UPDATE deliveries SET due_ms = ?2
          WHERE webhook_id = ?1 AND status = 'pending' AND due_ms > ?2
@@ -330,45 +378,54 @@ fn record_success(conn: &Connection, o: &Outcome) -> Result<(), ApiError> {
     .execute(params![o.webhook_id, now_ms()])?;
     conn.prepare_cached(
         "UPDATE webhooks SET last_success_time = ?2, consecutive_failures = 0,
-           circuit_state = 'closed', next_probe_ms = NULL WHERE id = ?1",
+           circuit_state = 'closed', next_probe_ms = NULL, circuit_opened_time = NULL
+         WHERE id = ?1",
     )?
     .execute(params![o.webhook_id, o.time])?;
-    Ok(())
+    Ok(was.circuit_open)
 }
 
+/// A failure counts against the webhook: it may open its circuit or deactivate it (see
+/// [`rules::after_failure`]); returns which.
 fn record_failure(
     conn: &Connection,
     o: &Outcome,
     error: &str,
+    was: &WebhookNow,
     circuit: CircuitPolicy,
-) -> Result<(), ApiError> {
-    let message = rules::failure_message(error, o.deactivate);
-    let failures: i64 = conn
-        .prepare_cached(
-            "UPDATE webhooks SET last_error_time = ?2, last_error_message = ?3,
-               consecutive_failures = consecutive_failures + 1,
-               is_active = CASE WHEN ?4 THEN 0 ELSE is_active END
-             WHERE id = ?1 RETURNING consecutive_failures",
-        )?
-        .query_row(params![o.webhook_id, o.time, message, o.deactivate], |r| {
-            r.get(0)
-        })?;
-    if o.deactivate {
-        return super::webhooks::cancel_pending(conn, o.webhook_id);
-    }
-    if failures >= circuit.threshold {
-        // Open (or keep open) the circuit: everything waits for the next probe.
-        let probe_ms = now_ms() + circuit.probe_interval_ms;
-        conn.prepare_cached(
-            "UPDATE webhooks SET circuit_state = 'open', next_probe_ms = ?2 WHERE id = ?1",
-        )?
-        .execute(params![o.webhook_id, probe_ms])?;
+) -> Result<AfterFailure, ApiError> {
+    let after = rules::after_failure(was, o.deactivate, circuit, o.time);
+    let deactivate = matches!(after, AfterFailure::Deactivate { .. });
+    let open = matches!(after, AfterFailure::Open { .. });
+    // Open (or keep open) the circuit: everything waits for the next probe.
+    let probe_ms = now_ms() + circuit.probe_interval_ms;
+    conn.prepare_cached(
+        "UPDATE webhooks SET last_error_time = ?2, last_error_message = ?3,
+           consecutive_failures = consecutive_failures + 1,
+           is_active = CASE WHEN ?4 THEN 0 ELSE is_active END,
+           circuit_opened_time = CASE WHEN ?5 AND circuit_state = 'closed' THEN ?2
+             ELSE circuit_opened_time END,
+           circuit_state = CASE WHEN ?5 THEN 'open' ELSE circuit_state END,
+           next_probe_ms = CASE WHEN ?5 THEN ?6 ELSE next_probe_ms END
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        o.webhook_id,
+        o.time,
+        rules::failure_message(error, &after),
+        deactivate,
+        open,
+        probe_ms
+    ])?;
+    if deactivate {
+        super::webhooks::cancel_pending(conn, o.webhook_id)?;
+    } else if open {
         conn.prepare_cached(
             "UPDATE deliveries SET due_ms = ?2 WHERE webhook_id = ?1 AND status = 'pending' AND due_ms < ?2",
         )?
         .execute(params![o.webhook_id, probe_ms])?;
     }
-    Ok(())
+    Ok(after)
 }
 
 impl Sqlite {
@@ -390,8 +447,13 @@ impl Sqlite {
         outcome: Outcome,
         circuit: CircuitPolicy,
     ) -> Result<(), ApiError> {
-        self.write(move |conn| record(conn, &outcome, circuit))
-            .await
+        let queued = self
+            .write(move |conn| record(conn, &outcome, circuit))
+            .await?;
+        if queued {
+            self.waker.wake();
+        }
+        Ok(())
     }
 
     /// Claimed deliveries that were not sent are due again now (graceful shutdown).

@@ -156,6 +156,17 @@ pub(super) fn cancel_pending(conn: &Connection, webhook_id: i64) -> Result<(), A
     Ok(())
 }
 
+/// A webhook made active again starts afresh: its circuit closed, no failures counted (the
+/// circuit that may have deactivated it would otherwise do so again at the first failure).
+fn restart_circuit(conn: &Connection, webhook_id: i64) -> Result<(), ApiError> {
+    conn.prepare_cached(
+        "UPDATE webhooks SET circuit_state = 'closed', consecutive_failures = 0,
+           next_probe_ms = NULL, circuit_opened_time = NULL WHERE id = ?1",
+    )?
+    .execute([webhook_id])?;
+    Ok(())
+}
+
 impl Sqlite {
     pub async fn add_webhook(
         &self,
@@ -207,7 +218,9 @@ impl Sqlite {
         F: FnOnce(WebhookSettings) -> Result<WebhookSettings, ApiError> + Send + 'static,
     {
         self.write(move |conn| {
-            let s = merge(load(conn, account_id, id)?.settings)?;
+            let old = load(conn, account_id, id)?.settings;
+            let reactivated = !old.is_active;
+            let s = merge(old)?;
             refuse_overlap(conn, account_id, id, &s)?;
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?3, description = ?4, object = ?5, events = ?6, list_id = ?7,
@@ -227,6 +240,8 @@ impl Sqlite {
             index_events(conn, account_id, id, &s)?;
             if !s.is_active {
                 cancel_pending(conn, id)?;
+            } else if reactivated {
+                restart_circuit(conn, id)?;
             }
             Ok(())
         })

@@ -1,0 +1,7 @@
+-- Operational events, as SQLite's migration 0009: the time a webhook's circuit opened (epoch
+-- seconds; NULL while closed), for --disable-after. Circuits open before it count from now.
+
+ALTER TABLE webhooks ADD COLUMN circuit_opened_time BIGINT;
+
+UPDATE webhooks SET circuit_opened_time = extract(epoch FROM now())::bigint
+    WHERE circuit_state = 'open';

@@ -1,0 +1,294 @@
+//! Operational events: hookrpc tells an account about its own webhooks (circuit opened and
+//! closed, webhook deactivated, delivery failed) with events of that account, delivered to a
+//! real receiver like any other event, and never about a delivery of one of them.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Retries quick and many: a delivery stays pending through a few probes of an open circuit.
+const PATIENT: &[&str] = &[
+    "--allow-private-targets",
+    "--retry-schedule",
+    "20ms,20ms,20ms,20ms,20ms,20ms,20ms,20ms,20ms,20ms,20ms,20ms,20ms,20ms,20ms",
+    "--attempt-timeout",
+    "2s",
+];
+
+/// A webhook of the account of `key` on `object` following `events`; returns its id.
+async fn follow(server: &Server, key: &str, object: &str, events: Value, url: String) -> Value {
+    let details = json!({"object": object, "events": events, "url": url});
+    server.ok("addWebhook", json!([key, details])).await
+}
+
+/// One `contact.created` webhook at `url` and one event for it; returns (webhook, delivery).
+async fn one_delivery(server: &Server, url: String) -> (Value, Value) {
+    let webhook = follow(server, &server.key, "contact", json!(["created"]), url).await;
+    let event = json!({"object": "contact", "event": "created"});
+    let event = server.ok("addEvent", json!([server.key, event])).await;
+    (webhook, server.delivery_of(&event).await)
+}
+
+/// The items `receiver` got of `object.event`, once there are at least `count`.
+async fn told(receiver: &Receiver, object: &str, event: &str, count: usize) -> Vec<Value> {
+    eventually(&format!("{count} × {object}.{event}"), WAIT, || async {
+        let items: Vec<Value> = receiver
+            .items()
+            .into_iter()
+            .filter(|i| i["object"] == object && i["event"] == event)
+            .collect();
+        (items.len() >= count).then_some(items)
+    })
+    .await
+}
+
+async fn webhook_state(server: &Server, id: &Value) -> Value {
+    server.ok("getWebhookById", json!([server.key, id])).await
+}
+
+#[tokio::test]
+async fn an_opening_and_a_closing_circuit_are_told_to_the_account_only() {
+    let mut args = PATIENT.to_vec();
+    args.extend([
+        "--circuit-threshold",
+        "2",
+        "--circuit-probe-interval",
+        "300ms",
+    ]);
+    let server = Server::start(&args);
+    let (failing, ops, strangers) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    failing.set_reply(Reply::Status(503));
+    follow(&server, &server.key, "webhook", json!(["*"]), ops.url("/")).await;
+    let other = server.add_key("other", "full");
+    follow(&server, &other, "webhook", json!(["*"]), strangers.url("/")).await;
+    let (webhook, delivery) = one_delivery(&server, failing.url("/hook")).await;
+
+    let opened = told(&ops, "webhook", "circuit_opened", 1).await;
+    assert_eq!(
+        opened[0]["data"],
+        json!({"webhook_id": webhook, "url": failing.url("/hook"),
+               "consecutive_failures": 2, "last_error": "HTTP 503"})
+    );
+    assert_eq!(
+        webhook_state(&server, &webhook).await["circuit_state"],
+        "open"
+    );
+    // An ordinary event of the account: it can be read and searched like any other.
+    let event = server
+        .ok("getEventById", json!([server.key, opened[0]["id"]]))
+        .await;
+    assert_eq!(
+        (event["object"].clone(), event["list_id"].clone()),
+        (json!("webhook"), json!(0))
+    );
+
+    failing.set_reply(Reply::Status(200));
+    let closed = told(&ops, "webhook", "circuit_closed", 1).await;
+    assert_eq!(
+        closed[0]["data"],
+        json!({"webhook_id": webhook, "url": failing.url("/hook")})
+    );
+    server.delivery_with_status(&delivery, "succeeded").await;
+    // Each change is told once, and to this account alone.
+    let count = |event: &str| {
+        let criteria = json!([
+            ["object", "exactly", "webhook"],
+            ["event", "exactly", event]
+        ]);
+        server.ok("countEvents", json!([server.key, criteria]))
+    };
+    assert_eq!(count("circuit_opened").await, 1);
+    assert_eq!(count("circuit_closed").await, 1);
+    assert!(strangers.received().is_empty());
+    let theirs = server.ok("countEvents", json!([other, []])).await;
+    assert_eq!(theirs, 0);
+}
+
+#[tokio::test]
+async fn gone_is_told_once_as_a_deactivation_and_a_failed_delivery() {
+    let server = Server::start(PATIENT);
+    let (gone, ops) = (Receiver::start().await, Receiver::start().await);
+    // Three one-item requests in flight at once, each answered 410: the first answer
+    // deactivates the webhook and cancels the other two deliveries while they are on the wire.
+    gone.set_reply(Reply::SlowStatus(Duration::from_millis(200), 410));
+    follow(
+        &server,
+        &server.key,
+        "webhook",
+        json!(["deactivated"]),
+        ops.url("/w"),
+    )
+    .await;
+    follow(
+        &server,
+        &server.key,
+        "delivery",
+        json!(["failed"]),
+        ops.url("/d"),
+    )
+    .await;
+    let details = json!({"object": "contact", "event": "created", "url": gone.url("/"),
+                         "batch_size": 1});
+    let webhook = server.ok("addWebhook", json!([server.key, details])).await;
+    let event = json!({"object": "contact", "event": "created"});
+    let events = server
+        .ok("addEvents", json!([server.key, [event, event, event]]))
+        .await;
+    eventually("three requests answered", WAIT, || async {
+        (gone.received().len() == 3).then_some(())
+    })
+    .await;
+
+    let deactivated = told(&ops, "webhook", "deactivated", 1).await;
+    let data = &deactivated[0]["data"];
+    assert_eq!(data["webhook_id"], webhook);
+    assert_eq!(data["url"], gone.url("/"));
+    assert!(data["reason"].as_str().unwrap().contains("410"), "{data}");
+    let failed = told(&ops, "delivery", "failed", 1).await;
+    let delivery = failed[0]["data"]["delivery_id"].clone();
+    let d = server.delivery_with_status(&delivery, "failed").await;
+    assert_eq!(
+        failed[0]["data"],
+        json!({"delivery_id": delivery, "webhook_id": webhook, "event_id": d["event_id"],
+               "last_error": "HTTP 410"})
+    );
+    assert!(events.as_array().unwrap().contains(&d["event_id"]));
+    // The other two were cancelled, not failed: told of neither, and of one deactivation.
+    let all = server
+        .ok(
+            "searchDeliveries",
+            json!([server.key, [["webhook_id", "exactly", webhook]]]),
+        )
+        .await;
+    for d in all.as_array().unwrap() {
+        if d["id"] != delivery {
+            server.delivery_with_status(&d["id"], "cancelled").await;
+        }
+    }
+    let count = |object: &str, event: &str| {
+        let criteria = json!([["object", "exactly", object], ["event", "exactly", event]]);
+        server.ok("countEvents", json!([server.key, criteria]))
+    };
+    assert_eq!(count("webhook", "deactivated").await, 1);
+    assert_eq!(count("delivery", "failed").await, 1);
+    assert_eq!(webhook_state(&server, &webhook).await["is_active"], false);
+}
+
+#[tokio::test]
+async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
+    let mut args = PATIENT.to_vec();
+    args.extend([
+        "--circuit-threshold",
+        "1",
+        "--circuit-probe-interval",
+        "200ms",
+        "--disable-after",
+        "1s",
+    ]);
+    let server = Server::start(&args);
+    let (failing, ops) = (Receiver::start().await, Receiver::start().await);
+    failing.set_reply(Reply::Status(500));
+    follow(&server, &server.key, "webhook", json!(["*"]), ops.url("/")).await;
+    let (webhook, delivery) = one_delivery(&server, failing.url("/")).await;
+
+    let deactivated = told(&ops, "webhook", "deactivated", 1).await;
+    let reason = deactivated[0]["data"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("circuit stayed open for more than 1s"),
+        "{reason}"
+    );
+    let w = webhook_state(&server, &webhook).await;
+    assert_eq!(w["is_active"], false);
+    let why = w["last_error"]["message"].as_str().unwrap();
+    assert!(why.ends_with("webhook deactivated"), "{why}");
+    // Its pending work is cancelled.
+    server.delivery_with_status(&delivery, "cancelled").await;
+    assert_eq!(told(&ops, "webhook", "circuit_opened", 1).await.len(), 1);
+
+    // Turned on again, it starts afresh: circuit closed, nothing counted against it.
+    failing.set_reply(Reply::Status(200));
+    let on = json!([server.key, webhook, {"is_active": true}]);
+    server.ok("editWebhook", on).await;
+    let w = webhook_state(&server, &webhook).await;
+    assert_eq!(
+        (
+            w["circuit_state"].clone(),
+            w["consecutive_failures"].clone()
+        ),
+        (json!("closed"), json!(0))
+    );
+    let event = json!({"object": "contact", "event": "created"});
+    let event = server.ok("addEvent", json!([server.key, event])).await;
+    let again = server.delivery_of(&event).await;
+    server.delivery_with_status(&again, "succeeded").await;
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_told_but_never_one_of_an_operational_event() {
+    let server = Server::start(&[
+        "--allow-private-targets",
+        "--retry-schedule",
+        "20ms,20ms",
+        "--attempt-timeout",
+        "2s",
+    ]);
+    let failing = Receiver::start().await;
+    failing.set_reply(Reply::Status(500));
+    // The account's own listener of failures fails too: its delivery of `delivery.failed`
+    // fails in turn, and that is not told (or it would never end).
+    let listener = follow(
+        &server,
+        &server.key,
+        "delivery",
+        json!(["failed"]),
+        failing.url("/ops"),
+    )
+    .await;
+    let (webhook, delivery) = one_delivery(&server, failing.url("/")).await;
+    server.delivery_with_status(&delivery, "failed").await;
+
+    let failures = json!([
+        ["object", "exactly", "delivery"],
+        ["event", "exactly", "failed"]
+    ]);
+    let events = server
+        .ok("searchEvents", json!([server.key, failures]))
+        .await;
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    let told = &events[0];
+    assert_eq!(told["data"]["delivery_id"], delivery);
+    assert_eq!(told["data"]["webhook_id"], webhook);
+    assert_eq!(told["data"]["last_error"], "HTTP 500");
+    let to_listener = server.delivery_of(&told["id"]).await;
+    let d = server.delivery_with_status(&to_listener, "failed").await;
+    assert_eq!(d["webhook_id"], listener);
+    // Nothing more comes of it.
+    let counted = server
+        .ok("countEvents", json!([server.key, failures]))
+        .await;
+    assert_eq!(counted, 1);
+}
+
+#[tokio::test]
+async fn publishers_cannot_pass_off_events_as_hookrpcs_own() {
+    let server = Server::start(&[]);
+    for object in ["webhook", "delivery"] {
+        let event = json!({"object": object, "event": "failed"});
+        let (code, data) = server.err("addEvent", json!([server.key, event])).await;
+        assert_eq!(code, 310);
+        assert!(data.to_string().contains("hookrpc's own"), "{data}");
+    }
+    // Following them is what they are for.
+    let ops = json!({"object": "webhook", "event": "deactivated", "url": "https://ops.acme.io/"});
+    server.ok("addWebhook", json!([server.key, ops])).await;
+}
