@@ -40,7 +40,9 @@ use tokio_postgres::{AsyncMessage, Config, NoTls, Row};
 const WORK_CHANNEL: &str = "hookrpc_work";
 /// Connections per node for API calls.
 const POOL_SIZE: usize = 12;
-/// Connections per node for the engine (a node that serves the API only opens none).
+/// Connections per node for the engine's records (a node that serves the API only opens none),
+/// beside the one its claims have to themselves: behind the records of every batch in flight,
+/// the next claim would wait for the last of them, and the engine would send in fits.
 const ENGINE_POOL_SIZE: usize = 8;
 /// How long `/health` waits for its probe write.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
@@ -52,6 +54,8 @@ pub struct Postgres {
     pool: Pool,
     /// The engine's connections: their commits do not wait for the log's flush.
     engine: Pool,
+    /// The engine's connection for claims, of the same kind.
+    claims: Pool,
     /// Rung by this node's commits that queue work, and by every other node's (through the
     /// listener).
     waker: Waker,
@@ -95,7 +99,8 @@ impl Postgres {
         config.options(format!("{given} -c synchronous_commit=on").trim());
         unflushed.options(format!("{given} -c synchronous_commit=off").trim());
         let pool = pool_of(config.clone(), POOL_SIZE)?;
-        let engine = pool_of(unflushed, ENGINE_POOL_SIZE)?;
+        let engine = pool_of(unflushed.clone(), ENGINE_POOL_SIZE)?;
+        let claims = pool_of(unflushed, 1)?;
         migrate::apply(&mut pool.get().await?).await?;
         let waker = Waker::default();
         let outbox = Arc::new(Notify::new());
@@ -106,6 +111,7 @@ impl Postgres {
         Ok(Postgres {
             pool,
             engine,
+            claims,
             waker,
             outbox,
         })
@@ -123,6 +129,11 @@ impl Postgres {
     /// A connection for the engine's bookkeeping (see the module's documentation).
     async fn engine_client(&self) -> Result<Object, ApiError> {
         Ok(self.engine.get().await?)
+    }
+
+    /// The engine's connection for claims (and for asking when the next retry is due).
+    async fn claim_client(&self) -> Result<Object, ApiError> {
+        Ok(self.claims.get().await?)
     }
 
     /// For `/health`: a real write (the probe row changes, so its commit must reach the WAL),

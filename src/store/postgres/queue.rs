@@ -11,7 +11,7 @@ use crate::model::{
 };
 use crate::store::operational::{self, FailedDelivery};
 use crate::store::rules::{self, AfterFailure, WebhookNow};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Object};
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
 
@@ -98,9 +98,11 @@ fn claimed_delivery(r: &Row, webhook_id: i64) -> Result<ClaimedDelivery, ApiErro
 
 /// Claims up to `limit` due deliveries, oldest first, one webhook at a time and at most the
 /// batches it has `room` for, as SQLite's claim does. Rows another node has locked are
-/// skipped, not waited for: they are in its hands.
+/// skipped, not waited for: they are in its hands. A closed circuit's share is one statement,
+/// atomic by itself (no transaction around the claim: two round trips fewer between a publish
+/// and its delivery); an open circuit's is decided in a transaction of its own.
 async fn claim(
-    c: &impl GenericClient,
+    client: &mut Object,
     limit: usize,
     room: &Room,
     lease_ms: i64,
@@ -109,7 +111,7 @@ async fn claim(
     let now = now_ms();
     let mut claims = Vec::new();
     let mut claimed = 0;
-    for (webhook_id, mut state) in due_webhooks(c, now).await? {
+    for (webhook_id, state) in due_webhooks(&*client, now).await? {
         if claimed >= limit {
             break;
         }
@@ -118,27 +120,29 @@ async fn claim(
             continue; // busy: as many batches in hand as it may send
         }
         if state.deleted {
-            super::webhooks::cancel_pending(c, webhook_id).await?;
+            super::webhooks::cancel_pending(&*client, webhook_id).await?;
             continue;
         }
-        if state.open {
-            match lock_open(c, webhook_id, now).await? {
-                Some(locked) => state = locked,
+        let (state, deliveries) = if state.open {
+            match claim_probe(
+                client,
+                webhook_id,
+                (fits, limit - claimed),
+                lease_ms,
+                circuit,
+                now,
+            )
+            .await?
+            {
+                Some(probe) => probe,
                 None => continue, // another node is deciding on its probe
             }
-        }
-        let share = rules::share(
-            state.batch_size,
-            fits,
-            limit - claimed,
-            (state.open, state.next_probe_ms),
-            now,
-        );
-        let (take, probe_due) = (share.count, share.probe_due);
-        let deliveries = claim_rows(c, webhook_id, now, now + lease_ms, take).await?;
-        if let Some(probe_due) = probe_due {
-            wait_for_probe(c, &state, now, probe_due, circuit).await?;
-        }
+        } else {
+            let share = rules::share(state.batch_size, fits, limit - claimed, (false, None), now);
+            let lease_end = now + lease_ms;
+            let deliveries = claim_rows(&*client, webhook_id, now, lease_end, share.count).await?;
+            (state, deliveries)
+        };
         claimed += deliveries.len();
         let mut deliveries = deliveries.into_iter().peekable();
         while deliveries.peek().is_some() {
@@ -149,6 +153,31 @@ async fn claim(
         }
     }
     Ok(claims)
+}
+
+/// An open circuit's share: its probe when one is due, nothing otherwise. The webhook's row is
+/// locked while this is decided (None if another node holds it), so one node sends the probe.
+/// `room`: the batches the webhook has room for, and the deliveries the claim may still take.
+async fn claim_probe(
+    client: &mut Object,
+    webhook_id: i64,
+    room: (usize, usize),
+    lease_ms: i64,
+    circuit: CircuitPolicy,
+    now: i64,
+) -> Result<Option<(WebhookState, Vec<ClaimedDelivery>)>, ApiError> {
+    let tx = client.transaction().await?;
+    let Some(state) = lock_open(&tx, webhook_id, now).await? else {
+        return Ok(None);
+    };
+    let circuit_now = (state.open, state.next_probe_ms);
+    let share = rules::share(state.batch_size, room.0, room.1, circuit_now, now);
+    let deliveries = claim_rows(&tx, webhook_id, now, now + lease_ms, share.count).await?;
+    if let Some(probe_due) = share.probe_due {
+        wait_for_probe(&tx, &state, now, probe_due, circuit).await?;
+    }
+    tx.commit().await?;
+    Ok(Some((state, deliveries)))
 }
 
 /// The rest of an open circuit's due work waits for its next probe (after the one going out
@@ -517,11 +546,8 @@ impl Postgres {
         lease_ms: i64,
         circuit: CircuitPolicy,
     ) -> Result<Vec<Claim>, ApiError> {
-        let mut client = self.engine_client().await?;
-        let tx = client.transaction().await?;
-        let claims = claim(&tx, limit, &room, lease_ms, circuit).await?;
-        tx.commit().await?;
-        Ok(claims)
+        let mut client = self.claim_client().await?;
+        claim(&mut client, limit, &room, lease_ms, circuit).await
     }
 
     /// Records one attempt for all the deliveries it carried, and what the webhook learnt.
@@ -560,7 +586,7 @@ impl Postgres {
     /// When the earliest pending delivery due after `after` (epoch ms) falls due, if any.
     pub async fn next_due_ms(&self, after: i64) -> Result<Option<i64>, ApiError> {
         Ok(row(
-            &self.engine_client().await?,
+            &self.claim_client().await?,
             "SELECT min(due_ms) FROM deliveries WHERE status = 'pending' AND due_ms > $1",
             &[&after],
         )
