@@ -476,6 +476,9 @@ pub struct Outcome {
     pub response_body: Option<String>,
     /// 410 Gone: the receiver asked to stop.
     pub deactivate: bool,
+    /// When the request went out (epoch ms): an answer to a request sent before its webhook
+    /// was turned on again says nothing about the webhook as it is now.
+    pub sent_ms: i64,
 }
 
 /// How many more batches the engine can take for each webhook now: what it already holds
@@ -494,6 +497,12 @@ impl Room {
             .get(&webhook_id)
             .copied()
             .unwrap_or(self.otherwise)
+    }
+
+    /// The webhooks with no room: a claim passes them by.
+    pub fn full(&self) -> Vec<i64> {
+        let full = self.known.iter().filter(|(_, room)| **room == 0);
+        full.map(|(id, _)| *id).collect()
     }
 }
 

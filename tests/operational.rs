@@ -160,18 +160,20 @@ async fn gone_is_told_once_as_a_deactivation_and_a_failed_delivery() {
                "last_error": "HTTP 410"})
     );
     assert!(events.as_array().unwrap().contains(&d["event_id"]));
-    // The other two were cancelled, not failed: told of neither, and of one deactivation.
-    let all = server
-        .ok(
-            "searchDeliveries",
-            json!([server.key, [["webhook_id", "exactly", webhook]]]),
-        )
-        .await;
-    for d in all.as_array().unwrap() {
-        if d["id"] != delivery {
-            server.delivery_with_status(&d["id"], "cancelled").await;
-        }
-    }
+    // The other two were cancelled, not failed: told of neither, and of one deactivation,
+    // once all three answers are recorded.
+    let theirs = json!([server.key, [["webhook_id", "exactly", webhook]]]);
+    eventually("every answer recorded", WAIT, || async {
+        let all = server.ok("searchDeliveries", theirs.clone()).await;
+        let all = all.as_array().unwrap();
+        all.iter()
+            .all(|d| d["attempt_count"] == 1 && d["status"] != "pending")
+            .then_some(())
+    })
+    .await;
+    let all = server.ok("searchDeliveries", theirs).await;
+    let statuses = all.as_array().unwrap().iter().map(|d| &d["status"]);
+    assert_eq!(statuses.filter(|s| *s == "cancelled").count(), 2);
     let count = |object: &str, event: &str| {
         let criteria = json!([["object", "exactly", object], ["event", "exactly", event]]);
         server.ok("countEvents", json!([server.key, criteria]))
@@ -213,7 +215,14 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
     assert!(why.ends_with("webhook deactivated"), "{why}");
     // Its pending work is cancelled.
     server.delivery_with_status(&delivery, "cancelled").await;
-    assert_eq!(told(&ops, "webhook", "circuit_opened", 1).await.len(), 1);
+    let opened = json!([
+        ["object", "exactly", "webhook"],
+        ["event", "exactly", "circuit_opened"]
+    ]);
+    assert_eq!(
+        server.ok("countEvents", json!([server.key, opened])).await,
+        1
+    );
 
     // Turned on again, it starts afresh: circuit closed, nothing counted against it.
     failing.set_reply(Reply::Status(200));
@@ -291,4 +300,56 @@ async fn publishers_cannot_pass_off_events_as_hookrpcs_own() {
     // Following them is what they are for.
     let ops = json!({"object": "webhook", "event": "deactivated", "url": "https://ops.acme.io/"});
     server.ok("addWebhook", json!([server.key, ops])).await;
+}
+
+#[tokio::test]
+async fn a_late_410_from_before_a_reactivation_does_not_stop_the_webhook_again() {
+    let server = Server::start(PATIENT);
+    let (gone, ops) = (Receiver::start().await, Receiver::start().await);
+    gone.set_reply(Reply::SlowStatus(Duration::from_millis(1500), 410));
+    follow(
+        &server,
+        &server.key,
+        "webhook",
+        json!(["deactivated"]),
+        ops.url("/"),
+    )
+    .await;
+    let details = json!({"object": "contact", "event": "created", "url": gone.url("/"),
+                         "batch_size": 1});
+    let webhook = server.ok("addWebhook", json!([server.key, details])).await;
+    let event = json!({"object": "contact", "event": "created"});
+    server.ok("addEvent", json!([server.key, event])).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let late = server.ok("addEvent", json!([server.key, event])).await;
+    let late = server.delivery_of(&late).await;
+    // The first answer stops the webhook; its owner turns it on again at once. The second
+    // request went out before that, and its 410 says nothing of the webhook as it is now.
+    eventually("the first 410 deactivates it", WAIT, || async {
+        (webhook_state(&server, &webhook).await["is_active"] == false).then_some(())
+    })
+    .await;
+    gone.set_reply(Reply::Status(200));
+    let on = json!([server.key, webhook, {"is_active": true}]);
+    server.ok("editWebhook", on).await;
+    eventually("the late answer recorded", WAIT, || async {
+        let d = server
+            .ok("getDeliveryById", json!([server.key, late]))
+            .await;
+        (d["attempt_count"] == 1).then_some(())
+    })
+    .await;
+    let w = webhook_state(&server, &webhook).await;
+    assert_eq!(w["is_active"], true, "{w}");
+    assert_eq!(w["consecutive_failures"], 0, "{w}");
+    let deactivated = json!([
+        ["object", "exactly", "webhook"],
+        ["event", "exactly", "deactivated"]
+    ]);
+    assert_eq!(
+        server
+            .ok("countEvents", json!([server.key, deactivated]))
+            .await,
+        1
+    );
 }

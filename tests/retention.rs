@@ -67,6 +67,11 @@ async fn finished_history_is_removed_and_pending_work_stays_while_calls_and_deli
     let doomed = server
         .ok("addWebhook", add("updated", failing.url("/doomed")))
         .await;
+    // The newest webhook (like the newest event) is kept whatever its age, so that its id is
+    // never given again: the doomed one must not be the newest.
+    server
+        .ok("addWebhook", add("removed", ok.url("/newest")))
+        .await;
 
     // Five events in one call go out in one request: one attempt shared by five deliveries.
     let batch = server
@@ -207,6 +212,8 @@ async fn retention_counts_from_when_the_last_delivery_became_final() {
     // but is kept for ten seconds more.
     server.delivery_with_status(&delivery, "succeeded").await;
     let succeeded = now_secs();
+    // Not the newest event, which is kept whatever its age (its id is never given again).
+    add_event(&server, "subscribed").await;
     // A pass that started after the success (one that ended two seconds later, passes taking
     // well under a second here) has looked at the event, and kept it.
     let pass = "hookrpc_retention_last_pass_timestamp_seconds";
@@ -221,4 +228,35 @@ async fn retention_counts_from_when_the_last_delivery_became_final() {
         gone(&server, "getEventById", &event).await.then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_id_is_never_given_twice_however_much_is_removed() {
+    // Receivers drop an item whose id they have seen: a removed event's id must never come
+    // back, even when retention has removed everything there was.
+    let receiver = Receiver::start().await;
+    let server = Server::start(&["--allow-private-targets", "--retention", "1s"]);
+    server
+        .ok(
+            "addWebhook",
+            json!([server.key, webhook(&receiver.url("/"))]),
+        )
+        .await;
+    let first = add_event(&server, "subscribed").await;
+    let second = add_event(&server, "subscribed").await;
+    let delivered = server.delivery_of(&second).await;
+    server.delivery_with_status(&delivered, "succeeded").await;
+    eventually(
+        "the first event removed",
+        Duration::from_secs(60),
+        || async { gone(&server, "getEventById", &first).await.then_some(()) },
+    )
+    .await;
+    let third = add_event(&server, "subscribed").await;
+    let third_delivery = server.delivery_of(&third).await;
+    assert!(third.as_i64() > second.as_i64(), "{third} after {second}");
+    assert!(
+        third_delivery.as_i64() > delivered.as_i64(),
+        "{third_delivery} after {delivered}"
+    );
 }

@@ -176,8 +176,7 @@ async fn run(shared: Arc<Shared>) {
         // due now is held or waits for a busy webhook's batch to finish (which wakes us too):
         // sleep until the next retry falls due.
         let sleep = match fill(&shared).await {
-            // Each batch wakes the engine when it is done, and it looks again then.
-            Fill::AtCapacity | Fill::Sending => MAX_IDLE,
+            Fill::AtCapacity => MAX_IDLE,
             Fill::Drained => match shared.store.next_due_ms(now_ms()).await {
                 Ok(Some(due)) => Duration::from_millis(
                     (due - now_ms()).clamp(MIN_IDLE_MS, MAX_IDLE.as_millis() as i64) as u64,
@@ -195,8 +194,6 @@ async fn run(shared: Arc<Shared>) {
 enum Fill {
     /// Nothing more is due that can be sent now (or claiming failed).
     Drained,
-    /// Drained, after claiming some: batches were started.
-    Sending,
     /// As many deliveries are held in memory as allowed.
     AtCapacity,
 }
@@ -207,17 +204,18 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
     // Claiming into a sliver of room would spread it over many webhooks, one item per request:
     // wait until a good share of a claim fits.
     let min_claim = CLAIM_LIMIT.min(max_held / 2).max(1);
-    let mut drained = Fill::Drained;
     loop {
         let held = lock(&shared.in_hand).len();
         if held + min_claim > max_held {
             return Fill::AtCapacity;
         }
         if shared.stopping.load(Ordering::SeqCst) {
-            return drained;
+            return Fill::Drained;
         }
         let limit = CLAIM_LIMIT.min(max_held - held);
         let lease_ms = shared.config.lease.as_millis() as i64;
+        // Taken before the claim, so it ends no later than the lease the store gives.
+        let lease_end = now_ms() + lease_ms;
         let claims = match shared
             .store
             .claim_due(limit, room(shared), lease_ms, shared.circuit)
@@ -226,21 +224,17 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
             Ok(claims) => claims,
             Err(e) => {
                 tracing::error!(error = %e, "claiming deliveries failed");
-                return drained;
+                return Fill::Drained;
             }
         };
         let claimed: usize = claims.iter().map(|c| c.deliveries.len()).sum();
-        if claimed > 0 {
-            drained = Fill::Sending;
-        }
         for claim in claims {
             lock(&shared.in_hand).extend(claim.deliveries.iter().map(|d| d.id));
             let slots = take_batch(shared, claim.target.webhook_id);
-            let lease_end = now_ms() + lease_ms;
             tokio::spawn(deliver(shared.clone(), claim, slots, lease_end));
         }
         if claimed < limit {
-            return drained;
+            return Fill::Drained;
         }
     }
 }
@@ -340,10 +334,16 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
             Some(_) => shared.global.acquire().await.ok(),
             None => None,
         };
-        let sendable = global.is_some() && !shared.stopping.load(Ordering::SeqCst);
+        // A batch whose lease would end before its request surely has (it waited long for a
+        // slot) goes back to the queue unsent: past its lease, another claim may take it. (A
+        // lease set shorter than twice the attempt timeout leaves half of it for the wait.)
+        let lease_ms = shared.config.lease.as_millis() as i64;
+        let needed_ms = (shared.config.attempt_timeout.as_millis() as i64).min(lease_ms / 2);
+        let sendable = global.is_some()
+            && !shared.stopping.load(Ordering::SeqCst)
+            && now_ms() + needed_ms < lease_end;
         let (mut attempt, mut answer) = (None, None);
-        // Past its lease, a claim may have been taken again: leave it to that claim.
-        if sendable && now_ms() < lease_end {
+        if sendable {
             let (sent, in_flight) = (Instant::now(), in_flight(&shared, webhook_id));
             let sent_attempt = shared.sender.send(&claim).await;
             answer = Some(Answer {
@@ -360,8 +360,9 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
         finish_batch(&shared, webhook_id, slot, answer);
         match attempt {
             Some(attempt) => record(&shared, &claim, attempt, lease_end).await,
-            // Not sent: hand it back so the next start need not wait for the lease.
-            None if !sendable => release(&shared, &claim).await,
+            // Not sent: hand it back while it is still ours, so that it need not wait for the
+            // lease to end (past it, another claim may hold it: leave that one alone).
+            None if now_ms() < lease_end => release(&shared, &claim).await,
             None => {}
         }
         settle(&shared, &claim);
@@ -411,6 +412,7 @@ async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64
         error: attempt.error,
         response_body: attempt.response_body,
         deactivate: attempt.gone,
+        sent_ms: now - attempt.duration.as_millis() as i64,
     };
     store_outcome(shared, outcome, lease_end).await;
 }

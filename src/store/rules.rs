@@ -39,12 +39,7 @@ pub(crate) fn share(
 /// A delivery's status and due time after an attempt. `moved`: the webhook's url changed while
 /// the request was out, so a "stop" (410) from the old url fails nothing: the delivery is due
 /// again at once, at the new url.
-pub(crate) fn settle(
-    next: &Next,
-    moved: bool,
-    deactivate: bool,
-    now_ms: i64,
-) -> (&'static str, Option<i64>) {
+fn settle(next: &Next, moved: bool, deactivate: bool, now_ms: i64) -> (&'static str, Option<i64>) {
     match next {
         Next::Succeeded => ("succeeded", None),
         Next::RetryAt { due_ms } => ("pending", Some(*due_ms)),
@@ -58,11 +53,23 @@ pub(crate) fn settle(
 pub(crate) struct WebhookNow {
     pub account_id: i64,
     pub url: String,
+    /// Active and not deleted.
     pub is_active: bool,
     pub consecutive_failures: i64,
     pub circuit_open: bool,
     /// When its circuit opened (epoch seconds), while it is open.
     pub circuit_opened_time: Option<i64>,
+    /// When an edit last turned it on again (epoch ms).
+    pub activated_ms: Option<i64>,
+}
+
+/// Whether an answer says something about its webhook as it is now: its request went to the
+/// webhook's current url, and the webhook is live and active and was not turned on again
+/// since the request went out. Other answers settle their deliveries, but leave the webhook's
+/// own record (circuit, failures, last error and success, activity) alone: a late `410` from
+/// an old url, or from before a reactivation, must not stop the webhook as it is now.
+pub(crate) fn speaks_for(was: &WebhookNow, o: &Outcome) -> bool {
+    was.url == o.url && was.is_active && was.activated_ms.is_none_or(|at| at <= o.sent_ms)
 }
 
 /// What a failed attempt from the webhook's current url makes of the webhook.
@@ -84,16 +91,12 @@ pub(crate) fn after_failure(
     policy: CircuitPolicy,
     now_secs: i64,
 ) -> AfterFailure {
-    // A webhook made inactive meanwhile (by another answer, or by its owner) is not
-    // deactivated again.
-    if gone && was.is_active {
+    if gone {
         return AfterFailure::Deactivate {
             reason: "the receiver asked to stop (410 Gone)".into(),
         };
     }
-    let opened = was
-        .circuit_opened_time
-        .filter(|_| was.circuit_open && was.is_active);
+    let opened = was.circuit_opened_time.filter(|_| was.circuit_open);
     if let (Some(opened), Some(limit)) = (opened, policy.disable_after_secs) {
         if now_secs - opened >= limit {
             let limit = humantime::format_duration(Duration::from_secs(limit as u64));
@@ -107,6 +110,44 @@ pub(crate) fn after_failure(
             newly: !was.circuit_open,
         },
         false => AfterFailure::Closed,
+    }
+}
+
+/// What an attempt makes of the deliveries it carried, in the order carried.
+pub(crate) struct Settled {
+    pub ids: Vec<i64>,
+    /// Each one's status and due time after the attempt (see [`settle`]).
+    pub statuses: Vec<&'static str>,
+    pub dues: Vec<Option<i64>>,
+    /// The attempt's statistics, its deliveries counted in.
+    pub tally: AttemptTally,
+}
+
+impl Settled {
+    pub fn of(o: &Outcome, moved: bool, now_ms: i64) -> Settled {
+        let mut settled = Settled {
+            ids: Vec::with_capacity(o.next.len()),
+            statuses: Vec::with_capacity(o.next.len()),
+            dues: Vec::with_capacity(o.next.len()),
+            tally: attempt_tally(o),
+        };
+        for (id, next) in &o.next {
+            let (status, due) = settle(next, moved, o.deactivate, now_ms);
+            tally(&mut settled.tally, status);
+            settled.ids.push(*id);
+            settled.statuses.push(status);
+            settled.dues.push(due);
+        }
+        settled
+    }
+
+    /// The deliveries it makes failed (if they are still pending).
+    pub fn failing(&self) -> Vec<i64> {
+        let failing = self.ids.iter().zip(&self.statuses);
+        failing
+            .filter(|(_, status)| **status == "failed")
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 
@@ -127,7 +168,7 @@ pub(crate) fn retried_statuses(with_cancelled: bool) -> &'static str {
 }
 
 /// An attempt's statistics, before its deliveries are counted in with [`tally`].
-pub(crate) fn attempt_tally(o: &Outcome) -> AttemptTally {
+fn attempt_tally(o: &Outcome) -> AttemptTally {
     AttemptTally {
         time: o.time,
         latency_class: latency_class(o.duration_ms),
@@ -139,7 +180,7 @@ pub(crate) fn attempt_tally(o: &Outcome) -> AttemptTally {
 
 /// Counts a delivery the attempt carried by its status after it (as [`settle`] gave it):
 /// due again is a retry.
-pub(crate) fn tally(tally: &mut AttemptTally, status: &str) {
+fn tally(tally: &mut AttemptTally, status: &str) {
     match status {
         "succeeded" => tally.succeeded += 1,
         "pending" => tally.retried += 1,
@@ -165,6 +206,7 @@ mod tests {
             consecutive_failures: failures,
             circuit_open: opened.is_some(),
             circuit_opened_time: opened,
+            activated_ms: None,
         }
     }
 
@@ -197,14 +239,35 @@ mod tests {
     }
 
     #[test]
-    fn an_inactive_webhook_is_not_deactivated_again() {
-        let inactive = WebhookNow {
+    fn an_answer_speaks_for_the_webhook_only_as_it_was_when_sent() {
+        let outcome = |url: &str, sent_ms: i64| Outcome {
+            webhook_id: 1,
+            url: url.into(),
+            next: Vec::new(),
+            time: 1,
+            duration_ms: 1,
+            status_code: Some(410),
+            error: Some("HTTP 410".into()),
+            response_body: None,
+            deactivate: true,
+            sent_ms,
+        };
+        let now = webhook(0, None);
+        assert!(speaks_for(&now, &outcome("http://x/", 5)));
+        assert!(!speaks_for(&now, &outcome("http://old/", 5)), "moved");
+        let off = WebhookNow {
             is_active: false,
             ..webhook(0, None)
         };
-        assert_eq!(
-            after_failure(&inactive, true, POLICY, 1000),
-            AfterFailure::Closed
+        assert!(!speaks_for(&off, &outcome("http://x/", 5)), "inactive");
+        let turned_on = WebhookNow {
+            activated_ms: Some(10),
+            ..webhook(0, None)
+        };
+        assert!(
+            !speaks_for(&turned_on, &outcome("http://x/", 5)),
+            "sent before"
         );
+        assert!(speaks_for(&turned_on, &outcome("http://x/", 10)));
     }
 }

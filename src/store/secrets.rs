@@ -357,7 +357,9 @@ impl Store {
     }
 
     /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook, with
-    /// the secrets and password each batch is sent with opened.
+    /// the secrets and password each batch is sent with opened. A batch whose secrets do not
+    /// open (a damaged row) is left to its lease and logged: one webhook cannot stop delivery
+    /// for the others.
     pub async fn claim_due(
         &self,
         limit: usize,
@@ -366,12 +368,22 @@ impl Store {
         circuit: CircuitPolicy,
     ) -> Result<Vec<Claim>, ApiError> {
         let secrets = self.secrets()?;
-        on_backend!(self, b => b.claim_due(limit, room, lease_ms, circuit).await)?
+        let claims = on_backend!(self, b => b.claim_due(limit, room, lease_ms, circuit).await)?;
+        Ok(claims
             .into_iter()
-            .map(|mut claim| {
-                claim.target = secrets.open_target(claim.target)?;
-                Ok(claim)
+            .filter_map(|mut claim| {
+                let webhook_id = claim.target.webhook_id;
+                match secrets.open_target(claim.target) {
+                    Ok(target) => {
+                        claim.target = target;
+                        Some(claim)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, webhook_id, "cannot open the webhook's secrets");
+                        None
+                    }
+                }
             })
-            .collect()
+            .collect())
     }
 }

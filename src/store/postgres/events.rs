@@ -125,29 +125,34 @@ pub(super) async fn publish(
     Ok(queued > 0)
 }
 
-/// The event an idempotency key already made, if any. The key's lock (held to the end of the
-/// transaction) makes a second call with the same key, on any node, wait for the first.
-async fn earlier_event(
+/// The events that idempotency keys already made (key → the first event's id). Each key is
+/// locked to the end of the transaction, so a second call with the same key, on any node,
+/// waits for the first; the keys are locked in one order (sorted), so two calls that name the
+/// same keys in other orders do not wait for each other in a cycle.
+async fn earlier_events(
     c: &impl GenericClient,
     account_id: i64,
-    key: &str,
+    keys: &[&str],
     now: i64,
-) -> Result<Option<i64>, ApiError> {
+) -> Result<HashMap<String, i64>, ApiError> {
     exec(
         c,
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::bigint || ':' || $2, 0))",
-        &[&account_id, &key],
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::bigint || ':' || key, 0))
+         FROM (SELECT DISTINCT key FROM unnest($2::text[]) AS k(key) ORDER BY key) sorted",
+        &[&account_id, &keys],
     )
     .await?;
-    row_opt(
+    rows(
         c,
-        "SELECT id FROM events WHERE account_id = $1 AND idempotency_key = $2
-           AND creation_time > $3 ORDER BY id LIMIT 1",
-        &[&account_id, &key, &(now - IDEMPOTENCY_SECS)],
+        "SELECT DISTINCT ON (idempotency_key) idempotency_key, id FROM events
+         WHERE account_id = $1 AND idempotency_key = ANY($2) AND creation_time > $3
+         ORDER BY idempotency_key, id",
+        &[&account_id, &keys, &(now - IDEMPOTENCY_SECS)],
     )
     .await?
-    .map(|r| Ok(r.try_get(0)?))
-    .transpose()
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
 }
 
 /// Where each event of a call went: an earlier event (idempotency), or a new one.
@@ -165,6 +170,11 @@ async fn add_once_each(
     events: &[NewEvent],
     now_ms: i64,
 ) -> Result<(Vec<i64>, i64), ApiError> {
+    let given: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.idempotency_key.as_deref())
+        .collect();
+    let earlier = earlier_events(c, account_id, &given, now_ms / 1000).await?;
     let mut new: Vec<&NewEvent> = Vec::with_capacity(events.len());
     let mut placed = Vec::with_capacity(events.len());
     let mut keys: HashMap<&str, usize> = HashMap::new();
@@ -174,7 +184,7 @@ async fn add_once_each(
                 placed.push(Placed::New(index));
                 continue;
             }
-            if let Some(id) = earlier_event(c, account_id, key, now_ms / 1000).await? {
+            if let Some(&id) = earlier.get(key) {
                 placed.push(Placed::Earlier(id));
                 continue;
             }

@@ -21,6 +21,7 @@ mod import;
 mod keys;
 mod migrate;
 mod queue;
+mod record;
 mod retention;
 mod secrets;
 mod stats;

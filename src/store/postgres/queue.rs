@@ -1,16 +1,15 @@
 //! The delivery engine's queue on PostgreSQL, shared by every node: claim due work with a
-//! lease (`FOR NO KEY UPDATE SKIP LOCKED`, so one delivery is in one node's hands at a time), record
-//! what each attempt came to (and what its webhook's circuit learns), hand back what was not
-//! sent. The same rules as SQLite's `queue.rs`, in PostgreSQL's SQL.
+//! lease (`FOR NO KEY UPDATE SKIP LOCKED`, so one delivery is in one node's hands at a time),
+//! hand back what was not sent, say when the next retry falls due. The same rules as SQLite's
+//! `queue.rs`, in PostgreSQL's SQL; recording what an attempt came to is `record.rs`.
 
 use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{
-    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Outcome, Room, Target,
-    WireItem,
+    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Room, Target, WireItem,
+    PING_EVENT,
 };
-use crate::store::operational::{self, FailedDelivery};
-use crate::store::rules::{self, AfterFailure, WebhookNow};
+use crate::store::rules;
 use deadpool_postgres::{GenericClient, Object};
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
@@ -21,6 +20,7 @@ struct WebhookState {
     open: bool,
     next_probe_ms: Option<i64>,
     deleted: bool,
+    is_active: bool,
 }
 
 fn webhook_state(r: &Row, id: i64, now_ms: i64) -> Result<WebhookState, ApiError> {
@@ -50,13 +50,14 @@ fn webhook_state(r: &Row, id: i64, now_ms: i64) -> Result<WebhookState, ApiError
         open: r.try_get::<_, &str>(8)? == "open",
         next_probe_ms: r.try_get(9)?,
         deleted: r.try_get::<_, Option<i64>>(10)?.is_some(),
+        is_active: r.try_get(12)?,
     })
 }
 
 /// The columns of a webhook that [`webhook_state`] reads, in its order.
 const STATE_COLUMNS: &str = "w.url, w.headers, w.auth_username, w.auth_password, w.secret,
     w.previous_secret, w.previous_secret_until, w.batch_size, w.circuit_state, w.next_probe_ms,
-    w.deleted_time, w.account_id";
+    w.deleted_time, w.account_id, w.is_active";
 
 /// An open circuit's webhook, locked (skipped, None, if another node holds it), so only one
 /// node decides on its probe.
@@ -100,7 +101,9 @@ fn claimed_delivery(r: &Row, webhook_id: i64) -> Result<ClaimedDelivery, ApiErro
 /// batches it has `room` for, as SQLite's claim does. Rows another node has locked are
 /// skipped, not waited for: they are in its hands. A closed circuit's share is one statement,
 /// atomic by itself (no transaction around the claim: two round trips fewer between a publish
-/// and its delivery); an open circuit's is decided in a transaction of its own.
+/// and its delivery); an open circuit's is decided in a transaction of its own. Shares taken
+/// are leased at once, so a fault after some goes to the log and the claim returns what it
+/// took, rather than leave that to wait out its lease.
 async fn claim(
     client: &mut Object,
     limit: usize,
@@ -111,37 +114,19 @@ async fn claim(
     let now = now_ms();
     let mut claims = Vec::new();
     let mut claimed = 0;
-    for (webhook_id, state) in due_webhooks(&*client, now).await? {
+    for (webhook_id, state) in due_webhooks(&*client, now, &room.full()).await? {
         if claimed >= limit {
             break;
         }
-        let fits = room.batches(webhook_id);
-        if fits == 0 {
-            continue; // busy: as many batches in hand as it may send
-        }
-        if state.deleted {
-            super::webhooks::cancel_pending(&*client, webhook_id).await?;
-            continue;
-        }
-        let (state, deliveries) = if state.open {
-            match claim_probe(
-                client,
-                webhook_id,
-                (fits, limit - claimed),
-                lease_ms,
-                circuit,
-                now,
-            )
-            .await?
-            {
-                Some(probe) => probe,
-                None => continue, // another node is deciding on its probe
+        let room = (room.batches(webhook_id), limit - claimed);
+        let (state, deliveries) = match share(client, state, room, lease_ms, circuit, now).await {
+            Ok(Some(share)) => share,
+            Ok(None) => continue,
+            Err(e) if !claims.is_empty() => {
+                tracing::warn!(error = %e, webhook_id, "claiming a webhook's share failed");
+                break;
             }
-        } else {
-            let share = rules::share(state.batch_size, fits, limit - claimed, (false, None), now);
-            let lease_end = now + lease_ms;
-            let deliveries = claim_rows(&*client, webhook_id, now, lease_end, share.count).await?;
-            (state, deliveries)
+            Err(e) => return Err(e),
         };
         claimed += deliveries.len();
         let mut deliveries = deliveries.into_iter().peekable();
@@ -155,9 +140,52 @@ async fn claim(
     Ok(claims)
 }
 
+/// One webhook's share of a claim (see [`rules::share`]); None when it gets nothing.
+/// `room`: the batches the webhook has room for, and the deliveries the claim may still take.
+async fn share(
+    client: &mut Object,
+    state: WebhookState,
+    room: (usize, usize),
+    lease_ms: i64,
+    circuit: CircuitPolicy,
+    now: i64,
+) -> Result<Option<(WebhookState, Vec<ClaimedDelivery>)>, ApiError> {
+    let webhook_id = state.target.webhook_id;
+    if room.0 == 0 {
+        return Ok(None);
+    }
+    if state.deleted {
+        super::webhooks::cancel_pending(&*client, webhook_id).await?;
+        return Ok(None);
+    }
+    if !state.is_active {
+        cancel_all_but_pings(&*client, webhook_id).await?;
+    }
+    if state.open {
+        return claim_probe(client, webhook_id, room, lease_ms, circuit, now).await;
+    }
+    let count = rules::share(state.batch_size, room.0, room.1, (false, None), now).count;
+    let deliveries = claim_rows(&*client, webhook_id, now, now + lease_ms, count).await?;
+    Ok(Some((state, deliveries)))
+}
+
+/// An inactive webhook gets only the pings of `testWebhook`. Anything else pending for it was
+/// queued while another node deactivated it, too late for the deactivation to see and cancel.
+async fn cancel_all_but_pings(c: &impl GenericClient, webhook_id: i64) -> Result<(), ApiError> {
+    exec(
+        c,
+        "UPDATE deliveries d SET status = 'cancelled', due_ms = NULL, final_time = $3
+         FROM events e
+         WHERE d.webhook_id = $1 AND d.status = 'pending' AND e.id = d.event_id
+           AND e.event <> $2",
+        &[&webhook_id, &PING_EVENT, &now_secs()],
+    )
+    .await?;
+    Ok(())
+}
+
 /// An open circuit's share: its probe when one is due, nothing otherwise. The webhook's row is
 /// locked while this is decided (None if another node holds it), so one node sends the probe.
-/// `room`: the batches the webhook has room for, and the deliveries the claim may still take.
 async fn claim_probe(
     client: &mut Object,
     webhook_id: i64,
@@ -228,24 +256,27 @@ const PENDING_WEBHOOKS: &str = "hooks(webhook_id, due_ms) AS (
          ORDER BY d.webhook_id, d.due_ms LIMIT 1) next)";
 
 /// The webhooks with work due by `now`, with their state, in the order of their oldest due
-/// delivery.
+/// delivery, but those that are `full` (no room: passed by before the limit is counted, or
+/// webhooks busy with old backlogs would keep the rest out).
 async fn due_webhooks(
     c: &impl GenericClient,
     now: i64,
+    full: &[i64],
 ) -> Result<Vec<(i64, WebhookState)>, ApiError> {
     let sql = format!(
         "WITH RECURSIVE {PENDING_WEBHOOKS},
          due AS (
-           SELECT webhook_id, due_ms FROM hooks WHERE due_ms <= $1
+           SELECT webhook_id, due_ms FROM hooks
+           WHERE due_ms <= $1 AND webhook_id <> ALL ($3::bigint[])
            ORDER BY due_ms, webhook_id LIMIT $2)
          SELECT {STATE_COLUMNS}, due.webhook_id FROM due JOIN webhooks w ON w.id = due.webhook_id
          ORDER BY due.due_ms, due.webhook_id"
     );
-    rows(c, &sql, &[&now, &WEBHOOKS_PER_CLAIM])
+    rows(c, &sql, &[&now, &WEBHOOKS_PER_CLAIM, &full])
         .await?
         .iter()
         .map(|r| {
-            let id = r.try_get(12)?;
+            let id = r.try_get(13)?;
             Ok((id, webhook_state(r, id, now)?))
         })
         .collect()
@@ -281,262 +312,6 @@ async fn claim_rows(
     .collect()
 }
 
-/// Records an attempt, and publishes what it tells the account (operational events) in the
-/// same transaction; returns whether that queued deliveries.
-async fn record(
-    c: &impl GenericClient,
-    o: &Outcome,
-    circuit: CircuitPolicy,
-) -> Result<bool, ApiError> {
-    // A failure locks the webhook's row first: failures of one webhook (from any node) are
-    // recorded one at a time, and each takes the webhook before its deliveries, as a claim of
-    // an open circuit and an edit do (opening a circuit updates all its pending deliveries).
-    // A success takes no lock up front, so successes of one webhook are recorded side by side;
-    // one that must change the webhook's row after a failure may meet a failure in a cycle,
-    // which PostgreSQL breaks and `record_outcome` runs again.
-    // If the webhook was moved to another url while the request was out, the answer speaks
-    // for the old url only (see SQLite's `record` for the whole reasoning).
-    let status_code = o.status_code.map(i64::from);
-    let ids: Vec<i64> = o.next.iter().map(|(id, _)| *id).collect();
-    // A delivery cancelled while the request was out may have been removed by retention
-    // meanwhile (a retention shorter than the attempt): it gets no link. (One removed between
-    // this statement and its commit fails the foreign key; the engine records again.)
-    let attempted = async {
-        exec(
-            c,
-            "WITH attempt AS (
-               INSERT INTO attempts (webhook_id, time, duration_ms, status_code, error, response_body)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
-             INSERT INTO delivery_attempts (delivery_id, attempt_id)
-             SELECT d.id, attempt.id FROM deliveries d, attempt WHERE d.id = ANY($7)",
-            &[
-                &o.webhook_id,
-                &o.time,
-                &o.duration_ms,
-                &status_code,
-                &o.error,
-                &o.response_body,
-                &ids,
-            ],
-        )
-        .await
-    };
-    // Sent together (pipelined): answered in about one round trip instead of two.
-    let (was, _) = tokio::try_join!(webhook_now(c, o.webhook_id, o.error.is_some()), attempted)?;
-    let moved = was.url != o.url;
-    let now = now_ms();
-    let mut tally = rules::attempt_tally(o);
-    let mut statuses = Vec::with_capacity(o.next.len());
-    let mut dues = Vec::with_capacity(o.next.len());
-    for (_, next) in &o.next {
-        let (status, due) = rules::settle(next, moved, o.deactivate, now);
-        rules::tally(&mut tally, status);
-        statuses.push(status);
-        dues.push(due);
-    }
-    let failing: Vec<i64> = ids
-        .iter()
-        .zip(&statuses)
-        .filter(|(_, status)| **status == "failed")
-        .map(|(id, _)| *id)
-        .collect();
-    let failed = still_pending(c, &failing).await?;
-    // The attempt counts for every delivery it carried, but only a pending one moves on: one
-    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so. A
-    // delivery that becomes final notes when (retention counts from then).
-    let moved_on = async {
-        exec(
-            c,
-            "UPDATE deliveries d SET
-               status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
-               due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
-               final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN $4
-                 ELSE d.final_time END,
-               attempt_count = d.attempt_count + 1,
-               last_attempt_time = $4, last_status_code = $5, last_error = $6
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(id, status, due)
-             WHERE d.id = v.id",
-            &[&ids, &statuses, &dues, &o.time, &status_code, &o.error],
-        )
-        .await
-    };
-    let counted = super::stats::count_attempt(c, was.account_id, o.webhook_id, &tally);
-    let noted = async {
-        match o.error.is_none() && !moved {
-            true => note_success(c, o).await,
-            false => Ok(()),
-        }
-    };
-    // These do not depend on one another: sent together, answered in about one round trip.
-    tokio::try_join!(moved_on, counted, noted)?;
-    // What the webhook learns comes after: opening a circuit or a deactivation moves the
-    // webhook's other pending deliveries, and must see these ones settled first.
-    let (after, closed) = match &o.error {
-        _ if moved => (None, false),
-        None => (None, record_success(c, o, &was).await?),
-        Some(error) => (
-            Some(record_failure(c, o, error, &was, circuit).await?),
-            false,
-        ),
-    };
-    let told = operational::told(
-        o.webhook_id,
-        &was,
-        o.error.as_deref(),
-        &failed,
-        after.as_ref(),
-        closed,
-    );
-    super::events::publish(c, was.account_id, &told).await
-}
-
-/// The webhook as an outcome finds it, its row locked when `lock`.
-async fn webhook_now(
-    c: &impl GenericClient,
-    webhook_id: i64,
-    lock: bool,
-) -> Result<WebhookNow, ApiError> {
-    const SELECT: &str = "SELECT account_id, url, consecutive_failures, circuit_state,
-        circuit_opened_time, is_active FROM webhooks WHERE id = $1";
-    let sql = match lock {
-        true => format!("{SELECT} FOR NO KEY UPDATE"),
-        false => SELECT.to_owned(),
-    };
-    let found = row(c, &sql, &[&webhook_id]).await?;
-    Ok(WebhookNow {
-        account_id: found.try_get(0)?,
-        url: found.try_get(1)?,
-        is_active: found.try_get(5)?,
-        consecutive_failures: found.try_get(2)?,
-        circuit_open: found.try_get::<_, &str>(3)? == "open",
-        circuit_opened_time: found.try_get(4)?,
-    })
-}
-
-/// Of the deliveries `ids` about to be made final, those still pending (one cancelled while its
-/// request was out stays cancelled, and is not told about as failed), with their events; their
-/// rows stay locked until the commit.
-async fn still_pending(
-    c: &impl GenericClient,
-    ids: &[i64],
-) -> Result<Vec<FailedDelivery>, ApiError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    rows(
-        c,
-        "SELECT d.id, d.event_id, e.object FROM deliveries d JOIN events e ON e.id = d.event_id
-         WHERE d.id = ANY($1) AND d.status = 'pending' ORDER BY d.id FOR NO KEY UPDATE OF d",
-        &[&ids],
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(FailedDelivery {
-            delivery_id: r.try_get(0)?,
-            event_id: r.try_get(1)?,
-            object: r.try_get(2)?,
-        })
-    })
-    .collect()
-}
-
-/// A success from a webhook whose circuit is closed: it has no failures any more, and its last
-/// success is now. Only when that changes something (a row lock held to the commit would make
-/// every success of the webhook wait for the one before it), and never on an open circuit,
-/// which only [`record_success`] closes (so that a closing is told exactly once).
-async fn note_success(c: &impl GenericClient, o: &Outcome) -> Result<(), ApiError> {
-    exec(
-        c,
-        "UPDATE webhooks SET last_success_time = $2, consecutive_failures = 0
-         WHERE id = $1 AND circuit_state = 'closed'
-           AND (last_success_time IS DISTINCT FROM $2 OR consecutive_failures <> 0)",
-        &[&o.webhook_id, &o.time],
-    )
-    .await?;
-    Ok(())
-}
-
-/// A success on an open circuit (read without a lock) closes it, and what it held back is due
-/// at once. (The statements go one after the other: the first reads the `next_probe_ms` that
-/// the next clears.) Returns whether it closed the circuit: of two successes that both read it
-/// open, one does.
-async fn record_success(
-    c: &impl GenericClient,
-    o: &Outcome,
-    was: &WebhookNow,
-) -> Result<bool, ApiError> {
-    if !was.circuit_open {
-        return Ok(false); // `note_success` did it all
-    }
-    exec(
-        c,
-        "UPDATE deliveries SET due_ms = $2
-         WHERE webhook_id = $1 AND status = 'pending' AND due_ms > $2
-           AND due_ms <= (SELECT next_probe_ms FROM webhooks WHERE id = $1)",
-        &[&o.webhook_id, &now_ms()],
-    )
-    .await?;
-    let closed = exec(
-        c,
-        "UPDATE webhooks SET last_success_time = $2, consecutive_failures = 0,
-           circuit_state = 'closed', next_probe_ms = NULL, circuit_opened_time = NULL
-         WHERE id = $1 AND circuit_state = 'open'",
-        &[&o.webhook_id, &o.time],
-    )
-    .await?;
-    Ok(closed == 1)
-}
-
-/// A failure counts against the webhook: it may open its circuit or deactivate it (see
-/// [`rules::after_failure`]); returns which. The webhook's row is locked (by `webhook_now`),
-/// so `was` is what this failure follows.
-async fn record_failure(
-    c: &impl GenericClient,
-    o: &Outcome,
-    error: &str,
-    was: &WebhookNow,
-    circuit: CircuitPolicy,
-) -> Result<AfterFailure, ApiError> {
-    let after = rules::after_failure(was, o.deactivate, circuit, o.time);
-    let deactivate = matches!(after, AfterFailure::Deactivate { .. });
-    let open = matches!(after, AfterFailure::Open { .. });
-    // Open (or keep open) the circuit: everything waits for the next probe.
-    let probe_ms = now_ms() + circuit.probe_interval_ms;
-    exec(
-        c,
-        "UPDATE webhooks SET last_error_time = $2, last_error_message = $3,
-           consecutive_failures = consecutive_failures + 1,
-           is_active = CASE WHEN $4 THEN false ELSE is_active END,
-           circuit_opened_time = CASE WHEN $5 AND circuit_state = 'closed' THEN $2
-             ELSE circuit_opened_time END,
-           circuit_state = CASE WHEN $5 THEN 'open' ELSE circuit_state END,
-           next_probe_ms = CASE WHEN $5 THEN $6 ELSE next_probe_ms END
-         WHERE id = $1",
-        &[
-            &o.webhook_id,
-            &o.time,
-            &rules::failure_message(error, &after),
-            &deactivate,
-            &open,
-            &probe_ms,
-        ],
-    )
-    .await?;
-    if deactivate {
-        super::webhooks::cancel_pending(c, o.webhook_id).await?;
-    } else if open {
-        exec(
-            c,
-            "UPDATE deliveries SET due_ms = $2
-             WHERE webhook_id = $1 AND status = 'pending' AND due_ms < $2",
-            &[&o.webhook_id, &probe_ms],
-        )
-        .await?;
-    }
-    Ok(after)
-}
-
 impl Postgres {
     /// The engine's claim (see [`claim`]).
     pub async fn claim_due(
@@ -548,26 +323,6 @@ impl Postgres {
     ) -> Result<Vec<Claim>, ApiError> {
         let mut client = self.claim_client().await?;
         claim(&mut client, limit, &room, lease_ms, circuit).await
-    }
-
-    /// Records one attempt for all the deliveries it carried, and what the webhook learnt.
-    pub async fn record_outcome(
-        &self,
-        outcome: Outcome,
-        circuit: CircuitPolicy,
-    ) -> Result<(), ApiError> {
-        let queued = super::retry_on_deadlock(|| async {
-            let mut client = self.engine_client().await?;
-            let tx = client.transaction().await?;
-            let queued = record(&tx, &outcome, circuit).await?;
-            tx.commit().await?;
-            Ok(queued)
-        })
-        .await?;
-        if queued {
-            self.work_queued();
-        }
-        Ok(())
     }
 
     /// Claimed deliveries that were not sent are due again now (graceful shutdown).
@@ -606,7 +361,8 @@ impl Postgres {
         let oldest: Option<i64> = pending.try_get(1)?;
         let open: i64 = row(
             &client,
-            "SELECT count(*) FROM webhooks WHERE circuit_state = 'open' AND deleted_time IS NULL",
+            "SELECT count(*) FROM webhooks
+             WHERE circuit_state = 'open' AND is_active AND deleted_time IS NULL",
             &[],
         )
         .await?

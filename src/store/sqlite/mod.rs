@@ -11,6 +11,7 @@ mod filter;
 mod keys;
 mod migrate;
 mod queue;
+mod record;
 mod retention;
 mod secrets;
 mod stats;

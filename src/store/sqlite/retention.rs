@@ -2,6 +2,11 @@
 //! writer's time between other callers' writes (the rule and the batch's size are in
 //! store/retention.rs). The single writer makes the check and the removal one step: nothing can
 //! make a delivery pending again in between.
+//!
+//! SQLite gives a new row the highest id of its table plus one, so removing the newest row
+//! would give its id again to the next one: a receiver that drops items whose `id` (or
+//! `delivery_id`, or `webhook-id`) it has seen would drop a new event. So the newest event,
+//! the event of the newest delivery and the newest webhook stay, whatever their age.
 
 use super::Sqlite;
 use crate::error::ApiError;
@@ -24,8 +29,9 @@ fn remove_batch(conn: &Connection, after: i64, cutoff: i64) -> Result<Step, ApiE
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let (picked, next_after) = plan(&scanned, cutoff);
+    let newest = newest_events(conn)?;
     let mut removed = Removed::default();
-    for event_id in picked {
+    for event_id in picked.into_iter().filter(|id| !newest.contains(&Some(*id))) {
         if finished_before(conn, event_id, cutoff)? {
             removed += remove_event(conn, event_id)?;
         }
@@ -34,6 +40,16 @@ fn remove_batch(conn: &Connection, after: i64, cutoff: i64) -> Result<Step, ApiE
         removed,
         next_after,
     })
+}
+
+/// The newest event and the event of the newest delivery, which hold the highest ids.
+fn newest_events(conn: &Connection) -> Result<[Option<i64>; 2], ApiError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT (SELECT max(id) FROM events),
+                    (SELECT event_id FROM deliveries ORDER BY id DESC LIMIT 1)",
+        )?
+        .query_row([], |r| Ok([r.get(0)?, r.get(1)?]))?)
 }
 
 /// Whether every delivery of the event is final, and became so before `cutoff`.
@@ -89,6 +105,7 @@ fn remove_webhooks(conn: &Connection, cutoff: i64) -> Result<Removed, ApiError> 
         .prepare_cached(
             "SELECT id FROM webhooks w WHERE deleted_time < ?1
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.webhook_id = w.id)
+               AND id < (SELECT max(id) FROM webhooks)
              LIMIT ?2",
         )?
         .query_map(params![cutoff, WEBHOOKS_PER_BATCH], |r| r.get::<_, i64>(0))?
