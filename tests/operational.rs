@@ -45,6 +45,14 @@ async fn told(receiver: &Receiver, object: &str, event: &str, count: usize) -> V
     .await
 }
 
+/// How many `object.event` events the server's account holds.
+async fn count_told(server: &Server, object: &str, event: &str) -> Value {
+    let criteria = json!([["object", "exactly", object], ["event", "exactly", event]]);
+    server
+        .ok("countEvents", json!([server.key, criteria]))
+        .await
+}
+
 async fn webhook_state(server: &Server, id: &Value) -> Value {
     server.ok("getWebhookById", json!([server.key, id])).await
 }
@@ -97,15 +105,8 @@ async fn an_opening_and_a_closing_circuit_are_told_to_the_account_only() {
     );
     server.delivery_with_status(&delivery, "succeeded").await;
     // Each change is told once, and to this account alone.
-    let count = |event: &str| {
-        let criteria = json!([
-            ["object", "exactly", "webhook"],
-            ["event", "exactly", event]
-        ]);
-        server.ok("countEvents", json!([server.key, criteria]))
-    };
-    assert_eq!(count("circuit_opened").await, 1);
-    assert_eq!(count("circuit_closed").await, 1);
+    assert_eq!(count_told(&server, "webhook", "circuit_opened").await, 1);
+    assert_eq!(count_told(&server, "webhook", "circuit_closed").await, 1);
     assert!(strangers.received().is_empty());
     let theirs = server.ok("countEvents", json!([other, []])).await;
     assert_eq!(theirs, 0);
@@ -174,12 +175,8 @@ async fn gone_is_told_once_as_a_deactivation_and_a_failed_delivery() {
     let all = server.ok("searchDeliveries", theirs).await;
     let statuses = all.as_array().unwrap().iter().map(|d| &d["status"]);
     assert_eq!(statuses.filter(|s| *s == "cancelled").count(), 2);
-    let count = |object: &str, event: &str| {
-        let criteria = json!([["object", "exactly", object], ["event", "exactly", event]]);
-        server.ok("countEvents", json!([server.key, criteria]))
-    };
-    assert_eq!(count("webhook", "deactivated").await, 1);
-    assert_eq!(count("delivery", "failed").await, 1);
+    assert_eq!(count_told(&server, "webhook", "deactivated").await, 1);
+    assert_eq!(count_told(&server, "delivery", "failed").await, 1);
     assert_eq!(webhook_state(&server, &webhook).await["is_active"], false);
 }
 
@@ -215,14 +212,7 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
     assert!(why.ends_with("webhook deactivated"), "{why}");
     // Its pending work is cancelled.
     server.delivery_with_status(&delivery, "cancelled").await;
-    let opened = json!([
-        ["object", "exactly", "webhook"],
-        ["event", "exactly", "circuit_opened"]
-    ]);
-    assert_eq!(
-        server.ok("countEvents", json!([server.key, opened])).await,
-        1
-    );
+    assert_eq!(count_told(&server, "webhook", "circuit_opened").await, 1);
 
     // Turned on again, it starts afresh: circuit closed, nothing counted against it.
     failing.set_reply(Reply::Status(200));
@@ -282,10 +272,7 @@ async fn a_failed_delivery_is_told_but_never_one_of_an_operational_event() {
     let d = server.delivery_with_status(&to_listener, "failed").await;
     assert_eq!(d["webhook_id"], listener);
     // Nothing more comes of it.
-    let counted = server
-        .ok("countEvents", json!([server.key, failures]))
-        .await;
-    assert_eq!(counted, 1);
+    assert_eq!(count_told(&server, "delivery", "failed").await, 1);
 }
 
 #[tokio::test]
@@ -342,14 +329,5 @@ async fn a_late_410_from_before_a_reactivation_does_not_stop_the_webhook_again()
     let w = webhook_state(&server, &webhook).await;
     assert_eq!(w["is_active"], true, "{w}");
     assert_eq!(w["consecutive_failures"], 0, "{w}");
-    let deactivated = json!([
-        ["object", "exactly", "webhook"],
-        ["event", "exactly", "deactivated"]
-    ]);
-    assert_eq!(
-        server
-            .ok("countEvents", json!([server.key, deactivated]))
-            .await,
-        1
-    );
+    assert_eq!(count_told(&server, "webhook", "deactivated").await, 1);
 }

@@ -1,7 +1,7 @@
 //! The queue's rules that are the same whatever the backend: how much of one webhook's due
 //! work a claim takes, what an attempt's outcome makes of each delivery it carried and of its
-//! webhook, and how a failure is described. Each backend's `queue.rs` applies them with its
-//! own SQL.
+//! webhook, and how a failure is described. Each backend's `queue.rs` (claims) and `record.rs`
+//! (outcomes) apply them with its own SQL.
 
 use crate::model::{latency_class, AttemptTally, CircuitPolicy, Next, Outcome};
 use std::time::Duration;
@@ -151,8 +151,32 @@ impl Settled {
     }
 }
 
+/// What a failure from the webhook's current url writes to the webhook's row, and what it did.
+pub(crate) struct Failure {
+    pub after: AfterFailure,
+    /// Its `last_error_message`.
+    pub message: String,
+    pub deactivate: bool,
+    /// The circuit opens or stays open: its due work waits until this next probe (epoch ms).
+    pub probe_ms: Option<i64>,
+}
+
+impl Failure {
+    pub fn of(was: &WebhookNow, o: &Outcome, error: &str, policy: CircuitPolicy) -> Failure {
+        let after = after_failure(was, o.deactivate, policy, o.time);
+        let probe_ms = matches!(after, AfterFailure::Open { .. })
+            .then(|| crate::model::now_ms() + policy.probe_interval_ms);
+        Failure {
+            message: failure_message(error, &after),
+            deactivate: matches!(after, AfterFailure::Deactivate { .. }),
+            probe_ms,
+            after,
+        }
+    }
+}
+
 /// The webhook's `last_error_message` after a failed attempt.
-pub(crate) fn failure_message(error: &str, after: &AfterFailure) -> String {
+fn failure_message(error: &str, after: &AfterFailure) -> String {
     match after {
         AfterFailure::Deactivate { reason } => format!("{error}: {reason}, webhook deactivated"),
         _ => error.to_owned(),

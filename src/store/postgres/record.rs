@@ -7,7 +7,7 @@ use super::{exec, row, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{now_ms, CircuitPolicy, Outcome};
 use crate::store::operational::{self, FailedDelivery};
-use crate::store::rules::{self, AfterFailure, Settled, WebhookNow};
+use crate::store::rules::{self, AfterFailure, Failure, Settled, WebhookNow};
 use deadpool_postgres::GenericClient;
 
 /// Records an attempt, and publishes what it tells the account (operational events) in the
@@ -226,11 +226,7 @@ async fn record_failure(
     was: &WebhookNow,
     circuit: CircuitPolicy,
 ) -> Result<AfterFailure, ApiError> {
-    let after = rules::after_failure(was, o.deactivate, circuit, o.time);
-    let deactivate = matches!(after, AfterFailure::Deactivate { .. });
-    let open = matches!(after, AfterFailure::Open { .. });
-    // Open (or keep open) the circuit: everything waits for the next probe.
-    let probe_ms = now_ms() + circuit.probe_interval_ms;
+    let f = Failure::of(was, o, error, circuit);
     exec(
         c,
         "UPDATE webhooks SET last_error_time = $2, last_error_message = $3,
@@ -244,16 +240,17 @@ async fn record_failure(
         &[
             &o.webhook_id,
             &o.time,
-            &rules::failure_message(error, &after),
-            &deactivate,
-            &open,
-            &probe_ms,
+            &f.message,
+            &f.deactivate,
+            &f.probe_ms.is_some(),
+            &f.probe_ms,
         ],
     )
     .await?;
-    if deactivate {
+    if f.deactivate {
         super::webhooks::cancel_pending(c, o.webhook_id).await?;
-    } else if open {
+    } else if let Some(probe_ms) = f.probe_ms {
+        // Open (or kept open): everything waits for the next probe.
         exec(
             c,
             "UPDATE deliveries SET due_ms = $2
@@ -262,7 +259,7 @@ async fn record_failure(
         )
         .await?;
     }
-    Ok(after)
+    Ok(f.after)
 }
 
 impl Postgres {

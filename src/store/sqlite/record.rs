@@ -6,7 +6,7 @@ use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_ms, CircuitPolicy, Outcome};
 use crate::store::operational::{self, FailedDelivery};
-use crate::store::rules::{self, AfterFailure, Settled, WebhookNow};
+use crate::store::rules::{self, AfterFailure, Failure, Settled, WebhookNow};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Records an attempt, and publishes what it tells the account (operational events) in the
@@ -145,11 +145,7 @@ fn record_failure(
     was: &WebhookNow,
     circuit: CircuitPolicy,
 ) -> Result<AfterFailure, ApiError> {
-    let after = rules::after_failure(was, o.deactivate, circuit, o.time);
-    let deactivate = matches!(after, AfterFailure::Deactivate { .. });
-    let open = matches!(after, AfterFailure::Open { .. });
-    // Open (or keep open) the circuit: everything waits for the next probe.
-    let probe_ms = now_ms() + circuit.probe_interval_ms;
+    let f = Failure::of(was, o, error, circuit);
     conn.prepare_cached(
         "UPDATE webhooks SET last_error_time = ?2, last_error_message = ?3,
            consecutive_failures = consecutive_failures + 1,
@@ -163,20 +159,21 @@ fn record_failure(
     .execute(params![
         o.webhook_id,
         o.time,
-        rules::failure_message(error, &after),
-        deactivate,
-        open,
-        probe_ms
+        f.message,
+        f.deactivate,
+        f.probe_ms.is_some(),
+        f.probe_ms
     ])?;
-    if deactivate {
+    if f.deactivate {
         super::webhooks::cancel_pending(conn, o.webhook_id)?;
-    } else if open {
+    } else if let Some(probe_ms) = f.probe_ms {
+        // Open (or kept open): everything waits for the next probe.
         conn.prepare_cached(
             "UPDATE deliveries SET due_ms = ?2 WHERE webhook_id = ?1 AND status = 'pending' AND due_ms < ?2",
         )?
         .execute(params![o.webhook_id, probe_ms])?;
     }
-    Ok(after)
+    Ok(f.after)
 }
 
 impl Sqlite {
