@@ -1,13 +1,18 @@
-//! Two calls racing on one webhook: every acknowledged change is still in place afterwards
-//! (no lost updates). Each pair runs many times, so an edit that reads outside its write
-//! transaction loses one of the two in a good share of the trials.
+//! Calls racing: every acknowledged change is still in place afterwards (no lost updates), and
+//! calls published at once each get their own events. Each pair of edits runs many times, so
+//! an edit that reads outside its write transaction loses one of the two in a good share of
+//! the trials.
 
 mod common;
 
-use common::{webhook, Receiver, Server};
+use common::{eventually, webhook, Receiver, Server};
 use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
 const TRIALS: usize = 60;
+const WAIT: Duration = Duration::from_secs(60);
 
 async fn new_webhook(server: &Server, url: &str) -> Value {
     server
@@ -78,4 +83,82 @@ async fn a_deactivation_survives_a_url_edit() {
         assert_eq!(now["is_active"], false, "trial {trial}: deactivation lost");
         assert_eq!(now["url"], json!(url), "trial {trial}: url edit lost");
     }
+}
+
+/// Calls that publish at the same moment may be written together (on PostgreSQL they are
+/// gathered into one statement): each call still gets the ids of its own events, in its own
+/// order, and each event belongs to its own account and reaches that account's webhook only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_published_at_once_each_get_their_own_events() {
+    const CALLS: usize = 120;
+    let server = Arc::new(Server::start(&[
+        "--allow-private-targets",
+        "--max-concurrent-calls",
+        "1000",
+    ]));
+    let receiver = Receiver::start().await;
+    let keys = [
+        server.key.clone(),
+        server.add_key("second", "full"),
+        server.add_key("third", "full"),
+    ];
+    let mut hooks = Vec::new();
+    for (account, key) in keys.iter().enumerate() {
+        let url = receiver.url(&format!("/{account}"));
+        hooks.push(server.ok("addWebhook", json!([key, webhook(&url)])).await);
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for call in 0..CALLS {
+        let (server, account) = (server.clone(), call % keys.len());
+        let key = keys[account].clone();
+        calls.spawn(async move {
+            // One event by addEvent, or several by addEvents.
+            let events: Vec<Value> = (0..1 + call % 4)
+                .map(|nth| {
+                    json!({"object": "contact", "event": "subscribed",
+                           "data": {"call": call, "nth": nth}})
+                })
+                .collect();
+            let ids = match events.len() {
+                1 => json!([server.ok("addEvent", json!([key, events[0]])).await]),
+                _ => server.ok("addEvents", json!([key, events])).await,
+            };
+            (account, call, ids.as_array().cloned().expect("ids"))
+        });
+    }
+    let mut account_of = HashMap::new();
+    while let Some(done) = calls.join_next().await {
+        let (account, call, ids) = done.expect("call");
+        assert_eq!(ids.len(), 1 + call % 4, "call {call}: {ids:?}");
+        for (nth, id) in ids.iter().enumerate() {
+            let event = server.ok("getEventById", json!([keys[account], id])).await;
+            assert_eq!(
+                event["data"],
+                json!({"call": call, "nth": nth}),
+                "call {call}"
+            );
+            let other = &keys[(account + 1) % keys.len()];
+            let (code, _) = server.err("getEventById", json!([other, id])).await;
+            assert_eq!(code, 352, "call {call}: event {id} seen by another account");
+            account_of.insert(id.as_i64().unwrap(), account);
+        }
+    }
+    let expected = account_of.len();
+    let received = eventually(&format!("{expected} deliveries"), WAIT, || async {
+        let received = receiver.received();
+        let items: usize = received.iter().map(|r| r.items().len()).sum();
+        (items >= expected).then_some(received)
+    })
+    .await;
+    let mut delivered = HashSet::new();
+    for request in received {
+        for item in request.items() {
+            let id = item["id"].as_i64().unwrap();
+            let account = account_of[&id];
+            assert_eq!(request.path, format!("/{account}"), "event {id}");
+            assert_eq!(item["webhook_id"], hooks[account], "event {id}");
+            delivered.insert(id);
+        }
+    }
+    assert_eq!(delivered.len(), expected, "every event delivered");
 }

@@ -33,41 +33,44 @@ fn event_record(r: &Row) -> Result<EventRecord, ApiError> {
     })
 }
 
-/// Stores events and queues a delivery, due now, for every webhook each reaches (API.md: the
-/// active webhooks of its account and object, following its event or every event, `*`,
-/// watching its list or all lists), in one statement, whatever their number: outside a
-/// transaction, a call is one round trip. Returns the events' ids in the order given and how
-/// many deliveries were queued.
+/// Stores events (each of its account) and queues a delivery, due now, for every webhook each
+/// reaches (API.md: the active webhooks of its account and object, following its event or every
+/// event, `*`, watching its list or all lists), in one statement, whatever their number:
+/// outside a transaction, a call is one round trip. Returns the events' ids in the order given
+/// and how many deliveries were queued.
 async fn fan_out(
     c: &impl GenericClient,
-    account_id: i64,
-    events: &[&NewEvent],
+    events: &[(i64, &NewEvent)],
     now_ms: i64,
 ) -> Result<(Vec<i64>, i64), ApiError> {
     if events.is_empty() {
         return Ok((Vec::new(), 0));
     }
-    let column = |f: fn(&NewEvent) -> String| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let column = |f: fn(&NewEvent) -> String| events.iter().map(|e| f(e.1)).collect::<Vec<_>>();
+    let accounts: Vec<i64> = events.iter().map(|e| e.0).collect();
     let objects = column(|e| e.object.clone());
     let names = column(|e| e.event.clone());
-    let lists: Vec<i64> = events.iter().map(|e| e.list_id).collect();
-    let contacts: Vec<Option<i64>> = events.iter().map(|e| e.contact_id).collect();
+    let lists: Vec<i64> = events.iter().map(|e| e.1.list_id).collect();
+    let contacts: Vec<Option<i64>> = events.iter().map(|e| e.1.contact_id).collect();
     let data = events
         .iter()
-        .map(|e| serde_json::to_string(&e.data))
+        .map(|e| serde_json::to_string(&e.1.data))
         .collect::<Result<Vec<_>, _>>()?;
-    let keys: Vec<Option<String>> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+    let keys: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| e.1.idempotency_key.as_deref())
+        .collect();
     // Identities are drawn in insertion order, which is the order given: the n-th smallest id
     // is the n-th event.
     let published = rows(
         c,
         "WITH given AS (
-           SELECT * FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[],
-                                $8::text[]) WITH ORDINALITY
-             AS e(object, event, list_id, contact_id, data, idempotency_key, n)),
+           SELECT * FROM unnest($1::bigint[], $3::text[], $4::text[], $5::bigint[],
+                                $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY
+             AS e(account_id, object, event, list_id, contact_id, data, idempotency_key, n)),
          targets AS (
-           SELECT g.n, w.id AS webhook_id FROM given g
-           JOIN webhook_events f ON f.account_id = $1 AND f.object = g.object
+           SELECT g.n, g.account_id, w.id AS webhook_id FROM given g
+           JOIN webhook_events f ON f.account_id = g.account_id AND f.object = g.object
              AND f.event IN (g.event, '*')
            JOIN webhooks w ON w.id = f.webhook_id
            WHERE (w.list_id = 0 OR w.list_id = g.list_id) AND w.is_active
@@ -76,20 +79,20 @@ async fn fan_out(
          inserted AS (
            INSERT INTO events (account_id, object, event, list_id, contact_id, data,
              idempotency_key, creation_time, delivery_count)
-           SELECT $1, g.object, g.event, g.list_id, g.contact_id, g.data, g.idempotency_key, $2,
-             coalesce(c.deliveries, 0)
+           SELECT g.account_id, g.object, g.event, g.list_id, g.contact_id, g.data,
+             g.idempotency_key, $2, coalesce(c.deliveries, 0)
            FROM given g LEFT JOIN counted c ON c.n = g.n ORDER BY g.n
            RETURNING id),
          numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM inserted),
          queued AS (
            INSERT INTO deliveries (account_id, webhook_id, event_id, status, due_ms,
              creation_time)
-           SELECT $1, t.webhook_id, e.id, 'pending', $9, $2
+           SELECT t.account_id, t.webhook_id, e.id, 'pending', $9, $2
            FROM targets t JOIN numbered e ON e.n = t.n ORDER BY e.id, t.webhook_id
            RETURNING 1)
          SELECT id, (SELECT count(*) FROM queued) FROM numbered ORDER BY n",
         &[
-            &account_id,
+            &accounts,
             &(now_ms / 1000),
             &objects,
             &names,
@@ -112,6 +115,11 @@ async fn fan_out(
     Ok((ids, queued))
 }
 
+/// Events of one account, as [`fan_out`] takes them.
+fn of_account(account_id: i64, events: &[NewEvent]) -> Vec<(i64, &NewEvent)> {
+    events.iter().map(|e| (account_id, e)).collect()
+}
+
 /// Publishes `events` inside the caller's transaction (operational events beside the change
 /// they tell of); returns whether any delivery was queued, for the caller to wake the engines
 /// once it has committed.
@@ -120,8 +128,7 @@ pub(super) async fn publish(
     account_id: i64,
     events: &[NewEvent],
 ) -> Result<bool, ApiError> {
-    let events: Vec<&NewEvent> = events.iter().collect();
-    let (_, queued) = fan_out(c, account_id, &events, now_ms()).await?;
+    let (_, queued) = fan_out(c, &of_account(account_id, events), now_ms()).await?;
     Ok(queued > 0)
 }
 
@@ -175,7 +182,7 @@ async fn add_once_each(
         .filter_map(|e| e.idempotency_key.as_deref())
         .collect();
     let earlier = earlier_events(c, account_id, &given, now_ms / 1000).await?;
-    let mut new: Vec<&NewEvent> = Vec::with_capacity(events.len());
+    let mut new: Vec<(i64, &NewEvent)> = Vec::with_capacity(events.len());
     let mut placed = Vec::with_capacity(events.len());
     let mut keys: HashMap<&str, usize> = HashMap::new();
     for e in events {
@@ -191,9 +198,9 @@ async fn add_once_each(
             keys.insert(key, new.len());
         }
         placed.push(Placed::New(new.len()));
-        new.push(e);
+        new.push((account_id, e));
     }
-    let (ids, queued) = fan_out(c, account_id, &new, now_ms).await?;
+    let (ids, queued) = fan_out(c, &new, now_ms).await?;
     let ids = placed
         .into_iter()
         .map(|p| match p {
@@ -207,25 +214,34 @@ async fn add_once_each(
 impl Postgres {
     /// Stores events and fans them out, all or nothing; returns their ids in the order given.
     /// A repeated idempotency key (earlier, or earlier in the same call) returns the first
-    /// event's id and creates nothing. Without idempotency keys a call is one statement (one
-    /// round trip, its own transaction); with them, the keys are looked up first, under their
-    /// locks, in the same transaction.
+    /// event's id and creates nothing. Without idempotency keys a call is gathered with the
+    /// calls that arrive beside it (`intake.rs`); with them, the keys are looked up first,
+    /// under their locks, in the call's own transaction.
     pub async fn add_events(
         &self,
         account_id: i64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<i64>, ApiError> {
-        let now_ms = now_ms();
+        if events.iter().all(|e| e.idempotency_key.is_none()) {
+            return self.gathered_publish(account_id, events).await;
+        }
         let mut client = self.client().await?;
-        let (ids, queued) = if events.iter().all(|e| e.idempotency_key.is_none()) {
-            let all: Vec<&NewEvent> = events.iter().collect();
-            fan_out(&client, account_id, &all, now_ms).await?
-        } else {
-            let tx = client.transaction().await?;
-            let published = add_once_each(&tx, account_id, &events, now_ms).await?;
-            tx.commit().await?;
-            published
-        };
+        let tx = client.transaction().await?;
+        let (ids, queued) = add_once_each(&tx, account_id, &events, now_ms()).await?;
+        tx.commit().await?;
+        if queued > 0 {
+            self.work_queued();
+        }
+        Ok(ids)
+    }
+
+    /// Publishes events without idempotency keys (each of its account) in one statement, its
+    /// own transaction; returns their ids in the order given.
+    pub(super) async fn publish_new(
+        &self,
+        events: &[(i64, &NewEvent)],
+    ) -> Result<Vec<i64>, ApiError> {
+        let (ids, queued) = fan_out(&self.client().await?, events, now_ms()).await?;
         if queued > 0 {
             self.work_queued();
         }

@@ -17,11 +17,14 @@
 mod deliveries;
 mod events;
 mod filter;
+mod gather;
 mod import;
+mod intake;
 mod keys;
 mod migrate;
 mod queue;
 mod record;
+mod recorder;
 mod retention;
 mod secrets;
 mod stats;
@@ -63,6 +66,10 @@ pub struct Postgres {
     /// Rung by this node's commits that queue work, for the other nodes: the listening
     /// connection then sends them one `NOTIFY`.
     outbox: Arc<Notify>,
+    /// Gathers the engine's outcomes (see `recorder.rs`).
+    recorder: recorder::Recorder,
+    /// Gathers `addEvent` calls (see `intake.rs`).
+    intake: intake::Intake,
 }
 
 /// A pool of at most `size` connections made with `config` (connections are opened as needed).
@@ -109,13 +116,20 @@ impl Postgres {
             tokio::spawn(keep_in_touch(config, waker.clone(), outbox.clone()));
             tokio::spawn(stats::fold_forever(engine.clone()));
         }
-        Ok(Postgres {
+        let (recorder, outcomes) = gather::inbox();
+        let (intake, calls) = gather::inbox();
+        let pg = Postgres {
             pool,
             engine,
             claims,
             waker,
             outbox,
-        })
+            recorder,
+            intake,
+        };
+        recorder::start(pg.clone(), outcomes);
+        intake::start(pg.clone(), calls);
+        Ok(pg)
     }
 
     /// The engine's wake-ups: this node's commits that queue work, and other nodes'.

@@ -5,10 +5,13 @@
 
 use super::{exec, row, rows, Postgres};
 use crate::error::ApiError;
+use crate::model::AttemptTally;
 use crate::model::{now_ms, CircuitPolicy, Outcome};
 use crate::store::operational::{self, FailedDelivery};
 use crate::store::rules::{self, AfterFailure, Failure, Settled, WebhookNow};
 use deadpool_postgres::GenericClient;
+use std::collections::HashMap;
+use tokio_postgres::Row;
 
 /// Records an attempt, and publishes what it tells the account (operational events) in the
 /// same transaction; returns whether that queued deliveries.
@@ -25,71 +28,33 @@ async fn record(
     // the circuit open locks the row before closing it.
     // If the webhook was moved to another url while the request was out, the answer speaks
     // for the old url only (see SQLite's `record` for the whole reasoning).
-    let status_code = o.status_code.map(i64::from);
-    let ids: Vec<i64> = o.next.iter().map(|(id, _)| *id).collect();
-    // A delivery cancelled while the request was out may have been removed by retention
-    // meanwhile (a retention shorter than the attempt): it gets no link. (A link's foreign-key
-    // check holds its delivery from then to the commit, so retention waits for this one.)
-    let attempted = async {
-        exec(
-            c,
-            "WITH attempt AS (
-               INSERT INTO attempts (webhook_id, time, duration_ms, status_code, error, response_body)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
-             INSERT INTO delivery_attempts (delivery_id, attempt_id)
-             SELECT d.id, attempt.id FROM deliveries d, attempt WHERE d.id = ANY($7)",
-            &[
-                &o.webhook_id,
-                &o.time,
-                &o.duration_ms,
-                &status_code,
-                &o.error,
-                &o.response_body,
-                &ids,
-            ],
-        )
-        .await
-    };
     // Sent together (pipelined): answered in about one round trip instead of two.
     let lock = o.error.is_some();
-    let (mut was, _) = tokio::try_join!(webhook_now(c, o.webhook_id, lock), attempted)?;
+    let one = [o];
+    let (mut was, _) =
+        tokio::try_join!(webhook_now(c, o.webhook_id, lock), insert_attempts(c, &one))?;
     if !lock && was.circuit_open {
         was = webhook_now(c, o.webhook_id, true).await?; // a success that may close it
     }
     let moved = was.url != o.url;
     let settled = Settled::of(o, moved, now_ms());
-    let (ids, statuses, dues) = (&settled.ids, &settled.statuses, &settled.dues);
     let failed = still_pending(c, &settled.failing()).await?;
-    // The attempt counts for every delivery it carried, but only a pending one moves on: one
-    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so. A
-    // delivery that becomes final notes when (retention counts from then).
-    let moved_on = async {
-        exec(
-            c,
-            "UPDATE deliveries d SET
-               status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
-               due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
-               final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN $4
-                 ELSE d.final_time END,
-               attempt_count = d.attempt_count + 1,
-               last_attempt_time = $4, last_status_code = $5, last_error = $6
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(id, status, due)
-             WHERE d.id = v.id",
-            &[ids, statuses, dues, &o.time, &status_code, &o.error],
-        )
-        .await
-    };
-    let counted = super::stats::count_attempt(c, was.account_id, o.webhook_id, &settled.tally);
     let noted = async {
         match o.error.is_none() && !moved {
-            true => note_success(c, o).await,
+            true => note_successes(c, &one).await,
             false => Ok(()),
         }
     };
     // These do not depend on one another: sent together, answered in about one round trip,
     // and run in the order sent (the webhook's row before the deliveries', once each statement
     // is prepared on this connection; a rare cycle before that costs a deadlock retry).
-    tokio::try_join!(noted, moved_on, counted)?;
+    let moved_on = [(o, &settled)];
+    let counted = [(was.account_id, o.webhook_id, &settled.tally)];
+    tokio::try_join!(
+        noted,
+        settle_deliveries(c, &moved_on),
+        super::stats::count_attempts(c, &counted),
+    )?;
     // What the webhook learns comes after: opening a circuit or a deactivation moves the
     // webhook's other pending deliveries, and must see these ones settled first.
     let (after, closed) = match &o.error {
@@ -117,20 +82,10 @@ async fn record(
     super::events::publish(c, was.account_id, &told).await
 }
 
-/// The webhook as an outcome finds it, its row locked when `lock`.
-async fn webhook_now(
-    c: &impl GenericClient,
-    webhook_id: i64,
-    lock: bool,
-) -> Result<WebhookNow, ApiError> {
-    const SELECT: &str = "SELECT account_id, url, consecutive_failures, circuit_state,
-        circuit_opened_time, is_active AND deleted_time IS NULL, activated_ms
-        FROM webhooks WHERE id = $1";
-    let sql = match lock {
-        true => format!("{SELECT} FOR NO KEY UPDATE"),
-        false => SELECT.to_owned(),
-    };
-    let found = row(c, &sql, &[&webhook_id]).await?;
+const WEBHOOK_NOW: &str = "SELECT account_id, url, consecutive_failures, circuit_state,
+    circuit_opened_time, is_active AND deleted_time IS NULL, activated_ms, id FROM webhooks";
+
+fn webhook_row(found: &Row) -> Result<WebhookNow, ApiError> {
     Ok(WebhookNow {
         account_id: found.try_get(0)?,
         url: found.try_get(1)?,
@@ -140,6 +95,32 @@ async fn webhook_now(
         circuit_opened_time: found.try_get(4)?,
         activated_ms: found.try_get(6)?,
     })
+}
+
+/// The webhook as an outcome finds it, its row locked when `lock`.
+async fn webhook_now(
+    c: &impl GenericClient,
+    webhook_id: i64,
+    lock: bool,
+) -> Result<WebhookNow, ApiError> {
+    let sql = match lock {
+        true => format!("{WEBHOOK_NOW} WHERE id = $1 FOR NO KEY UPDATE"),
+        false => format!("{WEBHOOK_NOW} WHERE id = $1"),
+    };
+    webhook_row(&row(c, &sql, &[&webhook_id]).await?)
+}
+
+/// The webhooks `ids` as they are now (unlocked), by id.
+async fn webhooks_now(
+    c: &impl GenericClient,
+    ids: &[i64],
+) -> Result<HashMap<i64, WebhookNow>, ApiError> {
+    let sql = format!("{WEBHOOK_NOW} WHERE id = ANY($1)");
+    rows(c, &sql, &[&ids])
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(7)?, webhook_row(r)?)))
+        .collect()
 }
 
 /// Of the deliveries `ids` about to be made final, those still pending (one cancelled while its
@@ -170,17 +151,115 @@ async fn still_pending(
     .collect()
 }
 
-/// A success from a webhook whose circuit is closed: it has no failures any more, and its last
-/// success is now. Only when that changes something (a row lock held to the commit would make
-/// every success of the webhook wait for the one before it), and never on an open circuit,
-/// which only [`record_success`] closes (so that a closing is told exactly once).
-async fn note_success(c: &impl GenericClient, o: &Outcome) -> Result<(), ApiError> {
+/// Inserts one attempt for each outcome, linked to every delivery its request carried, in one
+/// statement whatever their number. A delivery cancelled while the request was out may have
+/// been removed by retention meanwhile (a retention shorter than the attempt): it gets no link.
+/// (A link's foreign-key check holds its delivery from then to the commit, so retention waits
+/// for this transaction.)
+async fn insert_attempts(c: &impl GenericClient, outcomes: &[&Outcome]) -> Result<(), ApiError> {
+    let column = |f: fn(&Outcome) -> i64| outcomes.iter().map(|o| f(o)).collect::<Vec<_>>();
+    let (webhooks, times, durations) = (
+        column(|o| o.webhook_id),
+        column(|o| o.time),
+        column(|o| o.duration_ms),
+    );
+    let codes: Vec<Option<i64>> = outcomes
+        .iter()
+        .map(|o| o.status_code.map(i64::from))
+        .collect();
+    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
+    let bodies: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.response_body.as_deref())
+        .collect();
+    // Each link names its attempt by the outcome's place (1-based, as WITH ORDINALITY counts).
+    let (mut linked, mut places) = (Vec::new(), Vec::new());
+    for (place, o) in (1i64..).zip(outcomes) {
+        for (id, _) in &o.next {
+            linked.push(*id);
+            places.push(place);
+        }
+    }
     exec(
         c,
-        "UPDATE webhooks SET last_success_time = $2, consecutive_failures = 0
-         WHERE id = $1 AND circuit_state = 'closed'
-           AND (last_success_time IS DISTINCT FROM $2 OR consecutive_failures <> 0)",
-        &[&o.webhook_id, &o.time],
+        "WITH given AS (
+           SELECT nextval('attempts_id_seq') AS id, g.* FROM unnest($1::bigint[],
+             $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) WITH ORDINALITY
+             AS g(webhook_id, time, duration_ms, status_code, error, response_body, place)),
+         inserted AS (
+           INSERT INTO attempts (id, webhook_id, time, duration_ms, status_code, error,
+             response_body)
+           SELECT id, webhook_id, time, duration_ms, status_code, error, response_body
+           FROM given)
+         INSERT INTO delivery_attempts (delivery_id, attempt_id)
+         SELECT d.id, g.id FROM unnest($7::bigint[], $8::bigint[]) AS l(delivery_id, place)
+         JOIN given g ON g.place = l.place JOIN deliveries d ON d.id = l.delivery_id",
+        &[
+            &webhooks, &times, &durations, &codes, &errors, &bodies, &linked, &places,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves the deliveries of each outcome on as [`Settled`] says. The attempt counts for every
+/// delivery it carried, but only a pending one moves on: one cancelled while it was in flight
+/// (its webhook deleted, deactivated or gone) stays so. A delivery that becomes final notes
+/// when (retention counts from then).
+async fn settle_deliveries(
+    c: &impl GenericClient,
+    settled: &[(&Outcome, &Settled)],
+) -> Result<(), ApiError> {
+    let all = settled.iter().flat_map(|(o, s)| {
+        let each = s.ids.iter().zip(&s.statuses).zip(&s.dues);
+        each.map(move |((id, status), due)| (*id, *status, *due, *o))
+    });
+    let (mut ids, mut statuses, mut dues) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut times, mut codes, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, status, due, o) in all {
+        ids.push(id);
+        statuses.push(status);
+        dues.push(due);
+        times.push(o.time);
+        codes.push(o.status_code.map(i64::from));
+        errors.push(o.error.as_deref());
+    }
+    exec(
+        c,
+        "UPDATE deliveries d SET
+           status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
+           due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
+           final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN v.time
+             ELSE d.final_time END,
+           attempt_count = d.attempt_count + 1,
+           last_attempt_time = v.time, last_status_code = v.status_code, last_error = v.error
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                     $6::text[]) AS v(id, status, due, time, status_code, error)
+         WHERE d.id = v.id",
+        &[&ids, &statuses, &dues, &times, &codes, &errors],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Successes from webhooks whose circuit is closed: they have no failures any more, and their
+/// last success is the latest of these. A row is written only when that changes something (a
+/// row lock held to the commit would make every success of the webhook wait for the one
+/// before it), and never on an open circuit, which only [`record_success`] closes (so that a
+/// closing is told exactly once). Rows are taken in the order of their ids, as every writer
+/// of several webhooks does.
+async fn note_successes(c: &impl GenericClient, outcomes: &[&Outcome]) -> Result<(), ApiError> {
+    let mut latest: Vec<(i64, i64)> = outcomes.iter().map(|o| (o.webhook_id, o.time)).collect();
+    latest.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    latest.dedup_by_key(|(webhook_id, _)| *webhook_id);
+    let (ids, times): (Vec<i64>, Vec<i64>) = latest.into_iter().unzip();
+    exec(
+        c,
+        "UPDATE webhooks w SET last_success_time = v.time, consecutive_failures = 0
+         FROM unnest($1::bigint[], $2::bigint[]) AS v(id, time)
+         WHERE w.id = v.id AND w.circuit_state = 'closed'
+           AND (w.last_success_time IS DISTINCT FROM v.time OR w.consecutive_failures <> 0)",
+        &[&ids, &times],
     )
     .await?;
     Ok(())
@@ -195,7 +274,7 @@ async fn record_success(
     was: &WebhookNow,
 ) -> Result<bool, ApiError> {
     if !was.circuit_open {
-        return Ok(false); // `note_success` did it all
+        return Ok(false); // `note_successes` did it all
     }
     exec(
         c,
@@ -262,17 +341,48 @@ async fn record_failure(
     Ok(f.after)
 }
 
+/// What [`record`] does for a success from a webhook whose circuit is closed and whose url is
+/// still the one the request went to, for many such successes at once (each with its
+/// webhook's account): such a success locks nothing up front and tells the account nothing,
+/// so many can share one transaction of four statements.
+async fn record_plain_successes(
+    c: &impl GenericClient,
+    plain: &[(&Outcome, i64)],
+) -> Result<(), ApiError> {
+    let now = now_ms();
+    let outcomes: Vec<&Outcome> = plain.iter().map(|(o, _)| *o).collect();
+    let settled: Vec<Settled> = outcomes
+        .iter()
+        .map(|o| Settled::of(o, false, now))
+        .collect();
+    let moved_on: Vec<(&Outcome, &Settled)> = outcomes.iter().copied().zip(&settled).collect();
+    let counted: Vec<(i64, i64, &AttemptTally)> = plain
+        .iter()
+        .zip(&settled)
+        .map(|((o, account_id), s)| (*account_id, o.webhook_id, &s.tally))
+        .collect();
+    // Pipelined, and run in the order sent: the webhooks' rows before the deliveries'.
+    tokio::try_join!(
+        note_successes(c, &outcomes),
+        insert_attempts(c, &outcomes),
+        settle_deliveries(c, &moved_on),
+        super::stats::count_attempts(c, &counted),
+    )?;
+    Ok(())
+}
+
 impl Postgres {
-    /// Records one attempt for all the deliveries it carried, and what the webhook learnt.
-    pub async fn record_outcome(
+    /// Records one attempt for all the deliveries it carried, and what the webhook learnt, in
+    /// a transaction of its own.
+    pub(super) async fn record_one(
         &self,
-        outcome: Outcome,
+        outcome: &Outcome,
         circuit: CircuitPolicy,
     ) -> Result<(), ApiError> {
         let queued = super::retry_on_deadlock(|| async {
             let mut client = self.engine_client().await?;
             let tx = client.transaction().await?;
-            let queued = record(&tx, &outcome, circuit).await?;
+            let queued = record(&tx, outcome, circuit).await?;
             tx.commit().await?;
             Ok(queued)
         })
@@ -281,5 +391,48 @@ impl Postgres {
             self.work_queued();
         }
         Ok(())
+    }
+
+    /// Records together, in one transaction, those of `outcomes` that are plain successes
+    /// (see [`record_plain_successes`]); returns which it recorded. The others are for
+    /// [`Postgres::record_one`].
+    pub(super) async fn record_successes(
+        &self,
+        outcomes: &[&Outcome],
+    ) -> Result<Vec<bool>, ApiError> {
+        let mut ids: Vec<i64> = outcomes
+            .iter()
+            .filter(|o| o.error.is_none())
+            .map(|o| o.webhook_id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(vec![false; outcomes.len()]);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        super::retry_on_deadlock(|| async {
+            let mut client = self.engine_client().await?;
+            let tx = client.transaction().await?;
+            let now = webhooks_now(&tx, &ids).await?;
+            let account_of_plain = |o: &Outcome| match now.get(&o.webhook_id) {
+                Some(w) if o.error.is_none() && w.url == o.url && !w.circuit_open => {
+                    Some(w.account_id)
+                }
+                _ => None,
+            };
+            let plain: Vec<(&Outcome, i64)> = outcomes
+                .iter()
+                .filter_map(|o| Some((*o, account_of_plain(o)?)))
+                .collect();
+            if !plain.is_empty() {
+                record_plain_successes(&tx, &plain).await?;
+            }
+            tx.commit().await?;
+            Ok(outcomes
+                .iter()
+                .map(|o| account_of_plain(o).is_some())
+                .collect())
+        })
+        .await
     }
 }

@@ -14,25 +14,29 @@ use std::time::Duration;
 /// How often the log is folded into `attempt_stats`.
 const FOLD_EVERY: Duration = Duration::from_secs(1);
 
-/// Appends one recorded attempt to the log, in the transaction that records it.
-pub(super) async fn count_attempt(
+/// Appends recorded attempts to the log (their accounts, webhooks and tallies), in the
+/// transaction that records them: one statement, whatever their number.
+pub(super) async fn count_attempts(
     c: &impl GenericClient,
-    account_id: i64,
-    webhook_id: i64,
-    tally: &AttemptTally,
+    counted: &[(i64, i64, &AttemptTally)],
 ) -> Result<(), ApiError> {
+    let column = |f: fn(&(i64, i64, &AttemptTally)) -> i64| counted.iter().map(f).collect();
+    let (accounts, webhooks, times): (Vec<i64>, Vec<i64>, Vec<i64>) =
+        (column(|c| c.0), column(|c| c.1), column(|c| c.2.time));
+    let (classes, succeeded, retried, failed): (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) = (
+        column(|c| c.2.latency_class),
+        column(|c| c.2.succeeded),
+        column(|c| c.2.retried),
+        column(|c| c.2.failed),
+    );
     exec(
         c,
         "INSERT INTO attempt_stats_log (account_id, webhook_id, time, latency_class,
-           succeeded, retried, failed) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+           succeeded, retried, failed)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                              $5::bigint[], $6::bigint[], $7::bigint[])",
         &[
-            &account_id,
-            &webhook_id,
-            &tally.time,
-            &tally.latency_class,
-            &tally.succeeded,
-            &tally.retried,
-            &tally.failed,
+            &accounts, &webhooks, &times, &classes, &succeeded, &retried, &failed,
         ],
     )
     .await?;

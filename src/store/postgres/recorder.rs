@@ -1,0 +1,84 @@
+//! The engine's records on PostgreSQL, gathered. Outcomes that arrive while earlier ones are
+//! being written wait, and go in together: the plain ones (a success from a webhook whose
+//! circuit is closed, sent to the url it still has: nearly every outcome of a healthy
+//! webhook) in one transaction for all of them, whatever their number; each other one (a
+//! failure, a success that closes a circuit, an answer from an old url) in a transaction of its
+//! own, since it may lock its webhook and tell its account of a change (`record.rs`). One
+//! transaction per outcome cost PostgreSQL about as much CPU as the rest of a delivery
+//! together (BENCHMARKS.md, issue 10); see `gather.rs`.
+
+use super::gather::{self, Inbox, Limits};
+use super::Postgres;
+use crate::error::ApiError;
+use crate::model::{CircuitPolicy, Outcome};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+/// An outcome to record, and who waits for its record.
+pub(super) struct Job {
+    outcome: Outcome,
+    circuit: CircuitPolicy,
+    done: oneshot::Sender<Result<(), ApiError>>,
+}
+
+pub(super) type Recorder = Inbox<Job>;
+
+/// Starts recording what `pg`'s recorder is handed.
+pub(super) fn start(pg: Postgres, jobs: mpsc::UnboundedReceiver<Job>) {
+    let limits = Limits {
+        at_once: 3,
+        most: 500,
+        weight: |_| 1,
+    };
+    gather::gather(jobs, limits, move |batch| {
+        let pg = pg.clone();
+        async move { write(&pg, batch).await }
+    });
+}
+
+/// Writes a batch: the plain successes together, then each other outcome on its own, side by
+/// side. If writing them together fails, each is written on its own (and fails on its own).
+async fn write(pg: &Postgres, batch: Vec<Job>) {
+    let outcomes: Vec<&Outcome> = batch.iter().map(|job| &job.outcome).collect();
+    let recorded = match pg.record_successes(&outcomes).await {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            tracing::debug!(error = %e, "postgres: recording outcomes together failed; one by one");
+            vec![false; batch.len()]
+        }
+    };
+    let mut each_alone = JoinSet::new();
+    for (job, recorded) in batch.into_iter().zip(recorded) {
+        if recorded {
+            drop(job.done.send(Ok(())));
+            continue;
+        }
+        let pg = pg.clone();
+        each_alone.spawn(async move {
+            let result = pg.record_one(&job.outcome, job.circuit).await;
+            drop(job.done.send(result));
+        });
+    }
+    while each_alone.join_next().await.is_some() {}
+}
+
+impl Postgres {
+    /// Records one attempt for all the deliveries it carried, and what the webhook learnt,
+    /// together with the other outcomes that arrive meanwhile (see the module's documentation).
+    pub async fn record_outcome(
+        &self,
+        outcome: Outcome,
+        circuit: CircuitPolicy,
+    ) -> Result<(), ApiError> {
+        let (done, recorded) = oneshot::channel();
+        let stopped = || ApiError::Internal("postgres: the recorder has stopped".into());
+        self.recorder
+            .send(Job {
+                outcome,
+                circuit,
+                done,
+            })
+            .map_err(|_| stopped())?;
+        recorded.await.map_err(|_| stopped())?
+    }
+}
