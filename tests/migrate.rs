@@ -94,6 +94,9 @@ async fn a_sqlite_deployment_moves_to_postgres_with_its_history_and_secrets() {
     let receiver = Receiver::start().await;
     let mut old = Server::start_on_sqlite(&["--allow-private-targets", "--retry-schedule", "10ms"]);
     let (hook, _) = populate(&old, &receiver).await;
+    // Read by a node that sends nothing, so that no retry changes the webhook meanwhile.
+    let calls_only = ["--allow-private-targets", "--delivery-concurrency", "0"];
+    old.restart_with(&calls_only);
     let before = old.ok("getWebhookById", json!([old.key, hook])).await;
     old.stop();
 
@@ -125,9 +128,14 @@ async fn a_sqlite_deployment_moves_to_postgres_with_its_history_and_secrets() {
     // current secret and the rotated-out one, as before.
     let sqlite_key = std::fs::read_to_string(old.dir.path().join("hookrpc.key")).unwrap();
     let args = [FAST, &["--encryption-key", sqlite_key.trim()]].concat();
-    let new = Server::start_on(target.clone(), &old.key, &args);
+    let mut new = Server::start_on(
+        target.clone(),
+        &old.key,
+        &[&args[..], &calls_only[1..]].concat(),
+    );
     let after = new.ok("getWebhookById", json!([new.key, hook])).await;
     assert_eq!(after, before);
+    new.restart_with(&args);
     receiver.set_reply(Reply::Status(200));
     let event = new
         .ok(

@@ -58,16 +58,25 @@ async fn attempts(
 
 impl Postgres {
     pub async fn delivery(&self, account_id: i64, id: i64) -> Result<DeliveryRecord, ApiError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // One snapshot for the delivery and its attempts: read apart, an attempt recorded in
+        // between would be listed but not counted.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
         let mut delivery = row_opt(
-            &client,
+            &tx,
             &format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1 AND account_id = $2"),
             &[&id, &account_id],
         )
         .await?
         .map(|r| delivery_record(&r))
         .unwrap_or(Err(ApiError::DeliveryNotFound))?;
-        delivery.attempts = Some(attempts(&client, id).await?);
+        delivery.attempts = Some(attempts(&tx, id).await?);
+        tx.commit().await?;
         Ok(delivery)
     }
 

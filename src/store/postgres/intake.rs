@@ -33,15 +33,16 @@ pub(super) fn start(pg: Postgres, calls: mpsc::UnboundedReceiver<Call>) {
     });
 }
 
-/// Writes gathered calls in one statement; if that fails, each on its own (so that a call
-/// fails only for itself).
+/// Writes gathered calls in one statement. If the server refuses it (so nothing was written),
+/// each call is written on its own, so that a call fails only for itself; any other failure
+/// (a connection lost, perhaps after the commit) is every call's answer, as it would be
+/// each one's alone: writing them again could publish their events twice.
 async fn write(pg: &Postgres, calls: Vec<Call>) {
     let all: Vec<(i64, &NewEvent)> = calls
         .iter()
         .flat_map(|call| call.events.iter().map(|e| (call.account_id, e)))
         .collect();
-    let written = pg.publish_new(&all).await;
-    match written {
+    match pg.publish_new(&all).await {
         Ok(ids) => {
             let mut ids = ids.into_iter();
             for call in calls {
@@ -49,17 +50,19 @@ async fn write(pg: &Postgres, calls: Vec<Call>) {
                 drop(call.done.send(Ok(own)));
             }
         }
-        Err(e) if calls.len() == 1 => {
-            let call = calls.into_iter().next().expect("one call");
-            drop(call.done.send(Err(e)));
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "postgres: publishing calls together failed; one by one");
+        Err(e) if calls.len() > 1 && super::refused(&e) => {
+            tracing::debug!(error = %e, "postgres: publishing calls together refused; one by one");
             for call in calls {
                 let own: Vec<(i64, &NewEvent)> =
                     call.events.iter().map(|e| (call.account_id, e)).collect();
                 let written = pg.publish_new(&own).await;
                 drop(call.done.send(written));
+            }
+        }
+        Err(e) => {
+            let why = super::cause(e);
+            for call in calls {
+                drop(call.done.send(Err(ApiError::Internal(why.clone()))));
             }
         }
     }

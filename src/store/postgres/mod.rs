@@ -1,13 +1,14 @@
 //! The PostgreSQL backend, for a cluster: any number of nodes share one database. Each call is
 //! one transaction on a pooled connection, answered after its commit (synchronous_commit is
-//! on: an acknowledgement survives a crash of the database server too); PostgreSQL's own
-//! group commit batches the concurrent ones. The engine's own bookkeeping (claims, leases,
-//! recorded attempts) runs on connections of its own whose commits do not wait for the log to
-//! reach the disk: such a commit lost in a crash of the database server only means a delivery
-//! is sent again, as after a crash of a node (delivery is at least once), and the engine does
-//! not wait a flush between claiming and sending. Work is handed between nodes through the
-//! database alone: claims lease rows with `FOR NO KEY UPDATE SKIP LOCKED`, and commits that
-//! queue work are followed by a `NOTIFY` that every node's engine `LISTEN`s for.
+//! on: an acknowledgement survives a crash of the database server too). Calls that publish
+//! without idempotency keys, and the engine's records, that arrive while earlier ones are
+//! being written are written together (`gather.rs`). The engine's own bookkeeping (claims,
+//! leases, recorded attempts) runs on connections of its own whose commits do not wait for the
+//! log to reach the disk: such a commit lost in a crash of the database server only means a
+//! delivery is sent again, as after a crash of a node (delivery is at least once), and the
+//! engine does not wait a flush between claiming and sending. Work is handed between nodes
+//! through the database alone: claims lease rows with `FOR NO KEY UPDATE SKIP LOCKED`, and
+//! commits that queue work are followed by a `NOTIFY` that every node's engine `LISTEN`s for.
 //!
 //! Every row lock is `FOR NO KEY UPDATE`, never `FOR UPDATE`: hookrpc never changes a key, and
 //! `FOR UPDATE` also conflicts with the `KEY SHARE` lock that each insert of a referencing row
@@ -285,11 +286,25 @@ where
     }
 }
 
-/// True for the error PostgreSQL gives the transaction it aborts to break a deadlock (as the
-/// `From` below words it).
+/// The SQLSTATE of an error the server answered with (as the `From` below words it); none
+/// for a lost connection or a pool that gave none.
+fn sqlstate(e: &ApiError) -> Option<&str> {
+    let ApiError::Internal(cause) = e else {
+        return None;
+    };
+    let code = cause.strip_prefix("postgres: ")?.split(": ").next()?;
+    (code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(code)
+}
+
+/// True for the error PostgreSQL gives the transaction it aborts to break a deadlock.
 fn is_deadlock(e: &ApiError) -> bool {
-    let code = tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED.code();
-    matches!(e, ApiError::Internal(cause) if cause.starts_with(&format!("postgres: {code}:")))
+    sqlstate(e) == Some(tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED.code())
+}
+
+/// True when the server refused the statement: it rolled back, and surely wrote nothing. (A
+/// statement whose answer was lost with its connection may have committed.)
+fn refused(e: &ApiError) -> bool {
+    sqlstate(e).is_some()
 }
 
 /// The cause an internal error carries, without the client-facing prefix.
