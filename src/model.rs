@@ -432,6 +432,8 @@ pub struct Target {
     pub auth: Option<BasicAuth>,
     /// The current secret first; a rotated-out one while it still signs.
     pub secrets: Vec<String>,
+    /// How many times an edit had turned the webhook on again when this was read.
+    pub activation: i64,
 }
 
 /// A claimed delivery and what the engine must know to schedule its next attempt.
@@ -476,9 +478,10 @@ pub struct Outcome {
     pub response_body: Option<String>,
     /// 410 Gone: the receiver asked to stop.
     pub deactivate: bool,
-    /// When the request went out (epoch ms): an answer to a request sent before its webhook
-    /// was turned on again says nothing about the webhook as it is now.
-    pub sent_ms: i64,
+    /// The webhook's [`Target::activation`] when the deliveries were claimed: an answer to a
+    /// request claimed before its webhook was turned on again says nothing about the webhook as
+    /// it is now.
+    pub activation: i64,
 }
 
 /// How many more batches the engine can take for each webhook now: what it already holds

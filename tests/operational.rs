@@ -198,6 +198,8 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
     let (webhook, delivery) = one_delivery(&server, failing.url("/")).await;
 
     let deactivated = told(&ops, "webhook", "deactivated", 1).await;
+    assert_eq!(deactivated[0]["data"]["webhook_id"], webhook);
+    assert_eq!(deactivated[0]["data"]["url"], failing.url("/"));
     let reason = deactivated[0]["data"]["reason"]
         .as_str()
         .unwrap()
@@ -213,6 +215,7 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
     // Its pending work is cancelled.
     server.delivery_with_status(&delivery, "cancelled").await;
     assert_eq!(count_told(&server, "webhook", "circuit_opened").await, 1);
+    assert_eq!(count_told(&server, "webhook", "deactivated").await, 1);
 
     // Turned on again, it starts afresh: circuit closed, nothing counted against it.
     failing.set_reply(Reply::Status(200));
@@ -283,7 +286,24 @@ async fn publishers_cannot_pass_off_events_as_hookrpcs_own() {
         let (code, data) = server.err("addEvent", json!([server.key, event])).await;
         assert_eq!(code, 310);
         assert!(data.to_string().contains("hookrpc's own"), "{data}");
+        // In a call of several, all or nothing; by name too.
+        let mixed = json!({"api_key": server.key,
+                           "events": [{"object": "contact", "event": "created"}, event]});
+        assert_eq!(server.err("addEvents", mixed).await.0, 310);
+        // The Vision6 dialect gets the same answer in its own shape.
+        let call = json!({"id": 7, "method": "addEvent", "params": [server.key, event]});
+        let (status, text) = server.post_raw("/", call.to_string()).await;
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(
+            (reply["id"].clone(), reply["result"].clone()),
+            (json!(7), Value::Null),
+            "{reply}"
+        );
+        assert_eq!(reply["error"]["code"], 310, "{reply}");
+        assert!(reply.get("jsonrpc").is_none(), "{reply}");
     }
+    assert_eq!(server.ok("countEvents", json!([server.key])).await, 0);
     // Following them is what they are for.
     let ops = json!({"object": "webhook", "event": "deactivated", "url": "https://ops.acme.io/"});
     server.ok("addWebhook", json!([server.key, ops])).await;
@@ -319,15 +339,42 @@ async fn a_late_410_from_before_a_reactivation_does_not_stop_the_webhook_again()
     gone.set_reply(Reply::Status(200));
     let on = json!([server.key, webhook, {"is_active": true}]);
     server.ok("editWebhook", on).await;
-    eventually("the late answer recorded", WAIT, || async {
+    let d = eventually("the late answer recorded", WAIT, || async {
         let d = server
             .ok("getDeliveryById", json!([server.key, late]))
             .await;
-        (d["attempt_count"] == 1).then_some(())
+        (d["attempt_count"] == 1).then_some(d)
     })
     .await;
+    assert_eq!(d["last_status_code"], 410, "the late answer was a 410: {d}");
     let w = webhook_state(&server, &webhook).await;
     assert_eq!(w["is_active"], true, "{w}");
     assert_eq!(w["consecutive_failures"], 0, "{w}");
     assert_eq!(count_told(&server, "webhook", "deactivated").await, 1);
+}
+
+#[tokio::test]
+async fn a_late_success_leaves_a_webhook_turned_off_meanwhile_alone() {
+    let server = Server::start(PATIENT);
+    let slow = Receiver::start().await;
+    slow.set_reply(Reply::Slow(Duration::from_millis(1000)));
+    let (webhook, delivery) = one_delivery(&server, slow.url("/")).await;
+    eventually("the request is out", WAIT, || async {
+        (!slow.received().is_empty()).then_some(())
+    })
+    .await;
+    let off = json!([server.key, webhook, {"is_active": false}]);
+    server.ok("editWebhook", off).await;
+    let d = eventually("its answer recorded", WAIT, || async {
+        let d = server
+            .ok("getDeliveryById", json!([server.key, delivery]))
+            .await;
+        (d["attempt_count"] == 1).then_some(d)
+    })
+    .await;
+    assert_eq!(d["last_status_code"], 200, "{d}");
+    // The answer settles its delivery, but says nothing of the webhook as it is now.
+    let w = webhook_state(&server, &webhook).await;
+    assert_eq!(w["last_success_time"], Value::Null, "{w}");
+    assert_eq!(w["is_active"], false, "{w}");
 }

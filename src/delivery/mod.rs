@@ -412,7 +412,7 @@ async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64
         error: attempt.error,
         response_body: attempt.response_body,
         deactivate: attempt.gone,
-        sent_ms: now - attempt.duration.as_millis() as i64,
+        activation: claim.target.activation,
     };
     store_outcome(shared, outcome, lease_end).await;
 }

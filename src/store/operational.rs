@@ -4,7 +4,7 @@
 //! change they tell of, so an event is published exactly when its change commits; this module
 //! says what each one holds.
 
-use crate::model::NewEvent;
+use crate::model::{NewEvent, Outcome};
 use rules::WebhookNow;
 use serde_json::{json, Value};
 
@@ -80,14 +80,13 @@ fn delivery_failed(webhook_id: i64, d: &FailedDelivery, error: &str) -> NewEvent
 /// became of the webhook (`after` a failure from its current url; `closed` when a success
 /// closed its circuit).
 pub(crate) fn told(
-    webhook_id: i64,
+    o: &Outcome,
     w: &WebhookNow,
-    error: Option<&str>,
     failed: &[FailedDelivery],
     after: Option<&rules::AfterFailure>,
     closed: bool,
 ) -> Vec<NewEvent> {
-    let error = error.unwrap_or_default();
+    let (webhook_id, error) = (o.webhook_id, o.error.as_deref().unwrap_or_default());
     let mut events: Vec<NewEvent> = failed
         .iter()
         .filter(|d| !is_operational(&d.object))

@@ -59,17 +59,18 @@ pub(crate) struct WebhookNow {
     pub circuit_open: bool,
     /// When its circuit opened (epoch seconds), while it is open.
     pub circuit_opened_time: Option<i64>,
-    /// When an edit last turned it on again (epoch ms).
-    pub activated_ms: Option<i64>,
+    /// How many times an edit turned it on again.
+    pub activation: i64,
 }
 
 /// Whether an answer says something about its webhook as it is now: its request went to the
 /// webhook's current url, and the webhook is live and active and was not turned on again
-/// since the request went out. Other answers settle their deliveries, but leave the webhook's
+/// since the request's delivery was claimed (the count of reactivations is the one the claim
+/// read: no clocks of two nodes are compared). Other answers settle their deliveries, but leave the webhook's
 /// own record (circuit, failures, last error and success, activity) alone: a late `410` from
 /// an old url, or from before a reactivation, must not stop the webhook as it is now.
 pub(crate) fn speaks_for(was: &WebhookNow, o: &Outcome) -> bool {
-    was.url == o.url && was.is_active && was.activated_ms.is_none_or(|at| at <= o.sent_ms)
+    was.url == o.url && was.is_active && was.activation == o.activation
 }
 
 /// What a failed attempt from the webhook's current url makes of the webhook.
@@ -230,7 +231,7 @@ mod tests {
             consecutive_failures: failures,
             circuit_open: opened.is_some(),
             circuit_opened_time: opened,
-            activated_ms: None,
+            activation: 0,
         }
     }
 
@@ -264,7 +265,7 @@ mod tests {
 
     #[test]
     fn an_answer_speaks_for_the_webhook_only_as_it_was_when_sent() {
-        let outcome = |url: &str, sent_ms: i64| Outcome {
+        let outcome = |url: &str, activation: i64| Outcome {
             webhook_id: 1,
             url: url.into(),
             next: Vec::new(),
@@ -274,24 +275,24 @@ mod tests {
             error: Some("HTTP 410".into()),
             response_body: None,
             deactivate: true,
-            sent_ms,
+            activation,
         };
         let now = webhook(0, None);
-        assert!(speaks_for(&now, &outcome("http://x/", 5)));
-        assert!(!speaks_for(&now, &outcome("http://old/", 5)), "moved");
+        assert!(speaks_for(&now, &outcome("http://x/", 0)));
+        assert!(!speaks_for(&now, &outcome("http://old/", 0)), "moved");
         let off = WebhookNow {
             is_active: false,
             ..webhook(0, None)
         };
-        assert!(!speaks_for(&off, &outcome("http://x/", 5)), "inactive");
+        assert!(!speaks_for(&off, &outcome("http://x/", 0)), "inactive");
         let turned_on = WebhookNow {
-            activated_ms: Some(10),
+            activation: 1,
             ..webhook(0, None)
         };
         assert!(
-            !speaks_for(&turned_on, &outcome("http://x/", 5)),
-            "sent before"
+            !speaks_for(&turned_on, &outcome("http://x/", 0)),
+            "claimed before"
         );
-        assert!(speaks_for(&turned_on, &outcome("http://x/", 10)));
+        assert!(speaks_for(&turned_on, &outcome("http://x/", 1)));
     }
 }

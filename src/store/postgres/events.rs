@@ -46,10 +46,9 @@ async fn fan_out(
     if events.is_empty() {
         return Ok((Vec::new(), 0));
     }
-    let column = |f: fn(&NewEvent) -> String| events.iter().map(|e| f(e.1)).collect::<Vec<_>>();
     let accounts: Vec<i64> = events.iter().map(|e| e.0).collect();
-    let objects = column(|e| e.object.clone());
-    let names = column(|e| e.event.clone());
+    let objects: Vec<&str> = events.iter().map(|e| e.1.object.as_str()).collect();
+    let names: Vec<&str> = events.iter().map(|e| e.1.event.as_str()).collect();
     let lists: Vec<i64> = events.iter().map(|e| e.1.list_id).collect();
     let contacts: Vec<Option<i64>> = events.iter().map(|e| e.1.contact_id).collect();
     let data = events

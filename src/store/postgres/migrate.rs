@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/postgres/0002_retention.sql"),
     include_str!("../../../schema/migrations/postgres/0003_sealed_secrets.sql"),
     include_str!("../../../schema/migrations/postgres/0004_circuit_opened_time.sql"),
+    include_str!("../../../schema/migrations/postgres/0005_activation_count.sql"),
 ];
 
 /// The advisory lock's key: "hookrpc" in ASCII.

@@ -45,6 +45,7 @@ fn webhook_state(r: &Row, id: i64, now_ms: i64) -> Result<WebhookState, ApiError
             headers: serde_json::from_str(r.try_get(1)?).unwrap_or_default(),
             auth,
             secrets,
+            activation: r.try_get(13)?,
         },
         batch_size: r.try_get::<_, i64>(7)?.max(1) as usize,
         open: r.try_get::<_, &str>(8)? == "open",
@@ -54,10 +55,15 @@ fn webhook_state(r: &Row, id: i64, now_ms: i64) -> Result<WebhookState, ApiError
     })
 }
 
-/// The columns of a webhook that [`webhook_state`] reads, in its order.
-const STATE_COLUMNS: &str = "w.url, w.headers, w.auth_username, w.auth_password, w.secret,
+/// The columns of a webhook that [`webhook_state`] reads, in its order (a macro, so that the
+/// statements that read them are constants).
+macro_rules! state_columns {
+    () => {
+        "w.url, w.headers, w.auth_username, w.auth_password, w.secret,
     w.previous_secret, w.previous_secret_until, w.batch_size, w.circuit_state, w.next_probe_ms,
-    w.deleted_time, w.account_id, w.is_active";
+    w.deleted_time, w.account_id, w.is_active, w.activation"
+    };
+}
 
 /// An open circuit's webhook, locked (skipped, None, if another node holds it), so only one
 /// node decides on its probe.
@@ -66,10 +72,12 @@ async fn lock_open(
     id: i64,
     now_ms: i64,
 ) -> Result<Option<WebhookState>, ApiError> {
-    let sql = format!(
-        "SELECT {STATE_COLUMNS} FROM webhooks w WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED"
+    let sql = concat!(
+        "SELECT ",
+        state_columns!(),
+        " FROM webhooks w WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED"
     );
-    row_opt(c, &sql, &[&id])
+    row_opt(c, sql, &[&id])
         .await?
         .map(|r| webhook_state(&r, id, now_ms))
         .transpose()
@@ -171,13 +179,15 @@ async fn share(
 
 /// An inactive webhook gets only the pings of `testWebhook`. Anything else pending for it was
 /// queued while another node deactivated it, too late for the deactivation to see and cancel.
+/// The webhook is read again in the statement: turned on again since the claim read it, what
+/// was queued since is its own.
 async fn cancel_all_but_pings(c: &impl GenericClient, webhook_id: i64) -> Result<(), ApiError> {
     exec(
         c,
         "UPDATE deliveries d SET status = 'cancelled', due_ms = NULL, final_time = $3
          FROM events e
          WHERE d.webhook_id = $1 AND d.status = 'pending' AND e.id = d.event_id
-           AND e.event <> $2",
+           AND e.event <> $2 AND NOT (SELECT is_active FROM webhooks WHERE id = $1)",
         &[&webhook_id, &PING_EVENT, &now_secs()],
     )
     .await?;
@@ -246,14 +256,18 @@ const WEBHOOKS_PER_CLAIM: i64 = 200;
 /// Every webhook with pending work and when its oldest pending delivery is due: a skip through
 /// `deliveries_pending` whose every step is one webhook (its first entry there), so a
 /// webhook's long backlog costs one step, not one per delivery.
-const PENDING_WEBHOOKS: &str = "hooks(webhook_id, due_ms) AS (
+macro_rules! pending_webhooks {
+    () => {
+        "hooks(webhook_id, due_ms) AS (
        (SELECT webhook_id, due_ms FROM deliveries WHERE status = 'pending'
         ORDER BY webhook_id, due_ms LIMIT 1)
        UNION ALL
        SELECT next.webhook_id, next.due_ms FROM hooks CROSS JOIN LATERAL (
          SELECT d.webhook_id, d.due_ms FROM deliveries d
          WHERE d.status = 'pending' AND d.webhook_id > hooks.webhook_id
-         ORDER BY d.webhook_id, d.due_ms LIMIT 1) next)";
+         ORDER BY d.webhook_id, d.due_ms LIMIT 1) next)"
+    };
+}
 
 /// The webhooks with work due by `now`, with their state, in the order of their oldest due
 /// delivery, but those that are `full` (no room: passed by before the limit is counted, or
@@ -263,20 +277,24 @@ async fn due_webhooks(
     now: i64,
     full: &[i64],
 ) -> Result<Vec<(i64, WebhookState)>, ApiError> {
-    let sql = format!(
-        "WITH RECURSIVE {PENDING_WEBHOOKS},
+    let sql = concat!(
+        "WITH RECURSIVE ",
+        pending_webhooks!(),
+        ",
          due AS (
            SELECT webhook_id, due_ms FROM hooks
            WHERE due_ms <= $1 AND webhook_id <> ALL ($3::bigint[])
            ORDER BY due_ms, webhook_id LIMIT $2)
-         SELECT {STATE_COLUMNS}, due.webhook_id FROM due JOIN webhooks w ON w.id = due.webhook_id
+         SELECT ",
+        state_columns!(),
+        ", due.webhook_id FROM due JOIN webhooks w ON w.id = due.webhook_id
          ORDER BY due.due_ms, due.webhook_id"
     );
-    rows(c, &sql, &[&now, &WEBHOOKS_PER_CLAIM, &full])
+    rows(c, sql, &[&now, &WEBHOOKS_PER_CLAIM, &full])
         .await?
         .iter()
         .map(|r| {
-            let id = r.try_get(13)?;
+            let id = r.try_get(14)?;
             Ok((id, webhook_state(r, id, now)?))
         })
         .collect()

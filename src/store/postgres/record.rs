@@ -40,9 +40,9 @@ async fn record(
     let settled = Settled::of(o, moved, now_ms());
     let failed = still_pending(c, &settled.failing()).await?;
     let noted = async {
-        match o.error.is_none() && !moved {
-            true => note_successes(c, &one).await,
-            false => Ok(()),
+        match o.error {
+            None => note_successes(c, &one).await,
+            Some(_) => Ok(()),
         }
     };
     // These do not depend on one another: sent together, answered in about one round trip,
@@ -65,14 +65,7 @@ async fn record(
             false,
         ),
     };
-    let told = operational::told(
-        o.webhook_id,
-        &was,
-        o.error.as_deref(),
-        &failed,
-        after.as_ref(),
-        closed,
-    );
+    let told = operational::told(o, &was, &failed, after.as_ref(), closed);
     if told.is_empty() {
         return Ok(false);
     }
@@ -82,8 +75,16 @@ async fn record(
     super::events::publish(c, was.account_id, &told).await
 }
 
-const WEBHOOK_NOW: &str = "SELECT account_id, url, consecutive_failures, circuit_state,
-    circuit_opened_time, is_active AND deleted_time IS NULL, activated_ms, id FROM webhooks";
+/// The statement that reads a webhook as an outcome finds it, ending with `$condition`.
+macro_rules! webhook_now_where {
+    ($condition:literal) => {
+        concat!(
+            "SELECT account_id, url, consecutive_failures, circuit_state, circuit_opened_time,
+               is_active AND deleted_time IS NULL, activation, id FROM webhooks WHERE ",
+            $condition
+        )
+    };
+}
 
 fn webhook_row(found: &Row) -> Result<WebhookNow, ApiError> {
     Ok(WebhookNow {
@@ -93,7 +94,7 @@ fn webhook_row(found: &Row) -> Result<WebhookNow, ApiError> {
         consecutive_failures: found.try_get(2)?,
         circuit_open: found.try_get::<_, &str>(3)? == "open",
         circuit_opened_time: found.try_get(4)?,
-        activated_ms: found.try_get(6)?,
+        activation: found.try_get(6)?,
     })
 }
 
@@ -104,10 +105,10 @@ async fn webhook_now(
     lock: bool,
 ) -> Result<WebhookNow, ApiError> {
     let sql = match lock {
-        true => format!("{WEBHOOK_NOW} WHERE id = $1 FOR NO KEY UPDATE"),
-        false => format!("{WEBHOOK_NOW} WHERE id = $1"),
+        true => webhook_now_where!("id = $1 FOR NO KEY UPDATE"),
+        false => webhook_now_where!("id = $1"),
     };
-    webhook_row(&row(c, &sql, &[&webhook_id]).await?)
+    webhook_row(&row(c, sql, &[&webhook_id]).await?)
 }
 
 /// The webhooks `ids` as they are now (unlocked), by id.
@@ -115,8 +116,7 @@ async fn webhooks_now(
     c: &impl GenericClient,
     ids: &[i64],
 ) -> Result<HashMap<i64, WebhookNow>, ApiError> {
-    let sql = format!("{WEBHOOK_NOW} WHERE id = ANY($1)");
-    rows(c, &sql, &[&ids])
+    rows(c, webhook_now_where!("id = ANY($1)"), &[&ids])
         .await?
         .iter()
         .map(|r| Ok((r.try_get(7)?, webhook_row(r)?)))
@@ -242,24 +242,36 @@ async fn settle_deliveries(
     Ok(())
 }
 
-/// Successes from webhooks whose circuit is closed: they have no failures any more, and their
-/// last success is the latest of these. A row is written only when that changes something (a
-/// row lock held to the commit would make every success of the webhook wait for the one
-/// before it), and never on an open circuit, which only [`record_success`] closes (so that a
-/// closing is told exactly once). Rows are taken in the order of their ids, as every writer
-/// of several webhooks does.
+/// Successes from webhooks whose circuit is closed, for those they speak for
+/// ([`rules::speaks_for`], decided here in the statement, on each row as it is when written):
+/// they have no failures any more, and their last success is the latest of these. A row is
+/// written only when that changes something (a row lock held to the commit would make every
+/// success of the webhook wait for the one before it), and never on an open circuit, which
+/// only [`record_success`] closes (so that a closing is told exactly once). Rows are taken in
+/// the order of their ids, as every writer of several webhooks does.
 async fn note_successes(c: &impl GenericClient, outcomes: &[&Outcome]) -> Result<(), ApiError> {
-    let mut latest: Vec<(i64, i64)> = outcomes.iter().map(|o| (o.webhook_id, o.time)).collect();
-    latest.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    latest.dedup_by_key(|(webhook_id, _)| *webhook_id);
-    let (ids, times): (Vec<i64>, Vec<i64>) = latest.into_iter().unzip();
+    // One per webhook: the one claimed last (the newest activation), answered last. An older
+    // one speaks for the webhook only if that one does too.
+    let mut latest: Vec<&Outcome> = outcomes.to_vec();
+    latest.sort_unstable_by_key(|o| {
+        let newest_first = (std::cmp::Reverse(o.activation), std::cmp::Reverse(o.time));
+        (o.webhook_id, newest_first)
+    });
+    latest.dedup_by_key(|o| o.webhook_id);
+    let ids: Vec<i64> = latest.iter().map(|o| o.webhook_id).collect();
+    let times: Vec<i64> = latest.iter().map(|o| o.time).collect();
+    let urls: Vec<&str> = latest.iter().map(|o| o.url.as_str()).collect();
+    let activations: Vec<i64> = latest.iter().map(|o| o.activation).collect();
     exec(
         c,
         "UPDATE webhooks w SET last_success_time = v.time, consecutive_failures = 0
-         FROM unnest($1::bigint[], $2::bigint[]) AS v(id, time)
+         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
+           AS v(id, time, url, activation)
          WHERE w.id = v.id AND w.circuit_state = 'closed'
+           AND w.url = v.url AND w.is_active AND w.deleted_time IS NULL
+           AND w.activation = v.activation
            AND (w.last_success_time IS DISTINCT FROM v.time OR w.consecutive_failures <> 0)",
-        &[&ids, &times],
+        &[&ids, &times, &urls, &activations],
     )
     .await?;
     Ok(())
@@ -395,7 +407,9 @@ impl Postgres {
 
     /// Records together, in one transaction, those of `outcomes` that are plain successes
     /// (see [`record_plain_successes`]); returns which it recorded. The others are for
-    /// [`Postgres::record_one`].
+    /// [`Postgres::record_one`]. (Their webhooks are read before the transaction, unlocked, as a
+    /// lone success reads its own: what a success writes to its webhook is decided in the
+    /// statement that writes it.)
     pub(super) async fn record_successes(
         &self,
         outcomes: &[&Outcome],
@@ -410,29 +424,27 @@ impl Postgres {
         }
         ids.sort_unstable();
         ids.dedup();
-        super::retry_on_deadlock(|| async {
-            let mut client = self.engine_client().await?;
-            let tx = client.transaction().await?;
-            let now = webhooks_now(&tx, &ids).await?;
-            let account_of_plain = |o: &Outcome| match now.get(&o.webhook_id) {
-                Some(w) if o.error.is_none() && w.url == o.url && !w.circuit_open => {
-                    Some(w.account_id)
-                }
-                _ => None,
-            };
-            let plain: Vec<(&Outcome, i64)> = outcomes
-                .iter()
-                .filter_map(|o| Some((*o, account_of_plain(o)?)))
-                .collect();
-            if !plain.is_empty() {
+        let now = webhooks_now(&self.engine_client().await?, &ids).await?;
+        let account_of_plain = |o: &Outcome| match now.get(&o.webhook_id) {
+            Some(w) if o.error.is_none() && w.url == o.url && !w.circuit_open => Some(w.account_id),
+            _ => None,
+        };
+        let plain: Vec<(&Outcome, i64)> = outcomes
+            .iter()
+            .filter_map(|o| Some((*o, account_of_plain(o)?)))
+            .collect();
+        if !plain.is_empty() {
+            super::retry_on_deadlock(|| async {
+                let mut client = self.engine_client().await?;
+                let tx = client.transaction().await?;
                 record_plain_successes(&tx, &plain).await?;
-            }
-            tx.commit().await?;
-            Ok(outcomes
-                .iter()
-                .map(|o| account_of_plain(o).is_some())
-                .collect())
-        })
-        .await
+                Ok(tx.commit().await?)
+            })
+            .await?;
+        }
+        Ok(outcomes
+            .iter()
+            .map(|o| account_of_plain(o).is_some())
+            .collect())
     }
 }

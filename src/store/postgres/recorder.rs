@@ -37,14 +37,24 @@ pub(super) fn start(pg: Postgres, jobs: mpsc::UnboundedReceiver<Job>) {
 }
 
 /// Writes a batch: the plain successes together, then each other outcome on its own, side by
-/// side. If writing them together fails, each is written on its own (and fails on its own).
+/// side. If the server refuses to write them together (so nothing was written), each is
+/// written on its own, and fails on its own; any other failure (a connection lost, perhaps
+/// after the commit) is every outcome's answer: the engine tries each again while its lease
+/// lasts, as it would a lone one.
 async fn write(pg: &Postgres, batch: Vec<Job>) {
     let outcomes: Vec<&Outcome> = batch.iter().map(|job| &job.outcome).collect();
     let recorded = match pg.record_successes(&outcomes).await {
         Ok(recorded) => recorded,
-        Err(e) => {
-            tracing::debug!(error = %e, "postgres: recording outcomes together failed; one by one");
+        Err(e) if super::refused(&e) => {
+            tracing::debug!(error = %e, "postgres: recording outcomes together refused; one by one");
             vec![false; batch.len()]
+        }
+        Err(e) => {
+            let why = super::cause(e);
+            for job in batch {
+                drop(job.done.send(Err(ApiError::Internal(why.clone()))));
+            }
+            return;
         }
     };
     let mut each_alone = JoinSet::new();

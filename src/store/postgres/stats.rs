@@ -7,7 +7,7 @@
 
 use super::{exec, rows, Postgres};
 use crate::error::ApiError;
-use crate::model::{AttemptTally, StatsCell, StatsQuery};
+use crate::model::{AttemptTally, StatsCell, StatsQuery, STATS_SPANS};
 use deadpool_postgres::{GenericClient, Pool};
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ async fn fold(c: &impl GenericClient) -> Result<(), ApiError> {
            SELECT m.account_id, w.webhook_id, s.span, m.time - m.time % s.span AS start,
                   m.latency_class, m.succeeded, m.retried, m.failed
            FROM moved m
-           CROSS JOIN (VALUES (60::bigint), (3600::bigint)) AS s(span)
+           CROSS JOIN unnest($1::bigint[]) AS s(span)
            CROSS JOIN LATERAL (VALUES (m.webhook_id), (0::bigint)) AS w(webhook_id))
          INSERT INTO attempt_stats AS a (account_id, webhook_id, span, start, latency_class,
            attempts, succeeded, retried, failed)
@@ -69,7 +69,7 @@ async fn fold(c: &impl GenericClient) -> Result<(), ApiError> {
            succeeded = a.succeeded + excluded.succeeded,
            retried = a.retried + excluded.retried,
            failed = a.failed + excluded.failed",
-        &[],
+        &[&STATS_SPANS.as_slice()],
     )
     .await?;
     Ok(())

@@ -3,7 +3,7 @@
 
 use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
-use crate::model::{now_ms, now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
+use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -195,13 +195,14 @@ pub(super) async fn cancel_pending(
 
 /// A webhook made active again starts afresh: its circuit closed, no failures counted (the
 /// circuit that may have deactivated it would otherwise do so again at the first failure), and
-/// answers to requests sent before now held against it no more.
+/// answers to requests claimed before now held against it no more (its `activation` counts on).
 async fn restart_circuit(c: &impl GenericClient, webhook_id: i64) -> Result<(), ApiError> {
     exec(
         c,
         "UPDATE webhooks SET circuit_state = 'closed', consecutive_failures = 0,
-           next_probe_ms = NULL, circuit_opened_time = NULL, activated_ms = $2 WHERE id = $1",
-        &[&webhook_id, &now_ms()],
+           next_probe_ms = NULL, circuit_opened_time = NULL, activation = activation + 1
+         WHERE id = $1",
+        &[&webhook_id],
     )
     .await?;
     Ok(())

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/sqlite/0007_retention.sql"),
     include_str!("../../../schema/migrations/sqlite/0008_sealed_secrets.sql"),
     include_str!("../../../schema/migrations/sqlite/0009_circuit_opened_time.sql"),
+    include_str!("../../../schema/migrations/sqlite/0010_activation_count.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), ApiError> {

@@ -31,7 +31,7 @@ fn webhook_state(conn: &Connection, id: i64, now_ms: i64) -> Result<WebhookState
         .prepare_cached(
             "SELECT url, headers, auth_username, auth_password, secret, previous_secret,
                previous_secret_until, batch_size, circuit_state, next_probe_ms, deleted_time,
-               account_id
+               account_id, activation
              FROM webhooks WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -58,6 +58,7 @@ fn webhook_state(conn: &Connection, id: i64, now_ms: i64) -> Result<WebhookState
                     headers: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
                     auth,
                     secrets,
+                    activation: r.get(12)?,
                 },
                 batch_size: r.get::<_, i64>(7)?.max(1) as usize,
                 open: r.get::<_, String>(8)? == "open",

@@ -65,14 +65,7 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<bool
         None => (None, record_success(conn, o, &was)?),
         Some(error) => (Some(record_failure(conn, o, error, &was, circuit)?), false),
     };
-    let told = operational::told(
-        o.webhook_id,
-        &was,
-        o.error.as_deref(),
-        &failed,
-        after.as_ref(),
-        closed,
-    );
+    let told = operational::told(o, &was, &failed, after.as_ref(), closed);
     super::events::publish(conn, was.account_id, &told)
 }
 
@@ -80,7 +73,7 @@ fn webhook_now(conn: &Connection, webhook_id: i64) -> Result<WebhookNow, ApiErro
     Ok(conn
         .prepare_cached(
             "SELECT account_id, url, consecutive_failures, circuit_state, circuit_opened_time,
-               is_active AND deleted_time IS NULL, activated_ms
+               is_active AND deleted_time IS NULL, activation
              FROM webhooks WHERE id = ?1",
         )?
         .query_row([webhook_id], |r| {
@@ -91,7 +84,7 @@ fn webhook_now(conn: &Connection, webhook_id: i64) -> Result<WebhookNow, ApiErro
                 consecutive_failures: r.get(2)?,
                 circuit_open: r.get_ref(3)?.as_str()? == "open",
                 circuit_opened_time: r.get(4)?,
-                activated_ms: r.get(6)?,
+                activation: r.get(6)?,
             })
         })?)
 }

@@ -2,7 +2,7 @@
 
 use super::Sqlite;
 use crate::error::ApiError;
-use crate::model::{now_ms, now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
+use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
@@ -158,13 +158,14 @@ pub(super) fn cancel_pending(conn: &Connection, webhook_id: i64) -> Result<(), A
 
 /// A webhook made active again starts afresh: its circuit closed, no failures counted (the
 /// circuit that may have deactivated it would otherwise do so again at the first failure), and
-/// answers to requests sent before now held against it no more.
+/// answers to requests claimed before now held against it no more (its `activation` counts on).
 fn restart_circuit(conn: &Connection, webhook_id: i64) -> Result<(), ApiError> {
     conn.prepare_cached(
         "UPDATE webhooks SET circuit_state = 'closed', consecutive_failures = 0,
-           next_probe_ms = NULL, circuit_opened_time = NULL, activated_ms = ?2 WHERE id = ?1",
+           next_probe_ms = NULL, circuit_opened_time = NULL, activation = activation + 1
+         WHERE id = ?1",
     )?
-    .execute(params![webhook_id, now_ms()])?;
+    .execute(params![webhook_id])?;
     Ok(())
 }
 
