@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/postgres/0003_sealed_secrets.sql"),
     include_str!("../../../schema/migrations/postgres/0004_circuit_opened_time.sql"),
     include_str!("../../../schema/migrations/postgres/0005_activation_count.sql"),
+    include_str!("../../../schema/migrations/postgres/0006_no_link_foreign_keys.sql"),
 ];
 
 /// The advisory lock's key: "hookrpc" in ASCII.
