@@ -14,6 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc rather than the system's allocator: every call and every delivery allocates and
+/// frees many small buffers across threads, and glibc's malloc took a sixth of the server's
+/// CPU doing it (BENCHMARKS.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hookrpc",
