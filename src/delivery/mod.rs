@@ -32,6 +32,10 @@ const MIN_IDLE_MS: i64 = 5;
 const INITIAL_WEBHOOK_LIMIT: usize = 4;
 /// How long what was learnt about an idle webhook's receiver is kept.
 const FORGET_AFTER: Duration = Duration::from_secs(300);
+/// At most this many idle webhooks are remembered (those used last): the state of a webhook
+/// is about 200 bytes, and without a bound memory followed every webhook sent to in the last
+/// [`FORGET_AFTER`] (21 MB of the server's heap in `bench memory`, 100k failing webhooks).
+const MOST_IDLE_FLOWS: usize = 10_000;
 
 /// A running engine; [`EngineHandle::shutdown`] stops it gracefully.
 pub struct EngineHandle {
@@ -245,7 +249,7 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
 fn room(shared: &Shared) -> Room {
     let otherwise = INITIAL_WEBHOOK_LIMIT.min(shared.config.webhook_concurrency.max(1));
     let mut flows = lock(&shared.flows);
-    flows.retain(|_, flow| flow.batches > 0 || flow.last_used.elapsed() < FORGET_AFTER);
+    forget_idle(&mut flows);
     Room {
         known: flows
             .iter()
@@ -254,6 +258,29 @@ fn room(shared: &Shared) -> Room {
             .collect(),
         otherwise,
     }
+}
+
+/// Forgets webhooks idle for longer than [`FORGET_AFTER`], and the longest idle beyond the
+/// [`MOST_IDLE_FLOWS`] used last (a webhook with batches in flight is always kept).
+fn forget_idle(flows: &mut HashMap<i64, Flow>) {
+    flows.retain(|_, flow| flow.batches > 0 || flow.last_used.elapsed() < FORGET_AFTER);
+    // Trimmed only when twice over: the selection, linear in what is remembered, is paid once
+    // per MOST_IDLE_FLOWS webhooks newly sent to.
+    if flows.len() <= 2 * MOST_IDLE_FLOWS {
+        return;
+    }
+    let mut idle: Vec<Instant> = flows
+        .values()
+        .filter(|flow| flow.batches == 0)
+        .map(|flow| flow.last_used)
+        .collect();
+    if idle.len() <= MOST_IDLE_FLOWS {
+        return;
+    }
+    let oldest_kept = idle.len() - MOST_IDLE_FLOWS;
+    let (_, cutoff, _) = idle.select_nth_unstable(oldest_kept);
+    let cutoff = *cutoff;
+    flows.retain(|_, flow| flow.batches > 0 || flow.last_used >= cutoff);
 }
 
 /// Counts a claimed batch against its webhook; returns the webhook's slots.
@@ -437,5 +464,40 @@ async fn store_outcome(shared: &Shared, outcome: Outcome, lease_end: i64) {
         tracing::warn!(error = %e, "recording an attempt failed; trying again");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_webhooks_beyond_the_bound_are_forgotten_longest_idle_first() {
+        let now = Instant::now();
+        let flow = |idle_ms: u64, batches: usize| Flow {
+            last_used: now - Duration::from_millis(idle_ms),
+            batches,
+            ..Flow::new(8)
+        };
+        let idle = 2 * MOST_IDLE_FLOWS + 1;
+        // Webhook n has been idle n ms; webhooks beyond `idle` are the longest idle of all, but
+        // have batches in flight.
+        let mut flows: HashMap<i64, Flow> = (0..idle as i64)
+            .map(|n| (n, flow(n as u64, 0)))
+            .chain((0..3).map(|n| (idle as i64 + n, flow(60_000, 1))))
+            .collect();
+        forget_idle(&mut flows);
+        assert_eq!(flows.len(), MOST_IDLE_FLOWS + 3);
+        assert!((0..MOST_IDLE_FLOWS as i64).all(|n| flows.contains_key(&n)));
+        assert!((0..3).all(|n| flows.contains_key(&(idle as i64 + n))));
+    }
+
+    #[test]
+    fn within_the_bound_only_time_forgets() {
+        let mut flows: HashMap<i64, Flow> = (0..100).map(|n| (n, Flow::new(8))).collect();
+        flows.get_mut(&7).unwrap().last_used = Instant::now() - FORGET_AFTER;
+        forget_idle(&mut flows);
+        assert_eq!(flows.len(), 99);
+        assert!(!flows.contains_key(&7));
     }
 }
