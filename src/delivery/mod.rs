@@ -32,9 +32,10 @@ const MIN_IDLE_MS: i64 = 5;
 const INITIAL_WEBHOOK_LIMIT: usize = 4;
 /// How long what was learnt about an idle webhook's receiver is kept.
 const FORGET_AFTER: Duration = Duration::from_secs(300);
-/// At most this many idle webhooks are remembered (those used last): the state of a webhook
-/// is about 200 bytes, and without a bound memory followed every webhook sent to in the last
-/// [`FORGET_AFTER`] (21 MB of the server's heap in `bench memory`, 100k failing webhooks).
+/// Past twice this many idle webhooks remembered, only this many are kept (those used last):
+/// the state of a webhook is about 200 bytes, and without a bound memory followed every
+/// webhook sent to in the last [`FORGET_AFTER`] (21 MB of the server's heap in `bench
+/// memory`, 100k failing webhooks).
 const MOST_IDLE_FLOWS: usize = 10_000;
 
 /// A running engine; [`EngineHandle::shutdown`] stops it gracefully.
@@ -260,25 +261,28 @@ fn room(shared: &Shared) -> Room {
     }
 }
 
-/// Forgets webhooks idle for longer than [`FORGET_AFTER`], and the longest idle beyond the
-/// [`MOST_IDLE_FLOWS`] used last (a webhook with batches in flight is always kept).
+/// Forgets webhooks idle for longer than [`FORGET_AFTER`] and, past twice
+/// [`MOST_IDLE_FLOWS`] idle ones, all but the [`MOST_IDLE_FLOWS`] used last. A webhook with
+/// batches in flight is always kept.
 fn forget_idle(flows: &mut HashMap<i64, Flow>) {
-    flows.retain(|_, flow| flow.batches > 0 || flow.last_used.elapsed() < FORGET_AFTER);
+    let mut idle = 0;
+    flows.retain(|_, flow| {
+        let kept = flow.batches > 0 || flow.last_used.elapsed() < FORGET_AFTER;
+        idle += usize::from(kept && flow.batches == 0);
+        kept
+    });
     // Trimmed only when twice over: the selection, linear in what is remembered, is paid once
-    // per MOST_IDLE_FLOWS webhooks newly sent to.
-    if flows.len() <= 2 * MOST_IDLE_FLOWS {
+    // per MOST_IDLE_FLOWS webhooks newly idle.
+    if idle <= 2 * MOST_IDLE_FLOWS {
         return;
     }
-    let mut idle: Vec<Instant> = flows
+    let mut last_used: Vec<Instant> = flows
         .values()
         .filter(|flow| flow.batches == 0)
         .map(|flow| flow.last_used)
         .collect();
-    if idle.len() <= MOST_IDLE_FLOWS {
-        return;
-    }
-    let oldest_kept = idle.len() - MOST_IDLE_FLOWS;
-    let (_, cutoff, _) = idle.select_nth_unstable(oldest_kept);
+    let first_kept = last_used.len() - MOST_IDLE_FLOWS;
+    let (_, cutoff, _) = last_used.select_nth_unstable(first_kept);
     let cutoff = *cutoff;
     flows.retain(|_, flow| flow.batches > 0 || flow.last_used >= cutoff);
 }
@@ -490,6 +494,15 @@ mod tests {
         assert_eq!(flows.len(), MOST_IDLE_FLOWS + 3);
         assert!((0..MOST_IDLE_FLOWS as i64).all(|n| flows.contains_key(&n)));
         assert!((0..3).all(|n| flows.contains_key(&(idle as i64 + n))));
+    }
+
+    #[test]
+    fn up_to_twice_the_bound_idle_webhooks_are_all_kept() {
+        let mut flows: HashMap<i64, Flow> = (0..2 * MOST_IDLE_FLOWS as i64)
+            .map(|n| (n, Flow::new(8)))
+            .collect();
+        forget_idle(&mut flows);
+        assert_eq!(flows.len(), 2 * MOST_IDLE_FLOWS);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use std::path::Path;
 use tokio::sync::mpsc;
 
-/// Every table with data, parents before children (foreign keys hold at each insert).
+/// Every table with data, parents before children (SQLite's foreign keys hold at each insert).
 pub const TABLES: &[&str] = &[
     "accounts",
     "api_keys",

@@ -10,10 +10,11 @@
 //! through the database alone: claims lease rows with `FOR NO KEY UPDATE SKIP LOCKED`, and
 //! commits that queue work are followed by a `NOTIFY` that every node's engine `LISTEN`s for.
 //!
-//! Every row lock is `FOR NO KEY UPDATE`, never `FOR UPDATE`: hookrpc never changes a key, and
-//! `FOR UPDATE` also conflicts with the `KEY SHARE` lock that each insert of a referencing row
-//! takes (a foreign key check), so recording an attempt would wait for every `addEvent`
-//! queueing deliveries for the same webhook, and the other way round.
+//! Row locks on the delivery path are `FOR NO KEY UPDATE`, not `FOR UPDATE`: hookrpc never
+//! changes a key, and `FOR UPDATE` also conflicts with the `KEY SHARE` lock that each insert of
+//! a row referencing the locked one takes (a foreign key check: webhooks and keys name their
+//! account, `webhook_events` its webhook). Retention's `FOR UPDATE` is the exception: it is
+//! meant to hold off every other writer of the deliveries it removes.
 
 mod deliveries;
 mod events;

@@ -367,9 +367,10 @@ impl Postgres {
         .try_get(0)?)
     }
 
-    /// For /metrics: pending deliveries, the age of the oldest (s), open circuits.
+    /// For /metrics: pending deliveries, the age of the oldest (s), open circuits. (Counts over
+    /// whole tables: on the API's connections, not the engine's, which never scan one.)
     pub async fn queue_stats(&self) -> Result<(i64, i64, i64), ApiError> {
-        let client = self.engine_client().await?;
+        let client = self.client().await?;
         let pending = row(
             &client,
             "SELECT count(*), min(creation_time) FROM deliveries WHERE status = 'pending'",

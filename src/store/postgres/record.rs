@@ -31,8 +31,7 @@ async fn record(
     // Sent together (pipelined): answered in about one round trip instead of two.
     let lock = o.error.is_some();
     let one = [o];
-    let (mut was, _) =
-        tokio::try_join!(webhook_now(c, o.webhook_id, lock), insert_attempts(c, &one))?;
+    let mut was = webhook_now(c, o.webhook_id, lock).await?;
     if !lock && was.circuit_open {
         was = webhook_now(c, o.webhook_id, true).await?; // a success that may close it
     }
@@ -45,14 +44,16 @@ async fn record(
             Some(_) => Ok(()),
         }
     };
-    // These do not depend on one another: sent together, answered in about one round trip,
-    // and run in the order sent (the webhook's row before the deliveries', once each statement
-    // is prepared on this connection; a rare cycle before that costs a deadlock retry).
+    // Sent together, answered in about one round trip, and run in the order sent: the
+    // webhook's row before the deliveries' (once each statement is prepared on this
+    // connection; a rare cycle before that costs a deadlock retry), and the deliveries before
+    // the attempt's links (see `insert_attempts`).
     let moved_on = [(o, &settled)];
     let counted = [(was.account_id, o.webhook_id, &settled.tally)];
     tokio::try_join!(
         noted,
         settle_deliveries(c, &moved_on),
+        insert_attempts(c, &one),
         super::stats::count_attempts(c, &counted),
     )?;
     // What the webhook learns comes after: opening a circuit or a deactivation moves the
@@ -154,8 +155,11 @@ async fn still_pending(
 /// Inserts one attempt for each outcome, linked to every delivery its request carried, in one
 /// statement whatever their number. A delivery cancelled while the request was out may have
 /// been removed by retention meanwhile (a retention shorter than the attempt): it gets no link.
-/// (A link's foreign-key check holds its delivery from then to the commit, so retention waits
-/// for this transaction.)
+/// Runs after [`settle_deliveries`] in the same transaction, whose update holds each delivery
+/// to the commit: retention, which locks a delivery before removing it and its links, either
+/// removed it before (no link is made) or waits, and then removes this link with it. (Read
+/// before they are held, a delivery could be removed between the read and the commit, and
+/// its link would name nothing.)
 async fn insert_attempts(c: &impl GenericClient, outcomes: &[&Outcome]) -> Result<(), ApiError> {
     let column = |f: fn(&Outcome) -> i64| outcomes.iter().map(|o| f(o)).collect::<Vec<_>>();
     let (webhooks, times, durations) = (
@@ -373,11 +377,12 @@ async fn record_plain_successes(
         .zip(&settled)
         .map(|((o, account_id), s)| (*account_id, o.webhook_id, &s.tally))
         .collect();
-    // Pipelined, and run in the order sent: the webhooks' rows before the deliveries'.
+    // Pipelined, and run in the order sent: the webhooks' rows before the deliveries', the
+    // deliveries before the attempts' links (see `insert_attempts`).
     tokio::try_join!(
         note_successes(c, &outcomes),
-        insert_attempts(c, &outcomes),
         settle_deliveries(c, &moved_on),
+        insert_attempts(c, &outcomes),
         super::stats::count_attempts(c, &counted),
     )?;
     Ok(())
