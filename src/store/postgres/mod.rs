@@ -296,13 +296,17 @@ where
     }
 }
 
-/// The SQLSTATE of an error the server answered with (as the `From` below words it); none
-/// for a lost connection or a pool that gave none.
+/// How the `From` below words an error the server answered with, before its SQLSTATE; no
+/// other error's words start so.
+const SERVER_SAID: &str = "postgres said ";
+
+/// The SQLSTATE of an error the server answered with; none for a lost connection or a pool
+/// that gave none.
 fn sqlstate(e: &ApiError) -> Option<&str> {
     let ApiError::Internal(cause) = e else {
         return None;
     };
-    let code = cause.strip_prefix("postgres: ")?.split(": ").next()?;
+    let code = cause.strip_prefix(SERVER_SAID)?.split(": ").next()?;
     (code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(code)
 }
 
@@ -330,7 +334,11 @@ fn cause(e: ApiError) -> String {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
-            Some(db) => Self::Internal(format!("postgres: {}: {}", db.code().code(), db.message())),
+            Some(db) => Self::Internal(format!(
+                "{SERVER_SAID}{}: {}",
+                db.code().code(),
+                db.message()
+            )),
             None => Self::Internal(format!("postgres: {e}")),
         }
     }
@@ -339,5 +347,24 @@ impl From<tokio_postgres::Error> for ApiError {
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Internal(format!("postgres: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_servers_answer_has_a_sqlstate() {
+        let said = |words: &str| ApiError::Internal(words.to_owned());
+        let deadlock = said(&format!("{SERVER_SAID}40P01: deadlock detected"));
+        assert!(is_deadlock(&deadlock) && refused(&deadlock));
+        let unique = said(&format!("{SERVER_SAID}23505: duplicate key value"));
+        assert!(refused(&unique) && !is_deadlock(&unique));
+        // A lost connection may have committed: never "refused", whatever its words.
+        for lost in ["postgres: error: connection closed", "postgres: 40P01: looks like one"] {
+            assert!(!refused(&said(lost)), "{lost}");
+        }
+        assert!(!refused(&ApiError::WebhookNotFound));
     }
 }
