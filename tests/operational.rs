@@ -67,13 +67,20 @@ async fn an_opening_and_a_closing_circuit_are_told_to_the_account_only() {
         "300ms",
     ]);
     let server = Server::start(&args);
-    let (failing, ops, strangers) = (
+    let (failing, ops, strangers, listed) = (
+        Receiver::start().await,
         Receiver::start().await,
         Receiver::start().await,
         Receiver::start().await,
     );
     failing.set_reply(Reply::Status(503));
     follow(&server, &server.key, "webhook", json!(["*"]), ops.url("/")).await;
+    // Operational events have list_id 0: a webhook of one list never gets them.
+    let of_a_list =
+        json!({"object": "webhook", "events": ["*"], "list_id": 5, "url": listed.url("/")});
+    server
+        .ok("addWebhook", json!([server.key, of_a_list]))
+        .await;
     let other = server.add_key("other", "full");
     follow(&server, &other, "webhook", json!(["*"]), strangers.url("/")).await;
     let (webhook, delivery) = one_delivery(&server, failing.url("/hook")).await;
@@ -108,6 +115,7 @@ async fn an_opening_and_a_closing_circuit_are_told_to_the_account_only() {
     assert_eq!(count_told(&server, "webhook", "circuit_opened").await, 1);
     assert_eq!(count_told(&server, "webhook", "circuit_closed").await, 1);
     assert!(strangers.received().is_empty());
+    assert!(listed.received().is_empty());
     let theirs = server.ok("countEvents", json!([other, []])).await;
     assert_eq!(theirs, 0);
 }
@@ -233,6 +241,37 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
     let event = server.ok("addEvent", json!([server.key, event])).await;
     let again = server.delivery_of(&event).await;
     server.delivery_with_status(&again, "succeeded").await;
+}
+
+#[tokio::test]
+async fn disable_after_zero_never_deactivates() {
+    let mut args = PATIENT.to_vec();
+    args.extend([
+        "--circuit-threshold",
+        "1",
+        "--circuit-probe-interval",
+        "100ms",
+        "--disable-after",
+        "0",
+    ]);
+    let server = Server::start(&args);
+    let (failing, ops) = (Receiver::start().await, Receiver::start().await);
+    failing.set_reply(Reply::Status(500));
+    follow(&server, &server.key, "webhook", json!(["*"]), ops.url("/")).await;
+    let (webhook, _) = one_delivery(&server, failing.url("/")).await;
+    told(&ops, "webhook", "circuit_opened", 1).await;
+    // Probes keep failing on a circuit open for longer and longer: the webhook stays on (with
+    // 0 read as "at once", the first failed probe would have turned it off).
+    eventually("five failed probes", WAIT, || async {
+        (failing.received().len() >= 6).then_some(())
+    })
+    .await;
+    let w = webhook_state(&server, &webhook).await;
+    assert_eq!(
+        (w["is_active"].clone(), w["circuit_state"].clone()),
+        (json!(true), json!("open"))
+    );
+    assert_eq!(count_told(&server, "webhook", "deactivated").await, 0);
 }
 
 #[tokio::test]

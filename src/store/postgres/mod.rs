@@ -362,7 +362,10 @@ mod tests {
         let unique = said(&format!("{SERVER_SAID}23505: duplicate key value"));
         assert!(refused(&unique) && !is_deadlock(&unique));
         // A lost connection may have committed: never "refused", whatever its words.
-        for lost in ["postgres: error: connection closed", "postgres: 40P01: looks like one"] {
+        for lost in [
+            "postgres: error: connection closed",
+            "postgres: 40P01: looks like one",
+        ] {
             assert!(!refused(&said(lost)), "{lost}");
         }
         assert!(!refused(&ApiError::WebhookNotFound));
