@@ -18,6 +18,28 @@ const PATIENT: &[&str] = &[
     "2s",
 ];
 
+/// A server with [`PATIENT`] retries and these further flags.
+fn patient_server(flags: &[&str]) -> Server {
+    Server::start(&[PATIENT, flags].concat())
+}
+
+/// Turns `webhook` on or off, as its owner would.
+async fn set_active(server: &Server, webhook: &Value, on: bool) {
+    let edit = json!([server.key, webhook, {"is_active": on}]);
+    server.ok("editWebhook", edit).await;
+}
+
+/// The delivery once its first attempt is recorded.
+async fn first_attempt_recorded(server: &Server, delivery: &Value) -> Value {
+    eventually("its answer recorded", WAIT, || async {
+        let d = server
+            .ok("getDeliveryById", json!([server.key, delivery]))
+            .await;
+        (d["attempt_count"] == 1).then_some(d)
+    })
+    .await
+}
+
 /// A webhook of the account of `key` on `object` following `events`; returns its id.
 async fn follow(server: &Server, key: &str, object: &str, events: Value, url: String) -> Value {
     let details = json!({"object": object, "events": events, "url": url});
@@ -59,14 +81,12 @@ async fn webhook_state(server: &Server, id: &Value) -> Value {
 
 #[tokio::test]
 async fn an_opening_and_a_closing_circuit_are_told_to_the_account_only() {
-    let mut args = PATIENT.to_vec();
-    args.extend([
+    let server = patient_server(&[
         "--circuit-threshold",
         "2",
         "--circuit-probe-interval",
         "300ms",
     ]);
-    let server = Server::start(&args);
     let (failing, ops, strangers, listed) = (
         Receiver::start().await,
         Receiver::start().await,
@@ -190,8 +210,7 @@ async fn gone_is_told_once_as_a_deactivation_and_a_failed_delivery() {
 
 #[tokio::test]
 async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
-    let mut args = PATIENT.to_vec();
-    args.extend([
+    let server = patient_server(&[
         "--circuit-threshold",
         "1",
         "--circuit-probe-interval",
@@ -199,7 +218,6 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
         "--disable-after",
         "1s",
     ]);
-    let server = Server::start(&args);
     let (failing, ops) = (Receiver::start().await, Receiver::start().await);
     failing.set_reply(Reply::Status(500));
     follow(&server, &server.key, "webhook", json!(["*"]), ops.url("/")).await;
@@ -227,8 +245,7 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
 
     // Turned on again, it starts afresh: circuit closed, nothing counted against it.
     failing.set_reply(Reply::Status(200));
-    let on = json!([server.key, webhook, {"is_active": true}]);
-    server.ok("editWebhook", on).await;
+    set_active(&server, &webhook, true).await;
     let w = webhook_state(&server, &webhook).await;
     assert_eq!(
         (
@@ -245,8 +262,7 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
 
 #[tokio::test]
 async fn disable_after_zero_never_deactivates() {
-    let mut args = PATIENT.to_vec();
-    args.extend([
+    let server = patient_server(&[
         "--circuit-threshold",
         "1",
         "--circuit-probe-interval",
@@ -254,7 +270,6 @@ async fn disable_after_zero_never_deactivates() {
         "--disable-after",
         "0",
     ]);
-    let server = Server::start(&args);
     let (failing, ops) = (Receiver::start().await, Receiver::start().await);
     failing.set_reply(Reply::Status(500));
     follow(&server, &server.key, "webhook", json!(["*"]), ops.url("/")).await;
@@ -376,15 +391,8 @@ async fn a_late_410_from_before_a_reactivation_does_not_stop_the_webhook_again()
     })
     .await;
     gone.set_reply(Reply::Status(200));
-    let on = json!([server.key, webhook, {"is_active": true}]);
-    server.ok("editWebhook", on).await;
-    let d = eventually("the late answer recorded", WAIT, || async {
-        let d = server
-            .ok("getDeliveryById", json!([server.key, late]))
-            .await;
-        (d["attempt_count"] == 1).then_some(d)
-    })
-    .await;
+    set_active(&server, &webhook, true).await;
+    let d = first_attempt_recorded(&server, &late).await;
     assert_eq!(d["last_status_code"], 410, "the late answer was a 410: {d}");
     let w = webhook_state(&server, &webhook).await;
     assert_eq!(w["is_active"], true, "{w}");
@@ -402,15 +410,8 @@ async fn a_late_success_leaves_a_webhook_turned_off_meanwhile_alone() {
         (!slow.received().is_empty()).then_some(())
     })
     .await;
-    let off = json!([server.key, webhook, {"is_active": false}]);
-    server.ok("editWebhook", off).await;
-    let d = eventually("its answer recorded", WAIT, || async {
-        let d = server
-            .ok("getDeliveryById", json!([server.key, delivery]))
-            .await;
-        (d["attempt_count"] == 1).then_some(d)
-    })
-    .await;
+    set_active(&server, &webhook, false).await;
+    let d = first_attempt_recorded(&server, &delivery).await;
     assert_eq!(d["last_status_code"], 200, "{d}");
     // The answer settles its delivery, but says nothing of the webhook as it is now.
     let w = webhook_state(&server, &webhook).await;

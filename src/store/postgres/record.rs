@@ -10,7 +10,7 @@ use crate::model::{now_ms, CircuitPolicy, Outcome};
 use crate::store::operational::{self, FailedDelivery};
 use crate::store::rules::{self, AfterFailure, Failure, Settled, WebhookNow};
 use deadpool_postgres::GenericClient;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio_postgres::Row;
 
 /// Records an attempt, and publishes what it tells the account (operational events) in the
@@ -411,8 +411,8 @@ impl Postgres {
     }
 
     /// Records together, in one transaction, those of `outcomes` that are plain successes
-    /// (see [`record_plain_successes`]); returns which it recorded. The others are for
-    /// [`Postgres::record_one`]. (Their webhooks are read before the transaction, unlocked, as a
+    /// (see [`record_plain_successes`]) of webhooks with no failure among `outcomes`; returns
+    /// which it recorded. The others are for [`Postgres::record_one`]. (Their webhooks are read before the transaction, unlocked, as a
     /// lone success reads its own: what a success writes to its webhook is decided in the
     /// statement that writes it.)
     pub(super) async fn record_successes(
@@ -430,13 +430,23 @@ impl Postgres {
         ids.sort_unstable();
         ids.dedup();
         let now = webhooks_now(&self.engine_client().await?, &ids).await?;
+        // A webhook with a failure among these records every outcome in order (recorder.rs).
+        let failing: HashSet<i64> = outcomes
+            .iter()
+            .filter(|o| o.error.is_some())
+            .map(|o| o.webhook_id)
+            .collect();
         let account_of_plain = |o: &Outcome| match now.get(&o.webhook_id) {
-            Some(w) if o.error.is_none() && w.url == o.url && !w.circuit_open => Some(w.account_id),
+            Some(w) if o.error.is_none() && w.url == o.url && !w.circuit_open => {
+                (!failing.contains(&o.webhook_id)).then_some(w.account_id)
+            }
             _ => None,
         };
+        let accounts: Vec<Option<i64>> = outcomes.iter().map(|o| account_of_plain(o)).collect();
         let plain: Vec<(&Outcome, i64)> = outcomes
             .iter()
-            .filter_map(|o| Some((*o, account_of_plain(o)?)))
+            .zip(&accounts)
+            .filter_map(|(o, account)| Some((*o, (*account)?)))
             .collect();
         if !plain.is_empty() {
             super::retry_on_deadlock(|| async {
@@ -447,9 +457,6 @@ impl Postgres {
             })
             .await?;
         }
-        Ok(outcomes
-            .iter()
-            .map(|o| account_of_plain(o).is_some())
-            .collect())
+        Ok(accounts.iter().map(Option::is_some).collect())
     }
 }

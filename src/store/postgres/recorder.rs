@@ -11,6 +11,7 @@ use super::gather::{self, Inbox, Limits};
 use super::Postgres;
 use crate::error::ApiError;
 use crate::model::{CircuitPolicy, Outcome};
+use std::collections::BTreeMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -36,11 +37,14 @@ pub(super) fn start(pg: Postgres, jobs: mpsc::UnboundedReceiver<Job>) {
     });
 }
 
-/// Writes a batch: the plain successes together, then each other outcome on its own, side by
-/// side. If the server refuses to write them together (so nothing was written), each is
-/// written on its own, and fails on its own; any other failure (a connection lost, perhaps
-/// after the commit) is every outcome's answer: the engine tries each again while its lease
-/// lasts, as it would a lone one.
+/// Writes a batch: the plain successes together, then the other outcomes, each in a
+/// transaction of its own: one webhook's in the order they were answered, different webhooks'
+/// side by side. (A webhook with a failure in the batch has no plain success in it, see
+/// [`Postgres::record_successes`]: a success answered after the failure must be written after
+/// it, or the webhook would be left failing.) If the server refuses to write them together
+/// (so nothing was written), each is written on its own, and fails on its own; any other
+/// failure (a connection lost, perhaps after the commit) is every outcome's answer: the engine
+/// tries each again while its lease lasts, as it would a lone one.
 async fn write(pg: &Postgres, batch: Vec<Job>) {
     let outcomes: Vec<&Outcome> = batch.iter().map(|job| &job.outcome).collect();
     let recorded = match pg.record_successes(&outcomes).await {
@@ -57,19 +61,27 @@ async fn write(pg: &Postgres, batch: Vec<Job>) {
             return;
         }
     };
-    let mut each_alone = JoinSet::new();
+    // The batch is in the order the outcomes were handed in, which is the order of their
+    // answers: each webhook's rest keeps it.
+    let mut rest: BTreeMap<i64, Vec<Job>> = BTreeMap::new();
     for (job, recorded) in batch.into_iter().zip(recorded) {
         if recorded {
             drop(job.done.send(Ok(())));
-            continue;
+        } else {
+            rest.entry(job.outcome.webhook_id).or_default().push(job);
         }
+    }
+    let mut webhooks = JoinSet::new();
+    for (_, jobs) in rest {
         let pg = pg.clone();
-        each_alone.spawn(async move {
-            let result = pg.record_one(&job.outcome, job.circuit).await;
-            drop(job.done.send(result));
+        webhooks.spawn(async move {
+            for job in jobs {
+                let result = pg.record_one(&job.outcome, job.circuit).await;
+                drop(job.done.send(result));
+            }
         });
     }
-    while each_alone.join_next().await.is_some() {}
+    while webhooks.join_next().await.is_some() {}
 }
 
 impl Postgres {
