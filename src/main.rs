@@ -16,10 +16,12 @@ use std::sync::Arc;
 
 /// mimalloc rather than the system's allocator: every call and every delivery allocates and
 /// frees many small buffers across threads, and glibc's malloc took a sixth of the server's
-/// CPU doing it (BENCHMARKS.md, "The allocator"). Built as its version 2, without
-/// transparent huge pages (Cargo.toml's features): version 3 keeps freed memory for a second
-/// before it gives it back, and on a kernel that backs memory with huge pages its arenas were
-/// resident 2 MiB at a time (18 MiB of an idle server's 33).
+/// CPU doing it (BENCHMARKS.md, "The allocator"). Built as its version 2, which does not ask
+/// the kernel for transparent huge pages (Cargo.toml's features `v2`, `no_thp`): version 3
+/// keeps freed memory for a second before it gives it back, and asked for huge pages, so its
+/// arenas were resident 2 MiB at a time (18 MiB of an idle server's 33). A kernel that gives
+/// huge pages unasked (THP `always`) still would: `MIMALLOC_ALLOW_THP=0` turns them off for
+/// the process (README, "Running for months").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -376,8 +376,8 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
         let (mut attempt, mut answer) = (None, None);
         if sendable {
             let (sent, in_flight) = (Instant::now(), in_flight(&shared, webhook_id));
-            // Boxed, as is the record below: their futures are large (a request, a
-            // transaction), and every batch waiting for a slot (thousands, behind a slow
+            // Boxed, as are the record and the release below: their futures are large (a
+            // request, a transaction), and every batch waiting for a slot (thousands, behind a slow
             // receiver) would carry their room all along: 2.4 KB a batch instead of 0.7.
             let sent_attempt = Box::pin(shared.sender.send(&claim)).await;
             answer = Some(Answer {

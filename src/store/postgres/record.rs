@@ -163,7 +163,7 @@ async fn still_pending(
 /// keeps the lookup from being merged into a join): as a join, the plan a connection cached
 /// while `deliveries` was nearly empty read the whole table (through another index, seq scans
 /// being off) on every record, until an automatic `ANALYZE` replanned it: 4–16 ms a record,
-/// and half of the database's time, in `bench single` on a new database.
+/// and most of the database's time, in `bench single` on a new database.
 async fn insert_attempts(c: &impl GenericClient, outcomes: &[&Outcome]) -> Result<(), ApiError> {
     let column = |f: fn(&Outcome) -> i64| outcomes.iter().map(|o| f(o)).collect::<Vec<_>>();
     let (webhooks, times, durations) = (
