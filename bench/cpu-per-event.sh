@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CPU time per event of each kind of process during `bench single`, binaries side by side.
+# CPU time per event of each kind of process during `bench single` (or `bench latency`), binaries
+# side by side.
 #
 #   bench/cpu-per-event.sh ROUNDS NAME=BINARY [NAME=BINARY ...]
 #
@@ -8,12 +9,16 @@
 # For each run it reads every process's CPU time from /proc/PID/stat 3 s and 8 s into the
 # run, and divides what the server ("hookrpc"), PostgreSQL ("postgres") and the benchmark's
 # callers and receiver ("bench") used in those 5 s by the events delivered in them (the run's
-# deliveries/s × 5). Each BINARY must be named `hookrpc` (its process name is what is counted),
+# deliveries/s × 5). With BENCH_MODE=latency it runs `bench latency` instead (addEvent at a
+# steady 1,000 events/s, so 5,000 events in the window) and also prints each run's row (events,
+# p50, p90, p99, max ms, requests). Each BINARY must be named `hookrpc` (its process name is what is counted),
 # e.g. copy an older build to /tmp/old/hookrpc. Needs `cargo build --release --bin hookrpc
 # --example bench` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=$1; shift
+mode=${BENCH_MODE:-single}
+case $mode in single | latency) ;; *) echo "BENCH_MODE: single or latency, not $mode" >&2; exit 2 ;; esac
 snap() {
   local p comm times
   for p in /proc/[0-9]*; do
@@ -28,9 +33,12 @@ trap 'rm -f "$out" "$out".*' EXIT
 for _ in $(seq "$rounds"); do
   for pair in "$@"; do
     name=${pair%%=*}; binary=${pair#*=}
-    HOOKRPC_BIN=$binary target/release/examples/bench single >"$out" 2>&1 &
+    HOOKRPC_BIN=$binary target/release/examples/bench "$mode" >"$out" 2>&1 &
     sleep 3; snap >"$out.before"; sleep 5; snap >"$out.after"; wait
-    rate=$(tail -1 "$out" | awk -F'|' '{print $5 + 0}')
+    case $mode in
+      single) rate=$(tail -1 "$out" | awk -F'|' '{print $5 + 0}') ;;
+      latency) rate=1000; echo "$name: $(tail -1 "$out")" ;;  # events, p50, p90, p99, max ms, requests
+    esac
     awk -v rate="$rate" -v name="$name" -v tick="$tick_ms" '
       NR == FNR { before[$1] = $3 + $4; next }
       ($1 in before) { cpu[$2] += $3 + $4 - before[$1] }

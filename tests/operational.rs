@@ -208,20 +208,32 @@ async fn gone_is_told_once_as_a_deactivation_and_a_failed_delivery() {
     assert_eq!(webhook_state(&server, &webhook).await["is_active"], false);
 }
 
-#[tokio::test]
-async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
+/// A server whose circuits open at the first failure, probe every `probe_interval` and turn a
+/// webhook off after `disable_after`; a webhook there whose receiver answers 500, with the
+/// account's operational events followed at a second receiver; and the delivery of one event
+/// to it. Returns the server, the two receivers, the webhook and the delivery.
+async fn a_failing_webhook(
+    probe_interval: &str,
+    disable_after: &str,
+) -> (Server, Receiver, Receiver, Value, Value) {
     let server = patient_server(&[
         "--circuit-threshold",
         "1",
         "--circuit-probe-interval",
-        "200ms",
+        probe_interval,
         "--disable-after",
-        "1s",
+        disable_after,
     ]);
     let (failing, ops) = (Receiver::start().await, Receiver::start().await);
     failing.set_reply(Reply::Status(500));
     follow(&server, &server.key, "webhook", json!(["*"]), ops.url("/")).await;
     let (webhook, delivery) = one_delivery(&server, failing.url("/")).await;
+    (server, failing, ops, webhook, delivery)
+}
+
+#[tokio::test]
+async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
+    let (server, failing, ops, webhook, delivery) = a_failing_webhook("200ms", "1s").await;
 
     let deactivated = told(&ops, "webhook", "deactivated", 1).await;
     assert_eq!(deactivated[0]["data"]["webhook_id"], webhook);
@@ -262,18 +274,7 @@ async fn a_circuit_open_longer_than_disable_after_deactivates_its_webhook() {
 
 #[tokio::test]
 async fn disable_after_zero_never_deactivates() {
-    let server = patient_server(&[
-        "--circuit-threshold",
-        "1",
-        "--circuit-probe-interval",
-        "100ms",
-        "--disable-after",
-        "0",
-    ]);
-    let (failing, ops) = (Receiver::start().await, Receiver::start().await);
-    failing.set_reply(Reply::Status(500));
-    follow(&server, &server.key, "webhook", json!(["*"]), ops.url("/")).await;
-    let (webhook, _) = one_delivery(&server, failing.url("/")).await;
+    let (server, failing, ops, webhook, _) = a_failing_webhook("100ms", "0").await;
     told(&ops, "webhook", "circuit_opened", 1).await;
     // Probes keep failing on a circuit open for longer and longer: the webhook stays on (with
     // 0 read as "at once", the first failed probe would have turned it off).

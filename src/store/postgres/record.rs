@@ -417,9 +417,9 @@ impl Postgres {
 
     /// Records together, in one transaction, those of `outcomes` that are plain successes
     /// (see [`record_plain_successes`]) of webhooks with no failure among `outcomes`; returns
-    /// which it recorded. The others are for [`Postgres::record_one`]. (Their webhooks are read before the transaction, unlocked, as a
-    /// lone success reads its own: what a success writes to its webhook is decided in the
-    /// statement that writes it.)
+    /// which it recorded. The others are for [`Postgres::record_one`]. (Their webhooks are
+    /// read before the transaction, unlocked, as a lone success reads its own: what a success
+    /// writes to its webhook is decided in the statement that writes it.)
     pub(super) async fn record_successes(
         &self,
         outcomes: &[&Outcome],
