@@ -123,6 +123,9 @@ async fn an_opening_and_a_closing_circuit_are_told_to_the_account_only() {
         (event["object"].clone(), event["list_id"].clone()),
         (json!("webhook"), json!(0))
     );
+    // Queued for the account's webhook following all lists only, not for the one of list 5
+    // (counted when it was published, so this does not wait on any delivery).
+    assert_eq!(event["delivery_count"], 1, "{event}");
 
     failing.set_reply(Reply::Status(200));
     let closed = told(&ops, "webhook", "circuit_closed", 1).await;

@@ -250,7 +250,7 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
 fn room(shared: &Shared) -> Room {
     let otherwise = INITIAL_WEBHOOK_LIMIT.min(shared.config.webhook_concurrency.max(1));
     let mut flows = lock(&shared.flows);
-    forget_idle(&mut flows);
+    forget_idle(&mut flows, Instant::now());
     Room {
         known: flows
             .iter()
@@ -263,11 +263,12 @@ fn room(shared: &Shared) -> Room {
 
 /// Forgets webhooks idle for longer than [`FORGET_AFTER`] and, past twice
 /// [`MOST_IDLE_FLOWS`] idle ones, all but the [`MOST_IDLE_FLOWS`] used last. A webhook with
-/// batches in flight is always kept.
-fn forget_idle(flows: &mut HashMap<i64, Flow>) {
+/// batches in flight is always kept. (`now` is given, so that tests need no instant before
+/// the machine's boot.)
+fn forget_idle(flows: &mut HashMap<i64, Flow>, now: Instant) {
     let mut idle = 0;
     flows.retain(|_, flow| {
-        let kept = flow.batches > 0 || flow.last_used.elapsed() < FORGET_AFTER;
+        let kept = flow.batches > 0 || now.saturating_duration_since(flow.last_used) < FORGET_AFTER;
         idle += usize::from(kept && flow.batches == 0);
         kept
     });
@@ -480,7 +481,8 @@ mod tests {
 
     #[test]
     fn idle_webhooks_beyond_the_bound_are_forgotten_longest_idle_first() {
-        let now = Instant::now();
+        // A minute from now, so that a minute before it is never before the machine's boot.
+        let now = Instant::now() + Duration::from_secs(60);
         let flow = |idle_ms: u64, batches: usize| Flow {
             last_used: now - Duration::from_millis(idle_ms),
             batches,
@@ -493,7 +495,7 @@ mod tests {
             .map(|n| (n, flow(n as u64, 0)))
             .chain((0..3).map(|n| (idle as i64 + n, flow(60_000, 1))))
             .collect();
-        forget_idle(&mut flows);
+        forget_idle(&mut flows, now);
         assert_eq!(flows.len(), MOST_IDLE_FLOWS + 3);
         assert!((0..MOST_IDLE_FLOWS as i64).all(|n| flows.contains_key(&n)));
         assert!((0..3).all(|n| flows.contains_key(&(idle as i64 + n))));
@@ -504,15 +506,22 @@ mod tests {
         let mut flows: HashMap<i64, Flow> = (0..2 * MOST_IDLE_FLOWS as i64)
             .map(|n| (n, Flow::new(8)))
             .collect();
-        forget_idle(&mut flows);
+        forget_idle(&mut flows, Instant::now());
         assert_eq!(flows.len(), 2 * MOST_IDLE_FLOWS);
     }
 
     #[test]
     fn within_the_bound_only_time_forgets() {
+        // Seen from FORGET_AFTER ahead, every webhook was last used that long ago; all but 7
+        // are used again then.
         let mut flows: HashMap<i64, Flow> = (0..100).map(|n| (n, Flow::new(8))).collect();
-        flows.get_mut(&7).unwrap().last_used = Instant::now() - FORGET_AFTER;
-        forget_idle(&mut flows);
+        let now = Instant::now() + FORGET_AFTER;
+        for (id, flow) in flows.iter_mut() {
+            if *id != 7 {
+                flow.last_used = now;
+            }
+        }
+        forget_idle(&mut flows, now);
         assert_eq!(flows.len(), 99);
         assert!(!flows.contains_key(&7));
     }

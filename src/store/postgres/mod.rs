@@ -316,9 +316,11 @@ fn is_deadlock(e: &ApiError) -> bool {
 }
 
 /// True when the server refused the statement: it rolled back, and surely wrote nothing. (A
-/// statement whose answer was lost with its connection may have committed.)
+/// statement whose answer was lost with its connection may have committed; so may one
+/// answered with a connection's failure (class 08) or an operator's intervention, such as a
+/// shutdown (class 57), which can end a session in the middle of its commit.)
 fn refused(e: &ApiError) -> bool {
-    sqlstate(e).is_some()
+    sqlstate(e).is_some_and(|code| !code.starts_with("08") && !code.starts_with("57"))
 }
 
 /// The cause an internal error carries, without the client-facing prefix.
@@ -361,10 +363,13 @@ mod tests {
         assert!(is_deadlock(&deadlock) && refused(&deadlock));
         let unique = said(&format!("{SERVER_SAID}23505: duplicate key value"));
         assert!(refused(&unique) && !is_deadlock(&unique));
-        // A lost connection may have committed: never "refused", whatever its words.
+        // A lost connection may have committed: never "refused", whatever its words; nor a
+        // session ended by the server while it committed.
         for lost in [
             "postgres: error: connection closed",
             "postgres: 40P01: looks like one",
+            &format!("{SERVER_SAID}57P01: terminating connection due to administrator command"),
+            &format!("{SERVER_SAID}08006: connection failure"),
         ] {
             assert!(!refused(&said(lost)), "{lost}");
         }
