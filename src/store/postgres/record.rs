@@ -46,14 +46,12 @@ async fn record(
     };
     // Sent together, answered in about one round trip, and run in the order sent: the
     // webhook's row before the deliveries' (once each statement is prepared on this
-    // connection; a rare cycle before that costs a deadlock retry), and the deliveries before
-    // the attempt's links (see `insert_attempts`).
+    // connection; a rare cycle before that costs a deadlock retry).
     let moved_on = [(o, &settled)];
     let counted = [(was.account_id, o.webhook_id, &settled.tally)];
     tokio::try_join!(
         noted,
-        settle_deliveries(c, &moved_on),
-        insert_attempts(c, &one),
+        record_attempts(c, &moved_on),
         super::stats::count_attempts(c, &counted),
     )?;
     // What the webhook learns comes after: opening a circuit or a deactivation moves the
@@ -152,40 +150,64 @@ async fn still_pending(
     .collect()
 }
 
-/// Inserts one attempt for each outcome, linked to every delivery its request carried, in one
-/// statement whatever their number. A delivery cancelled while the request was out may have
-/// been removed by retention meanwhile (a retention shorter than the attempt): it gets no link.
-/// Runs after [`settle_deliveries`] in the same transaction, whose update holds each delivery
-/// to the commit: retention, which locks a delivery before removing it and its links, either
-/// removed it before (no link is made) or waits, and then removes this link with it. (Read
-/// before they are held, a delivery could be removed between the read and the commit, and
-/// its link would name nothing.) Each delivery is looked up by its key, on its own (`LIMIT 1`
-/// keeps the lookup from being merged into a join): as a join, the plan a connection cached
-/// while `deliveries` was nearly empty read the whole table (through another index, seq scans
-/// being off) on every record, until an automatic `ANALYZE` replanned it: 4–16 ms a record,
-/// and most of the database's time, in `bench single` on a new database.
-async fn insert_attempts(c: &impl GenericClient, outcomes: &[&Outcome]) -> Result<(), ApiError> {
-    let column = |f: fn(&Outcome) -> i64| outcomes.iter().map(|o| f(o)).collect::<Vec<_>>();
+/// Records what each outcome's request came to, in one statement whatever their number: one
+/// attempt per outcome, the deliveries it carried moved on as [`Settled`] says, and a link
+/// from each of those deliveries to its attempt. The attempt counts for every delivery it
+/// carried, but only a pending one moves on: one cancelled while it was in flight (its webhook
+/// deleted, deactivated or gone) stays so. A delivery that becomes final notes when (retention
+/// counts from then).
+///
+/// The links are made from the deliveries the update wrote, which it holds to the commit: one
+/// that retention removed meanwhile (a retention shorter than the attempt) is not written and
+/// gets no link, and retention, which locks a delivery before removing it and its links, waits
+/// for this transaction and then removes the link with it. No link names a removed delivery,
+/// and `deliveries` is reached only by key, from the update: an earlier statement looked each
+/// linked delivery up again, and a plan a connection cached while the table was nearly empty
+/// did it by reading the whole table on every record (4–16 ms a record in `bench single` on a
+/// new database, until an automatic `ANALYZE`).
+/// The deliveries [`record_attempts`] moves on, a column each.
+#[derive(Default)]
+struct Moves<'a> {
+    ids: Vec<i64>,
+    statuses: Vec<&'a str>,
+    dues: Vec<Option<i64>>,
+    places: Vec<i64>,
+    times: Vec<i64>,
+    codes: Vec<Option<i64>>,
+    errors: Vec<Option<&'a str>>,
+}
+
+async fn record_attempts(
+    c: &impl GenericClient,
+    settled: &[(&Outcome, &Settled)],
+) -> Result<(), ApiError> {
+    let column = |f: fn(&Outcome) -> i64| settled.iter().map(|(o, _)| f(o)).collect::<Vec<_>>();
     let (webhooks, times, durations) = (
         column(|o| o.webhook_id),
         column(|o| o.time),
         column(|o| o.duration_ms),
     );
-    let codes: Vec<Option<i64>> = outcomes
+    let codes: Vec<Option<i64>> = settled
         .iter()
-        .map(|o| o.status_code.map(i64::from))
+        .map(|(o, _)| o.status_code.map(i64::from))
         .collect();
-    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
-    let bodies: Vec<Option<&str>> = outcomes
+    let errors: Vec<Option<&str>> = settled.iter().map(|(o, _)| o.error.as_deref()).collect();
+    let bodies: Vec<Option<&str>> = settled
         .iter()
-        .map(|o| o.response_body.as_deref())
+        .map(|(o, _)| o.response_body.as_deref())
         .collect();
-    // Each link names its attempt by the outcome's place (1-based, as WITH ORDINALITY counts).
-    let (mut linked, mut places) = (Vec::new(), Vec::new());
-    for (place, o) in (1i64..).zip(outcomes) {
-        for (id, _) in &o.next {
-            linked.push(*id);
-            places.push(place);
+    // Per delivery: what becomes of it, and its attempt, named by the outcome's place
+    // (1-based, as WITH ORDINALITY counts) with what the delivery shows of it.
+    let mut d = Moves::default();
+    for (place, (o, s)) in (1i64..).zip(settled) {
+        for ((id, status), due) in s.ids.iter().zip(&s.statuses).zip(&s.dues) {
+            d.ids.push(*id);
+            d.statuses.push(*status);
+            d.dues.push(*due);
+            d.places.push(place);
+            d.times.push(o.time);
+            d.codes.push(o.status_code.map(i64::from));
+            d.errors.push(o.error.as_deref());
         }
     }
     exec(
@@ -198,54 +220,37 @@ async fn insert_attempts(c: &impl GenericClient, outcomes: &[&Outcome]) -> Resul
            INSERT INTO attempts (id, webhook_id, time, duration_ms, status_code, error,
              response_body)
            SELECT id, webhook_id, time, duration_ms, status_code, error, response_body
-           FROM given)
+           FROM given),
+         moved AS (
+           UPDATE deliveries d SET
+             status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
+             due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
+             final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending'
+               THEN v.time ELSE d.final_time END,
+             attempt_count = d.attempt_count + 1,
+             last_attempt_time = v.time, last_status_code = v.status_code, last_error = v.error
+           FROM unnest($7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
+                       $12::bigint[], $13::text[]) AS v(id, status, due, place, time,
+                       status_code, error)
+           WHERE d.id = v.id
+           RETURNING d.id, v.place)
          INSERT INTO delivery_attempts (delivery_id, attempt_id)
-         SELECT d.id, g.id FROM unnest($7::bigint[], $8::bigint[]) AS l(delivery_id, place)
-         JOIN given g ON g.place = l.place
-         CROSS JOIN LATERAL (SELECT id FROM deliveries WHERE id = l.delivery_id LIMIT 1) d",
+         SELECT m.id, g.id FROM moved m JOIN given g ON g.place = m.place",
         &[
-            &webhooks, &times, &durations, &codes, &errors, &bodies, &linked, &places,
+            &webhooks,
+            &times,
+            &durations,
+            &codes,
+            &errors,
+            &bodies,
+            &d.ids,
+            &d.statuses,
+            &d.dues,
+            &d.places,
+            &d.times,
+            &d.codes,
+            &d.errors,
         ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Moves the deliveries of each outcome on as [`Settled`] says. The attempt counts for every
-/// delivery it carried, but only a pending one moves on: one cancelled while it was in flight
-/// (its webhook deleted, deactivated or gone) stays so. A delivery that becomes final notes
-/// when (retention counts from then).
-async fn settle_deliveries(
-    c: &impl GenericClient,
-    settled: &[(&Outcome, &Settled)],
-) -> Result<(), ApiError> {
-    let all = settled.iter().flat_map(|(o, s)| {
-        let each = s.ids.iter().zip(&s.statuses).zip(&s.dues);
-        each.map(move |((id, status), due)| (*id, *status, *due, *o))
-    });
-    let (mut ids, mut statuses, mut dues) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut times, mut codes, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, status, due, o) in all {
-        ids.push(id);
-        statuses.push(status);
-        dues.push(due);
-        times.push(o.time);
-        codes.push(o.status_code.map(i64::from));
-        errors.push(o.error.as_deref());
-    }
-    exec(
-        c,
-        "UPDATE deliveries d SET
-           status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
-           due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
-           final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN v.time
-             ELSE d.final_time END,
-           attempt_count = d.attempt_count + 1,
-           last_attempt_time = v.time, last_status_code = v.status_code, last_error = v.error
-         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                     $6::text[]) AS v(id, status, due, time, status_code, error)
-         WHERE d.id = v.id",
-        &[&ids, &statuses, &dues, &times, &codes, &errors],
     )
     .await?;
     Ok(())
@@ -382,12 +387,10 @@ async fn record_plain_successes(
         .zip(&settled)
         .map(|((o, account_id), s)| (*account_id, o.webhook_id, &s.tally))
         .collect();
-    // Pipelined, and run in the order sent: the webhooks' rows before the deliveries', the
-    // deliveries before the attempts' links (see `insert_attempts`).
+    // Pipelined, and run in the order sent: the webhooks' rows before the deliveries'.
     tokio::try_join!(
         note_successes(c, &outcomes),
-        settle_deliveries(c, &moved_on),
-        insert_attempts(c, &outcomes),
+        record_attempts(c, &moved_on),
         super::stats::count_attempts(c, &counted),
     )?;
     Ok(())
