@@ -138,6 +138,54 @@ mod tests {
         assert!(!waiting(&[4, 6]).ready(2, &LIMITS), "no writer free");
     }
 
+    /// Gathers `weights` handed in at once, writing each batch with a pause; returns the
+    /// batches, and the most written at the same time.
+    async fn gathered(weights: &[usize], at_once: usize) -> (Vec<Vec<usize>>, usize) {
+        use std::sync::{Arc, Mutex};
+        let limits = Limits { at_once, ..LIMITS };
+        let log = Arc::new(Mutex::new((Vec::new(), 0, 0))); // batches, writing now, most
+        let (inbox, jobs) = inbox();
+        let (finished, mut all_written) = mpsc::unbounded_channel();
+        let writer_log = log.clone();
+        gather(jobs, limits, move |batch: Vec<usize>| {
+            let (log, finished) = (writer_log.clone(), finished.clone());
+            async move {
+                {
+                    let mut log = log.lock().unwrap();
+                    log.1 += 1;
+                    log.2 = log.2.max(log.1);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                let mut log = log.lock().unwrap();
+                log.1 -= 1;
+                log.0.push(batch);
+                finished.send(()).ok();
+            }
+        });
+        for &w in weights {
+            inbox.send(w).unwrap();
+        }
+        drop(inbox);
+        while log.lock().unwrap().0.iter().flatten().count() < weights.len() {
+            all_written.recv().await.unwrap();
+        }
+        let log = log.lock().unwrap();
+        (log.0.clone(), log.2)
+    }
+
+    #[tokio::test]
+    async fn one_writer_at_once_writes_batches_one_after_another_in_order() {
+        let (batches, most_at_once) = gathered(&[10, 10, 10, 1, 2], 1).await;
+        assert_eq!(batches, [vec![10], vec![10], vec![10], vec![1, 2]]);
+        assert_eq!(most_at_once, 1);
+    }
+
+    #[tokio::test]
+    async fn full_batches_are_written_side_by_side() {
+        let (_, most_at_once) = gathered(&[10, 10, 10], 2).await;
+        assert_eq!(most_at_once, 2);
+    }
+
     #[test]
     fn a_batch_takes_the_oldest_up_to_full_and_a_heavy_piece_alone() {
         let mut w = waiting(&[3, 4, 5, 20, 1]);

@@ -27,7 +27,11 @@ pub(super) type Recorder = Inbox<Job>;
 /// Starts recording what `pg`'s recorder is handed.
 pub(super) fn start(pg: Postgres, jobs: mpsc::UnboundedReceiver<Job>) {
     let limits = Limits {
-        at_once: 3,
+        // One batch at a time, so that a node's batches commit in the order their outcomes were
+        // answered: a webhook's success must not commit before an earlier batch's failure of it,
+        // which would leave the webhook failing after it answered. (Batches of outcomes are
+        // rarely full: a second writer would seldom start anyway.)
+        at_once: 1,
         most: 500,
         weight: |_| 1,
     };
