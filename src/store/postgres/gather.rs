@@ -2,12 +2,14 @@
 //! together, in one transaction of set-based statements. On PostgreSQL a transaction of one
 //! row costs about as much CPU as its statements' rows together: a delivery of one event was
 //! three such transactions (its event, its claim, its record), and gathering the first and
-//! the last made it several times cheaper (BENCHMARKS.md, issue 10). Nothing waits on
-//! purpose: a lone piece of work is written at once. What arrives while a batch is being
-//! written waits for it, and goes in the next; a second batch is written beside the first only
-//! once it is full, since small batches written side by side cost PostgreSQL a third more CPU
-//! per event than the same work gathered into one (BENCHMARKS.md, "Issue 10, fifth round"),
-//! while full ones are big enough to gain from a second core.
+//! the last made it several times cheaper (BENCHMARKS.md, issue 10).
+//!
+//! A lone piece of work is written at once. A batch that is not full waits while another one
+//! that is not full is being written, and takes what arrives meanwhile: small batches written
+//! side by side cost PostgreSQL a third more CPU per event than the same work gathered into
+//! one, and made the p99 from publish to receipt worse, not better (BENCHMARKS.md, "Issue 10,
+//! fifth round"). Full batches go side by side, up to a limit, beside the one that is not:
+//! they are big enough to gain from a second core, and small work does not wait for them.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -19,10 +21,10 @@ pub(super) type Inbox<J> = mpsc::UnboundedSender<J>;
 
 /// How gathered work is written.
 pub(super) struct Limits<J> {
-    /// Full batches being written at once (a batch that is not full waits for the writers
-    /// before it)...
+    /// Batches being written at once, of which at most one is not full...
     pub at_once: usize,
-    /// ...where a full batch weighs this much (a piece heavier than this goes alone)...
+    /// ...where a full batch weighs this much (a piece heavier than this goes alone, and is
+    /// full)...
     pub most: usize,
     /// ...by this weight.
     pub weight: fn(&J) -> usize,
@@ -40,34 +42,66 @@ struct Waiting<J> {
     weight: usize,
 }
 
+/// The next batch: how many of the oldest pieces it takes, and whether it is full.
+#[derive(Debug, PartialEq)]
+struct Next {
+    pieces: usize,
+    full: bool,
+}
+
 impl<J> Waiting<J> {
     fn push(&mut self, job: J, limits: &Limits<J>) {
         self.weight += (limits.weight)(&job);
         self.jobs.push_back(job);
     }
 
-    /// Whether the next batch should be written now, with `writing` batches being written.
-    fn ready(&self, writing: usize, limits: &Limits<J>) -> bool {
-        match writing {
-            0 => !self.jobs.is_empty(),
-            n => n < limits.at_once && self.weight >= limits.most,
+    /// The next batch: the oldest pieces up to `most` by weight (or one piece heavier).
+    fn next(&self, limits: &Limits<J>) -> Option<Next> {
+        if self.weight < limits.most {
+            let pieces = self.jobs.len();
+            return (pieces > 0).then_some(Next {
+                pieces,
+                full: false,
+            });
         }
-    }
-
-    /// The oldest work, up to a full batch (or one piece heavier than that).
-    fn batch(&mut self, limits: &Limits<J>) -> Vec<J> {
-        let mut batch = Vec::new();
         let mut weight = 0;
-        while let Some(job) = self.jobs.front() {
+        let mut pieces = 0;
+        for job in &self.jobs {
             let more = (limits.weight)(job);
-            if !batch.is_empty() && weight + more > limits.most {
+            if pieces > 0 && weight + more > limits.most {
                 break;
             }
             weight += more;
-            batch.extend(self.jobs.pop_front());
+            pieces += 1;
         }
-        self.weight -= weight;
+        Some(Next {
+            pieces,
+            full: weight >= limits.most,
+        })
+    }
+
+    fn take(&mut self, pieces: usize, limits: &Limits<J>) -> Vec<J> {
+        let batch: Vec<J> = self.jobs.drain(..pieces).collect();
+        self.weight -= batch.iter().map(limits.weight).sum::<usize>();
         batch
+    }
+}
+
+/// Batches being written: the full ones, and the one that is not (at most one).
+struct Writing {
+    full: JoinSet<()>,
+    partial: JoinSet<()>,
+}
+
+impl Writing {
+    /// Whether `next` may be written now, beside what is being written.
+    fn has_room<J>(&self, next: &Next, limits: &Limits<J>) -> bool {
+        self.full.len() + self.partial.len() < limits.at_once
+            && (next.full || self.partial.is_empty())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.full.is_empty() && self.partial.is_empty()
     }
 }
 
@@ -84,25 +118,34 @@ where
             jobs: VecDeque::new(),
             weight: 0,
         };
-        let mut writing = JoinSet::new();
+        let mut writing = Writing {
+            full: JoinSet::new(),
+            partial: JoinSet::new(),
+        };
         let mut open = true;
         loop {
             while let Ok(job) = jobs.try_recv() {
                 waiting.push(job, &limits);
             }
-            if waiting.ready(writing.len(), &limits) {
-                writing.spawn(write(waiting.batch(&limits)));
-                continue;
-            }
-            if !open && writing.is_empty() {
-                return; // nothing waits: `ready` would have started it
+            if let Some(next) = waiting.next(&limits) {
+                if writing.has_room(&next, &limits) {
+                    let batch = write(waiting.take(next.pieces, &limits));
+                    match next.full {
+                        true => writing.full.spawn(batch),
+                        false => writing.partial.spawn(batch),
+                    };
+                    continue;
+                }
+            } else if !open && writing.is_empty() {
+                return;
             }
             tokio::select! {
                 job = jobs.recv(), if open => match job {
                     Some(job) => waiting.push(job, &limits),
                     None => open = false,
                 },
-                Some(_) = writing.join_next() => {}
+                Some(_) = writing.full.join_next() => {}
+                Some(_) = writing.partial.join_next() => {}
             }
         }
     });
@@ -111,9 +154,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::Semaphore;
 
     const LIMITS: Limits<usize> = Limits {
-        at_once: 2,
+        at_once: 3,
         most: 10,
         weight: |&w| w,
     };
@@ -129,72 +174,94 @@ mod tests {
         waiting
     }
 
-    #[test]
-    fn a_lone_piece_is_written_at_once_and_a_second_batch_only_when_full() {
-        assert!(!waiting(&[]).ready(0, &LIMITS));
-        assert!(waiting(&[1]).ready(0, &LIMITS));
-        assert!(!waiting(&[4, 5]).ready(1, &LIMITS), "not full: waits");
-        assert!(waiting(&[4, 6]).ready(1, &LIMITS), "full: beside the first");
-        assert!(!waiting(&[4, 6]).ready(2, &LIMITS), "no writer free");
+    fn next(pieces: usize, full: bool) -> Option<Next> {
+        Some(Next { pieces, full })
     }
 
-    /// Gathers `weights` handed in at once, writing each batch with a pause; returns the
-    /// batches, and the most written at the same time.
+    #[test]
+    fn the_next_batch_is_the_oldest_work_up_to_full_and_a_heavy_piece_alone() {
+        assert_eq!(waiting(&[]).next(&LIMITS), None);
+        assert_eq!(waiting(&[4, 5]).next(&LIMITS), next(2, false));
+        assert_eq!(waiting(&[4, 6, 1]).next(&LIMITS), next(2, true));
+        assert_eq!(
+            waiting(&[1, 10]).next(&LIMITS),
+            next(1, false),
+            "[1] is not full"
+        );
+        assert_eq!(waiting(&[6, 6]).next(&LIMITS), next(1, false));
+        assert_eq!(waiting(&[20, 1]).next(&LIMITS), next(1, true));
+        let mut w = waiting(&[3, 4, 5, 20]);
+        assert_eq!(w.take(2, &LIMITS), [3, 4]);
+        assert_eq!((w.weight, w.next(&LIMITS)), (25, next(1, false)));
+    }
+
+    /// Gathers `weights`, all handed in before the loop first runs, with writes that finish
+    /// one at a time, each only once the loop has started all it would beside it. Returns the
+    /// batches in the order they started, and the most written at the same time.
     async fn gathered(weights: &[usize], at_once: usize) -> (Vec<Vec<usize>>, usize) {
-        use std::sync::{Arc, Mutex};
+        #[derive(Default)]
+        struct Log {
+            started: Vec<Vec<usize>>,
+            now: usize,
+            most: usize,
+        }
         let limits = Limits { at_once, ..LIMITS };
-        let log = Arc::new(Mutex::new((Vec::new(), 0, 0))); // batches, writing now, most
+        let log = Arc::new(Mutex::new(Log::default()));
+        let gate = Arc::new(Semaphore::new(0));
         let (inbox, jobs) = inbox();
-        let (finished, mut all_written) = mpsc::unbounded_channel();
-        let writer_log = log.clone();
+        let (writer_log, writer_gate) = (log.clone(), gate.clone());
         gather(jobs, limits, move |batch: Vec<usize>| {
-            let (log, finished) = (writer_log.clone(), finished.clone());
+            let (log, gate) = (writer_log.clone(), writer_gate.clone());
             async move {
                 {
                     let mut log = log.lock().unwrap();
-                    log.1 += 1;
-                    log.2 = log.2.max(log.1);
+                    log.started.push(batch);
+                    log.now += 1;
+                    log.most = log.most.max(log.now);
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                let mut log = log.lock().unwrap();
-                log.1 -= 1;
-                log.0.push(batch);
-                finished.send(()).ok();
+                gate.acquire().await.unwrap().forget();
+                log.lock().unwrap().now -= 1;
             }
         });
         for &w in weights {
             inbox.send(w).unwrap();
         }
         drop(inbox);
-        while log.lock().unwrap().0.iter().flatten().count() < weights.len() {
-            all_written.recv().await.unwrap();
-        }
+        let run = async {
+            // One thread: the loop and the writes it starts run while this task yields. Each
+            // round lets one write finish, then lets the loop start what it will.
+            loop {
+                for _ in 0..100 {
+                    tokio::task::yield_now().await;
+                }
+                let log = log.lock().unwrap();
+                if log.started.iter().flatten().count() == weights.len() && log.now == 0 {
+                    break;
+                }
+                gate.add_permits(1);
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("every batch written");
         let log = log.lock().unwrap();
-        (log.0.clone(), log.2)
+        (log.started.clone(), log.most)
+    }
+
+    #[tokio::test]
+    async fn a_small_batch_waits_for_the_small_one_being_written_not_for_full_ones() {
+        let (batches, most_at_once) = gathered(&[1, 10, 10, 1], 4).await;
+        assert_eq!(batches, [vec![1], vec![10], vec![10], vec![1]]);
+        assert_eq!(most_at_once, 3, "the second [1] waits for the first");
+        let (batches, most_at_once) = gathered(&[10, 1], 4).await;
+        assert_eq!(batches, [vec![10], vec![1]]);
+        assert_eq!(most_at_once, 2, "[1] does not wait for [10]");
     }
 
     #[tokio::test]
     async fn one_writer_at_once_writes_batches_one_after_another_in_order() {
-        let (batches, most_at_once) = gathered(&[10, 10, 10, 1, 2], 1).await;
-        assert_eq!(batches, [vec![10], vec![10], vec![10], vec![1, 2]]);
+        let (batches, most_at_once) = gathered(&[10, 10, 1, 2], 1).await;
+        assert_eq!(batches, [vec![10], vec![10], vec![1, 2]]);
         assert_eq!(most_at_once, 1);
-    }
-
-    #[tokio::test]
-    async fn full_batches_are_written_side_by_side() {
-        let (_, most_at_once) = gathered(&[10, 10, 10], 2).await;
-        assert_eq!(most_at_once, 2);
-    }
-
-    #[test]
-    fn a_batch_takes_the_oldest_up_to_full_and_a_heavy_piece_alone() {
-        let mut w = waiting(&[3, 4, 5, 20, 1]);
-        assert_eq!(w.batch(&LIMITS), [3, 4]);
-        assert_eq!(w.batch(&LIMITS), [5]);
-        assert_eq!(w.batch(&LIMITS), [20]);
-        assert_eq!(w.weight, 1);
-        assert_eq!(w.batch(&LIMITS), [1]);
-        assert_eq!(w.weight, 0);
-        assert!(w.batch(&LIMITS).is_empty());
     }
 }

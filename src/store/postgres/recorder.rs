@@ -27,10 +27,12 @@ pub(super) type Recorder = Inbox<Job>;
 /// Starts recording what `pg`'s recorder is handed.
 pub(super) fn start(pg: Postgres, jobs: mpsc::UnboundedReceiver<Job>) {
     let limits = Limits {
-        // One batch at a time, so that a node's batches commit in the order their outcomes were
-        // answered: a webhook's success must not commit before an earlier batch's failure of it,
-        // which would leave the webhook failing after it answered. (Batches of outcomes are
-        // rarely full: a second writer would seldom start anyway.)
+        // One batch at a time, so that a node's batches commit in the order their outcomes
+        // were handed in: a webhook's success must not commit before an earlier batch's
+        // failure of it, which would leave the webhook failing after it answered. (Batches of
+        // outcomes are seldom full, so a second writer would seldom start anyway.) Not
+        // ordered: an outcome whose record failed and is tried again later, and outcomes
+        // recorded by other nodes.
         at_once: 1,
         most: 500,
         weight: |_| 1,
@@ -65,8 +67,8 @@ async fn write(pg: &Postgres, batch: Vec<Job>) {
             return;
         }
     };
-    // The batch is in the order the outcomes were handed in, which is the order of their
-    // answers: each webhook's rest keeps it.
+    // The batch is in the order the outcomes were handed in (the order of their answers, but
+    // for answers that come within moments of each other): each webhook's rest keeps it.
     let mut rest: BTreeMap<i64, Vec<Job>> = BTreeMap::new();
     for (job, recorded) in batch.into_iter().zip(recorded) {
         if recorded {
