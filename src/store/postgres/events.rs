@@ -60,20 +60,30 @@ async fn fan_out(
         .map(|e| e.1.idempotency_key.as_deref())
         .collect();
     // Identities are drawn in insertion order, which is the order given: the n-th smallest id
-    // is the n-th event.
+    // is the n-th event. The webhooks are found once per distinct kind of event (`hooks`,
+    // materialized so that the planner cannot fold it into the join with the events): a plan
+    // made while `webhooks` looked empty (a new database, before its first ANALYZE) joined
+    // every event with every webhook and then with every webhook's follows, 100 × 100 × 1,000
+    // rows for 1,000 events to 100 webhooks (3.7 of the statement's 5.3 s, BENCHMARKS.md
+    // "Issue 10, fifth round"); now the worst such plan is webhooks × follows, once.
     let published = rows(
         c,
         "WITH given AS (
            SELECT * FROM unnest($1::bigint[], $3::text[], $4::text[], $5::bigint[],
                                 $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY
              AS e(account_id, object, event, list_id, contact_id, data, idempotency_key, n)),
-         targets AS (
-           SELECT g.n, g.account_id, w.id AS webhook_id FROM given g
-           JOIN webhook_events f ON f.account_id = g.account_id AND f.object = g.object
-             AND f.event IN (g.event, '*')
+         hooks AS MATERIALIZED (
+           SELECT k.*, w.id AS webhook_id
+           FROM (SELECT DISTINCT account_id, object, event, list_id FROM given) k
+           JOIN webhook_events f ON f.account_id = k.account_id AND f.object = k.object
+             AND f.event IN (k.event, '*')
            JOIN webhooks w ON w.id = f.webhook_id
-           WHERE (w.list_id = 0 OR w.list_id = g.list_id) AND w.is_active
+           WHERE (w.list_id = 0 OR w.list_id = k.list_id) AND w.is_active
              AND w.deleted_time IS NULL),
+         targets AS (
+           SELECT g.n, g.account_id, h.webhook_id FROM given g
+           JOIN hooks h ON h.account_id = g.account_id AND h.object = g.object
+             AND h.event = g.event AND h.list_id = g.list_id),
          counted AS (SELECT n, count(*) AS deliveries FROM targets GROUP BY n),
          inserted AS (
            INSERT INTO events (account_id, object, event, list_id, contact_id, data,
