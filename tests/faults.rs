@@ -375,8 +375,12 @@ async fn after_a_full_disk_a_little_free_space_is_enough_to_recover() {
     // probe is a write of a few bytes, which may still find room after a big event did not.
     let mut pad = "x".repeat(200_000);
     let mut accepted = 0;
+    let mut refused_health = None; // /health's answer after the last refused write
     for calls in 0.. {
-        assert!(calls < 2000, "24 MB should have filled up by now");
+        assert!(
+            calls < 2000,
+            "24 MB should have filled up by now (/health after a refused write: {refused_health:?})"
+        );
         let reply = server
             .rpc(
                 "addEvent",
@@ -386,9 +390,11 @@ async fn after_a_full_disk_a_little_free_space_is_enough_to_recover() {
             .await;
         if reply.get("error").is_some() {
             assert_eq!(reply["error"]["code"], 100, "{reply}");
-            if health(&server, reqwest::Method::GET).await.0 == 503 {
+            let (status, body) = health(&server, reqwest::Method::GET).await;
+            if status == 503 {
                 break;
             }
+            refused_health = Some((status, body));
             pad.clear();
         } else {
             accepted += 1;
