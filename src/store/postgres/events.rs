@@ -65,7 +65,8 @@ async fn fan_out(
     // made while `webhooks` looked empty (a new database, before its first ANALYZE) joined
     // every event with every webhook and then with every webhook's follows, 100 × 100 × 1,000
     // rows for 1,000 events to 100 webhooks (3.7 of the statement's 5.3 s, BENCHMARKS.md
-    // "Issue 10, fifth round"); now the worst such plan is webhooks × follows, once.
+    // "Issue 10, fifth round"); now the worst such plan reads webhooks × follows once per
+    // distinct account, object, event and list among the events, not once per event.
     let published = rows(
         c,
         "WITH given AS (

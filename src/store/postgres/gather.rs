@@ -8,8 +8,10 @@
 //! that is not full is being written, and takes what arrives meanwhile: small batches written
 //! side by side cost PostgreSQL a third more CPU per event than the same work gathered into
 //! one, and made the p99 from publish to receipt worse, not better (BENCHMARKS.md, "Issue 10,
-//! fifth round"). Full batches go side by side, up to a limit, beside the one that is not:
-//! they are big enough to gain from a second core, and small work does not wait for them.
+//! fifth round"). Full batches (at least half the most a batch may weigh) go side by side:
+//! they are big enough to gain from a second core. One of the writers is kept for the batch
+//! that is not full, so that small work does not wait for full batches being written (it
+//! does wait, in the order handed in, behind a full batch that is waiting for a writer).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -21,10 +23,11 @@ pub(super) type Inbox<J> = mpsc::UnboundedSender<J>;
 
 /// How gathered work is written.
 pub(super) struct Limits<J> {
-    /// Batches being written at once, of which at most one is not full...
+    /// Batches being written at once: one that is not full and the rest full ones (with
+    /// one writer, either)...
     pub at_once: usize,
-    /// ...where a full batch weighs this much (a piece heavier than this goes alone, and is
-    /// full)...
+    /// ...where a batch weighs at most this much (a piece heavier than this goes alone), and
+    /// is full from half of it...
     pub most: usize,
     /// ...by this weight.
     pub weight: fn(&J) -> usize,
@@ -57,26 +60,24 @@ impl<J> Waiting<J> {
 
     /// The next batch: the oldest pieces up to `most` by weight (or one piece heavier).
     fn next(&self, limits: &Limits<J>) -> Option<Next> {
-        if self.weight < limits.most {
-            let pieces = self.jobs.len();
-            return (pieces > 0).then_some(Next {
-                pieces,
-                full: false,
-            });
-        }
-        let mut weight = 0;
-        let mut pieces = 0;
-        for job in &self.jobs {
-            let more = (limits.weight)(job);
-            if pieces > 0 && weight + more > limits.most {
-                break;
+        let (pieces, weight) = match self.weight <= limits.most {
+            true => (self.jobs.len(), self.weight),
+            false => {
+                let (mut pieces, mut weight) = (0, 0);
+                for job in &self.jobs {
+                    let more = (limits.weight)(job);
+                    if pieces > 0 && weight + more > limits.most {
+                        break;
+                    }
+                    weight += more;
+                    pieces += 1;
+                }
+                (pieces, weight)
             }
-            weight += more;
-            pieces += 1;
-        }
-        Some(Next {
+        };
+        (pieces > 0).then_some(Next {
             pieces,
-            full: weight >= limits.most,
+            full: weight * 2 >= limits.most,
         })
     }
 
@@ -96,8 +97,12 @@ struct Writing {
 impl Writing {
     /// Whether `next` may be written now, beside what is being written.
     fn has_room<J>(&self, next: &Next, limits: &Limits<J>) -> bool {
-        self.full.len() + self.partial.len() < limits.at_once
-            && (next.full || self.partial.is_empty())
+        let kept_for_partial = usize::from(limits.at_once > 1);
+        let room = match next.full {
+            true => self.full.len() + kept_for_partial < limits.at_once,
+            false => self.partial.is_empty(),
+        };
+        room && self.full.len() + self.partial.len() < limits.at_once
     }
 
     fn is_empty(&self) -> bool {
@@ -179,31 +184,39 @@ mod tests {
     }
 
     #[test]
-    fn the_next_batch_is_the_oldest_work_up_to_full_and_a_heavy_piece_alone() {
+    fn the_next_batch_is_the_oldest_work_up_to_most_and_full_from_half_of_it() {
         assert_eq!(waiting(&[]).next(&LIMITS), None);
-        assert_eq!(waiting(&[4, 5]).next(&LIMITS), next(2, false));
+        assert_eq!(waiting(&[1, 2]).next(&LIMITS), next(2, false));
+        assert_eq!(waiting(&[2, 3]).next(&LIMITS), next(2, true));
         assert_eq!(waiting(&[4, 6, 1]).next(&LIMITS), next(2, true));
         assert_eq!(
             waiting(&[1, 10]).next(&LIMITS),
             next(1, false),
             "[1] is not full"
         );
-        assert_eq!(waiting(&[6, 6]).next(&LIMITS), next(1, false));
-        assert_eq!(waiting(&[20, 1]).next(&LIMITS), next(1, true));
+        assert_eq!(waiting(&[6, 6]).next(&LIMITS), next(1, true));
+        assert_eq!(
+            waiting(&[20, 1]).next(&LIMITS),
+            next(1, true),
+            "a heavy piece alone"
+        );
         let mut w = waiting(&[3, 4, 5, 20]);
         assert_eq!(w.take(2, &LIMITS), [3, 4]);
-        assert_eq!((w.weight, w.next(&LIMITS)), (25, next(1, false)));
+        assert_eq!((w.weight, w.next(&LIMITS)), (25, next(1, true)));
     }
 
     /// Gathers `weights`, all handed in before the loop first runs, with writes that finish
     /// one at a time, each only once the loop has started all it would beside it. Returns the
-    /// batches in the order they started, and the most written at the same time.
-    async fn gathered(weights: &[usize], at_once: usize) -> (Vec<Vec<usize>>, usize) {
+    /// batches in the order they started, and the most written at the same time: in all, and
+    /// full ones.
+    async fn gathered(weights: &[usize], at_once: usize) -> (Vec<Vec<usize>>, usize, usize) {
         #[derive(Default)]
         struct Log {
             started: Vec<Vec<usize>>,
             now: usize,
             most: usize,
+            full_now: usize,
+            most_full: usize,
         }
         let limits = Limits { at_once, ..LIMITS };
         let log = Arc::new(Mutex::new(Log::default()));
@@ -213,14 +226,19 @@ mod tests {
         gather(jobs, limits, move |batch: Vec<usize>| {
             let (log, gate) = (writer_log.clone(), writer_gate.clone());
             async move {
+                let full = usize::from(batch.iter().sum::<usize>() * 2 >= LIMITS.most);
                 {
                     let mut log = log.lock().unwrap();
                     log.started.push(batch);
                     log.now += 1;
                     log.most = log.most.max(log.now);
+                    log.full_now += full;
+                    log.most_full = log.most_full.max(log.full_now);
                 }
                 gate.acquire().await.unwrap().forget();
-                log.lock().unwrap().now -= 1;
+                let mut log = log.lock().unwrap();
+                log.now -= 1;
+                log.full_now -= full;
             }
         });
         for &w in weights {
@@ -245,22 +263,30 @@ mod tests {
             .await
             .expect("every batch written");
         let log = log.lock().unwrap();
-        (log.started.clone(), log.most)
+        (log.started.clone(), log.most, log.most_full)
     }
 
     #[tokio::test]
     async fn a_small_batch_waits_for_the_small_one_being_written_not_for_full_ones() {
-        let (batches, most_at_once) = gathered(&[1, 10, 10, 1], 4).await;
+        let (batches, most_at_once, _) = gathered(&[1, 10, 10, 1], 4).await;
         assert_eq!(batches, [vec![1], vec![10], vec![10], vec![1]]);
         assert_eq!(most_at_once, 3, "the second [1] waits for the first");
-        let (batches, most_at_once) = gathered(&[10, 1], 4).await;
+        let (batches, most_at_once, _) = gathered(&[10, 1], 4).await;
         assert_eq!(batches, [vec![10], vec![1]]);
         assert_eq!(most_at_once, 2, "[1] does not wait for [10]");
     }
 
     #[tokio::test]
+    async fn full_batches_leave_a_writer_for_small_work() {
+        let (batches, most_at_once, most_full) = gathered(&[10, 10, 10, 1], 3).await;
+        assert_eq!(batches, [vec![10], vec![10], vec![10], vec![1]]);
+        assert_eq!(most_full, 2, "the third [10] waits for a writer");
+        assert_eq!(most_at_once, 3, "[1] is written beside two full ones");
+    }
+
+    #[tokio::test]
     async fn one_writer_at_once_writes_batches_one_after_another_in_order() {
-        let (batches, most_at_once) = gathered(&[10, 10, 1, 2], 1).await;
+        let (batches, most_at_once, _) = gathered(&[10, 10, 1, 2], 1).await;
         assert_eq!(batches, [vec![10], vec![10], vec![1, 2]]);
         assert_eq!(most_at_once, 1);
     }
