@@ -317,10 +317,11 @@ fn is_deadlock(e: &ApiError) -> bool {
 
 /// True when the server refused the statement: it rolled back, and surely wrote nothing. (A
 /// statement whose answer was lost with its connection may have committed; so may one
-/// answered with a connection's failure (class 08) or an operator's intervention, such as a
-/// shutdown (class 57), which can end a session in the middle of its commit.)
+/// answered with a connection's failure (class 08) or a shutdown (57P01 administrator's,
+/// 57P02 crash), which can end a session in the middle of its commit. A cancelled statement,
+/// 57014, was rolled back: refused.)
 fn refused(e: &ApiError) -> bool {
-    sqlstate(e).is_some_and(|code| !code.starts_with("08") && !code.starts_with("57"))
+    sqlstate(e).is_some_and(|code| !code.starts_with("08") && !matches!(code, "57P01" | "57P02"))
 }
 
 /// The cause an internal error carries, without the client-facing prefix.
@@ -363,6 +364,10 @@ mod tests {
         assert!(is_deadlock(&deadlock) && refused(&deadlock));
         let unique = said(&format!("{SERVER_SAID}23505: duplicate key value"));
         assert!(refused(&unique) && !is_deadlock(&unique));
+        let cancelled = said(&format!(
+            "{SERVER_SAID}57014: canceling statement due to user request"
+        ));
+        assert!(refused(&cancelled), "a cancelled statement was rolled back");
         // A lost connection may have committed: never "refused", whatever its words; nor a
         // session ended by the server while it committed.
         for lost in [
