@@ -150,21 +150,6 @@ async fn still_pending(
     .collect()
 }
 
-/// Records what each outcome's request came to, in one statement whatever their number: one
-/// attempt per outcome, the deliveries it carried moved on as [`Settled`] says, and a link
-/// from each of those deliveries to its attempt. The attempt counts for every delivery it
-/// carried, but only a pending one moves on: one cancelled while it was in flight (its webhook
-/// deleted, deactivated or gone) stays so. A delivery that becomes final notes when (retention
-/// counts from then).
-///
-/// The links are made from the deliveries the update wrote, which it holds to the commit: one
-/// that retention removed meanwhile (a retention shorter than the attempt) is not written and
-/// gets no link, and retention, which locks a delivery before removing it and its links, waits
-/// for this transaction and then removes the link with it. No link names a removed delivery,
-/// and `deliveries` is reached only by key, from the update: an earlier statement looked each
-/// linked delivery up again, and a plan a connection cached while the table was nearly empty
-/// did it by reading the whole table on every record (4–16 ms a record in `bench single` on a
-/// new database, until an automatic `ANALYZE`).
 /// The deliveries [`record_attempts`] moves on, a column each.
 #[derive(Default)]
 struct Moves<'a> {
@@ -177,6 +162,23 @@ struct Moves<'a> {
     errors: Vec<Option<&'a str>>,
 }
 
+/// Records what each outcome's request came to, in one statement whatever their number: one
+/// attempt per outcome, the deliveries it carried moved on as [`Settled`] says, and a link
+/// from each of those deliveries to its attempt. The attempt counts for every delivery it
+/// carried, but only a pending one moves on: one cancelled while it was in flight (its webhook
+/// deleted, deactivated or gone) stays so. A delivery that becomes final notes when (retention
+/// counts from then).
+///
+/// The links are made for the deliveries the update wrote, which it holds to the commit (a
+/// delivery carried by two of the outcomes, sent again after its lease ran out, is written
+/// once and linked to both attempts): one that retention removed meanwhile (a retention
+/// shorter than the attempt) is not written and gets no link, and retention, which locks a
+/// delivery before removing it and its links, waits for this transaction and then removes the
+/// link with it. No link names a removed delivery,
+/// and `deliveries` is reached only by key, from the update: an earlier statement looked each
+/// linked delivery up again, and a plan a connection cached while the table was nearly empty
+/// did it by reading the whole table on every record (4–16 ms a record in `bench single` on a
+/// new database, until an automatic `ANALYZE`).
 async fn record_attempts(
     c: &impl GenericClient,
     settled: &[(&Outcome, &Settled)],
@@ -229,13 +231,14 @@ async fn record_attempts(
                THEN v.time ELSE d.final_time END,
              attempt_count = d.attempt_count + 1,
              last_attempt_time = v.time, last_status_code = v.status_code, last_error = v.error
-           FROM unnest($7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
-                       $12::bigint[], $13::text[]) AS v(id, status, due, place, time,
-                       status_code, error)
+           FROM unnest($7::bigint[], $8::text[], $9::bigint[], $11::bigint[],
+                       $12::bigint[], $13::text[]) AS v(id, status, due, time, status_code,
+                       error)
            WHERE d.id = v.id
-           RETURNING d.id, v.place)
+           RETURNING d.id)
          INSERT INTO delivery_attempts (delivery_id, attempt_id)
-         SELECT m.id, g.id FROM moved m JOIN given g ON g.place = m.place",
+         SELECT l.id, g.id FROM unnest($7::bigint[], $10::bigint[]) AS l(id, place)
+         JOIN moved m ON m.id = l.id JOIN given g ON g.place = l.place",
         &[
             &webhooks,
             &times,
