@@ -60,7 +60,7 @@ async fn an_event_fans_out_to_every_matching_active_webhook_and_no_other() {
         json!({"object": "contact", "event": "subscribed", "list_id": 8, "url": url("/8")}),
     )
     .await;
-    add_hook(
+    let other_event = add_hook(
         &server,
         &key,
         json!({"object": "contact", "event": "unsubscribed", "url": url("/other-event")}),
@@ -111,6 +111,34 @@ async fn an_event_fans_out_to_every_matching_active_webhook_and_no_other() {
         352
     );
     assert_eq!(server.ok("countDeliveries", json!([other_key])).await, 0);
+
+    // Events of several kinds in one call (on PostgreSQL one statement, which finds the
+    // webhooks once per kind): each still reaches its own webhooks.
+    let events = [
+        contact("subscribed", 7),
+        contact("subscribed", 9),
+        contact("unsubscribed", 7),
+        contact("subscribed", 7),
+    ];
+    let ids = server.ok("addEvents", json!([key, events])).await;
+    let ids: Vec<i64> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect();
+    let (all, seven, other) = (
+        all_lists.as_i64().unwrap(),
+        list_7.as_i64().unwrap(),
+        other_event.as_i64().unwrap(),
+    );
+    let expected = [vec![all, seven], vec![all], vec![other], vec![all, seven]];
+    let got = received_by_event(&receiver, 3 + 6).await;
+    for (id, webhooks) in ids.iter().zip(&expected) {
+        assert_eq!(&got[id], webhooks, "event {id}");
+        let event = server.ok("getEventById", json!([key, id])).await;
+        assert_eq!(event["delivery_count"], webhooks.len(), "event {id}");
+    }
 }
 
 #[tokio::test]
