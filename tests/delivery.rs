@@ -120,13 +120,7 @@ async fn an_event_fans_out_to_every_matching_active_webhook_and_no_other() {
         contact("unsubscribed", 7),
         contact("subscribed", 7),
     ];
-    let ids = server.ok("addEvents", json!([key, events])).await;
-    let ids: Vec<i64> = ids
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|id| id.as_i64().unwrap())
-        .collect();
+    let ids = ids(&server.ok("addEvents", json!([key, events])).await);
     let (all, seven, other) = (
         all_lists.as_i64().unwrap(),
         list_7.as_i64().unwrap(),

@@ -47,12 +47,7 @@ async fn events_acknowledged_before_a_graceful_restart_are_delivered_after_it() 
         .await;
     let events: Vec<Value> = (0..300).map(|_| event()).collect();
     let ids = server.ok("addEvents", json!([server.key, events])).await;
-    let acknowledged: BTreeSet<i64> = ids
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
+    let acknowledged: BTreeSet<i64> = common::ids(&ids).into_iter().collect();
     server.stop(); // SIGTERM: stop intake, let in-flight attempts finish, exit
     receiver.set_reply(Reply::Status(200));
     server.restart();

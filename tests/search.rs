@@ -489,12 +489,7 @@ async fn events_are_searched_the_same_way() {
             ]]),
         )
         .await;
-    let ids: Vec<i64> = ids
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
+    let ids = common::ids(&ids);
     let found = server
         .ok(
             "searchEvents",

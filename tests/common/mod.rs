@@ -494,6 +494,12 @@ fn rand_u64() -> u64 {
         .subsec_nanos() as u64
 }
 
+/// The ids in a result that is an array of them (addEvents).
+pub fn ids(result: &Value) -> Vec<i64> {
+    let ids = result.as_array().expect("an array of ids");
+    ids.iter().map(|id| id.as_i64().expect("an id")).collect()
+}
+
 /// A minimal valid webhook_details for `url`.
 pub fn webhook(url: &str) -> Value {
     json!({"object": "contact", "event": "subscribed", "url": url})
