@@ -454,6 +454,15 @@ pub struct Claim {
     pub deliveries: Vec<ClaimedDelivery>,
 }
 
+/// What a claim took, and whether it left due work for want of room.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub claims: Vec<Claim>,
+    /// Work may be due that was left for want of room (a webhook had none, or this claim used
+    /// it up): one of its batches finishing makes room.
+    pub passed_by: bool,
+}
+
 /// What becomes of one delivery after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -507,6 +516,18 @@ impl Room {
         let full = self.known.iter().filter(|(_, room)| **room == 0);
         full.map(|(id, _)| *id).collect()
     }
+}
+
+/// What an engine takes as work is queued (see `store::Taker`).
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// When the lease of what it takes ends (epoch ms).
+    pub lease_end: i64,
+    /// The batches it takes for each webhook, as for a claim; what is left over is queued for
+    /// a claim, as is all work of an open circuit.
+    pub room: Room,
+    /// The most deliveries it takes.
+    pub most: usize,
 }
 
 /// Circuit breaker settings, passed in by the engine.

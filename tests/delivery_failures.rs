@@ -494,6 +494,51 @@ async fn a_closed_circuit_releases_its_backlog_at_once() {
     }
 }
 
+/// Events published while a circuit is open wait for its probe, whichever way their deliveries
+/// reach the engine (on PostgreSQL the node that publishes takes work for itself as it queues
+/// it): none goes out beside the same events' deliveries to a healthy webhook.
+#[tokio::test]
+async fn events_published_while_a_circuit_is_open_wait_for_its_probe() {
+    let mut args = RETRY_TWICE.to_vec();
+    args.extend(["--circuit-threshold", "1", "--circuit-probe-interval", "1h"]);
+    let server = Server::start(&args);
+    let (failing, healthy) = (Receiver::start().await, Receiver::start().await);
+    failing.set_reply(Reply::Status(500));
+    let (broken, _) = one_delivery(&server, &failing.url("/"), 0).await;
+    eventually("the circuit opens", WAIT, || async {
+        let w = server
+            .ok("getWebhookById", json!([server.key, broken]))
+            .await;
+        (w["circuit_state"] == "open").then_some(())
+    })
+    .await;
+    let details = json!({"object": "contact", "event": "created", "url": healthy.url("/")});
+    server.ok("addWebhook", json!([server.key, details])).await;
+    let event = json!({"object": "contact", "event": "created"});
+    let events = vec![event; 5];
+    server.ok("addEvents", json!([server.key, events])).await;
+    eventually(
+        "the healthy webhook's deliveries recorded",
+        WAIT,
+        || async {
+            let succeeded = server
+                .ok(
+                    "countDeliveries",
+                    json!([server.key, [["status", "exactly", "succeeded"]]]),
+                )
+                .await;
+            (succeeded == 5).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(healthy.items().len(), 5);
+    assert_eq!(
+        failing.received().len(),
+        1,
+        "only the attempt that opened the circuit"
+    );
+}
+
 /// Without --allow-private-targets every non-public target is refused before a connection is
 /// made: loopback receivers that really listen see nothing.
 #[tokio::test]

@@ -10,13 +10,13 @@ pub mod signing;
 
 use crate::config::Config;
 use crate::metrics;
-use crate::model::{now_ms, now_secs, CircuitPolicy, Claim, Next, Outcome, Room};
-use crate::store::{Store, Waker};
+use crate::model::{now_ms, now_secs, CircuitPolicy, Claim, Next, Offer, Outcome, Room};
+use crate::store::{Store, Taker, Waker};
 use retry::{AdaptiveLimit, Signal};
 use sender::{Attempt, Sender};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
@@ -54,6 +54,13 @@ struct Shared {
     flows: Mutex<HashMap<i64, Flow>>,
     /// Deliveries claimed and not yet recorded or handed back.
     in_hand: Mutex<HashSet<i64>>,
+    /// Room offered to the store for work it is queueing, and not yet taken up (see [`Taker`]).
+    promised: AtomicUsize,
+    /// The last claim left due work for want of room (the engine's, or a webhook's): a batch
+    /// that finishes then wakes the engine.
+    room_wanted: AtomicBool,
+    /// Batches finished (and room promised given back): what [`wait_for_room`] looks at.
+    room_made: AtomicUsize,
     stopping: AtomicBool,
     idle: Notify,
 }
@@ -116,14 +123,64 @@ pub fn start(store: Store, config: Arc<Config>) -> Result<EngineHandle, reqwest:
         global: Semaphore::new(config.delivery_concurrency.max(1)),
         flows: Mutex::default(),
         in_hand: Mutex::default(),
+        promised: AtomicUsize::new(0),
+        room_wanted: AtomicBool::new(false),
+        room_made: AtomicUsize::new(0),
         stopping: AtomicBool::new(false),
         idle: Notify::new(),
         waker: store.waker(),
         store,
         config,
     });
+    if shared.config.delivery_concurrency > 0 {
+        shared
+            .waker
+            .hand_to(Arc::new(Hand(Arc::downgrade(&shared))));
+    }
     let task = tokio::spawn(run(shared.clone()));
     Ok(EngineHandle { shared, task })
+}
+
+/// The engine as the store's [`Taker`] (held weakly: the store outlives the engine).
+struct Hand(Weak<Shared>);
+
+impl Taker for Hand {
+    /// Room for as much as one claim takes, left after what is held and promised already.
+    fn offer(&self) -> Option<Offer> {
+        let shared = self.0.upgrade()?;
+        if shared.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        let held = lock(&shared.in_hand).len() + shared.promised.load(Ordering::SeqCst);
+        let most = CLAIM_LIMIT.min(max_held(&shared).saturating_sub(held));
+        if most == 0 {
+            return None;
+        }
+        shared.promised.fetch_add(most, Ordering::SeqCst);
+        Some(Offer {
+            lease_end: now_ms() + shared.config.lease.as_millis() as i64,
+            room: room(&shared),
+            most,
+        })
+    }
+
+    fn take(&self, offer: Offer, claims: Vec<Claim>) {
+        let Some(shared) = self.0.upgrade() else {
+            return; // stopped: the leases expire, and the work is claimed again
+        };
+        let claims = shared.store.open_claims(claims);
+        dispatch(&shared, claims, offer.lease_end);
+        shared.promised.fetch_sub(offer.most, Ordering::SeqCst);
+        if lock(&shared.in_hand).is_empty() {
+            shared.idle.notify_waiters(); // a shutdown waits for promises too
+        }
+        note_room_made(&shared);
+    }
+}
+
+/// Most deliveries held in memory at once.
+fn max_held(shared: &Shared) -> usize {
+    shared.config.delivery_concurrency.max(1) * 100
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,7 +204,9 @@ impl EngineHandle {
         let drained = async {
             loop {
                 let idle = shared.idle.notified();
-                if lock(&shared.in_hand).is_empty() {
+                // Work being handed over (promised) comes into hand, and is handed back too.
+                let promised = shared.promised.load(Ordering::SeqCst);
+                if lock(&shared.in_hand).is_empty() && promised == 0 {
                     return;
                 }
                 idle.await;
@@ -205,13 +264,15 @@ enum Fill {
 
 /// Claims while there is room in memory, and starts a task per batch.
 async fn fill(shared: &Arc<Shared>) -> Fill {
-    let max_held = shared.config.delivery_concurrency.max(1) * 100;
+    let max_held = max_held(shared);
     // Claiming into a sliver of room would spread it over many webhooks, one item per request:
     // wait until a good share of a claim fits.
     let min_claim = CLAIM_LIMIT.min(max_held / 2).max(1);
     loop {
-        let held = lock(&shared.in_hand).len();
+        let made = shared.room_made.load(Ordering::SeqCst);
+        let held = lock(&shared.in_hand).len() + shared.promised.load(Ordering::SeqCst);
         if held + min_claim > max_held {
+            wait_for_room(shared, made, true);
             return Fill::AtCapacity;
         }
         if shared.stopping.load(Ordering::SeqCst) {
@@ -221,26 +282,51 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
         let lease_ms = shared.config.lease.as_millis() as i64;
         // Taken before the claim, so it ends no later than the lease the store gives.
         let lease_end = now_ms() + lease_ms;
-        let claims = match shared
+        let claimed = match shared
             .store
             .claim_due(limit, room(shared), lease_ms, shared.circuit)
             .await
         {
-            Ok(claims) => claims,
+            Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!(error = %e, "claiming deliveries failed");
                 return Fill::Drained;
             }
         };
-        let claimed: usize = claims.iter().map(|c| c.deliveries.len()).sum();
-        for claim in claims {
-            lock(&shared.in_hand).extend(claim.deliveries.iter().map(|d| d.id));
-            let slots = take_batch(shared, claim.target.webhook_id);
-            tokio::spawn(deliver(shared.clone(), claim, slots, lease_end));
-        }
-        if claimed < limit {
+        wait_for_room(shared, made, claimed.passed_by);
+        let count: usize = claimed.claims.iter().map(|c| c.deliveries.len()).sum();
+        dispatch(shared, claimed.claims, lease_end);
+        if count < limit {
             return Fill::Drained;
         }
+    }
+}
+
+/// Notes whether due work was left for want of room (`wanted`), so that the next batch to
+/// finish wakes the engine: at once if one finished since `made` was read, before the note
+/// could be seen.
+fn wait_for_room(shared: &Shared, made: usize, wanted: bool) {
+    shared.room_wanted.store(wanted, Ordering::SeqCst);
+    if wanted && shared.room_made.load(Ordering::SeqCst) != made {
+        shared.waker.wake();
+    }
+}
+
+/// A batch finished, or room promised was given back: the engine looks again if the last
+/// claim left work for want of room.
+fn note_room_made(shared: &Shared) {
+    shared.room_made.fetch_add(1, Ordering::SeqCst);
+    if shared.room_wanted.load(Ordering::SeqCst) {
+        shared.waker.wake();
+    }
+}
+
+/// Starts a task per batch of leased work.
+fn dispatch(shared: &Arc<Shared>, claims: Vec<Claim>, lease_end: i64) {
+    for claim in claims {
+        lock(&shared.in_hand).extend(claim.deliveries.iter().map(|d| d.id));
+        let slots = take_batch(shared, claim.target.webhook_id);
+        tokio::spawn(deliver(shared.clone(), claim, slots, lease_end));
     }
 }
 
@@ -360,7 +446,7 @@ async fn release(shared: &Shared, claim: &Claim) {
 async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease_end: i64) {
     let webhook_id = claim.target.webhook_id;
     let span = tracing::info_span!("delivery", webhook_id, deliveries = claim.deliveries.len());
-    async {
+    let succeeded = async {
         let slot = slots.acquire_owned().await.ok();
         let global = match &slot {
             Some(_) => shared.global.acquire().await.ok(),
@@ -393,6 +479,7 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
         // its log). The deliveries stay leased, and in hand, until recorded.
         drop(global);
         finish_batch(&shared, webhook_id, slot, answer);
+        let succeeded = matches!(&attempt, Some(attempt) if attempt.error.is_none());
         match attempt {
             Some(attempt) => Box::pin(record(&shared, &claim, attempt, lease_end)).await,
             // Not sent: hand it back while it is still ours, so that it need not wait for the
@@ -401,10 +488,17 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
             None => {}
         }
         settle(&shared, &claim);
+        succeeded
     }
     .instrument(span)
     .await;
-    shared.waker.wake();
+    // A failure (a retry to schedule) or work handed back changes when the queue is next due:
+    // the engine looks again. A success changes nothing a claim would find (one that closes a
+    // circuit is recorded as queueing its waiting work), unless work waits for room.
+    if !succeeded {
+        shared.waker.wake();
+    }
+    note_room_made(&shared);
 }
 
 async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64) {

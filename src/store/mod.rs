@@ -27,14 +27,14 @@ pub use secrets::KeyError;
 
 use crate::error::ApiError;
 use crate::model::{
-    Access, Caller, CircuitPolicy, DeliveryRecord, EventRecord, Events, NewEvent, Outcome,
-    StatsCell, StatsQuery,
+    Access, Caller, CircuitPolicy, Claim, DeliveryRecord, EventRecord, Events, NewEvent, Offer,
+    Outcome, StatsCell, StatsQuery,
 };
 use crate::search::Criteria;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 #[derive(Clone)]
@@ -76,18 +76,80 @@ pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
-/// Wakes the delivery engine: a commit queued work for it.
+/// The store's way to this node's delivery engine: woken after a commit that queued work for
+/// it, and (by PostgreSQL's intake) handed work as it is queued (see [`Taker`]).
 #[derive(Clone, Default)]
-pub struct Waker(Arc<Notify>);
+pub struct Waker {
+    ring: Arc<Notify>,
+    taker: Arc<Mutex<Option<Arc<dyn Taker>>>>,
+}
 
 impl Waker {
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.ring.notify_one();
     }
 
     /// Resolves at the next wake-up (or at once, if one came since the last).
     pub async fn woken(&self) {
-        self.0.notified().await
+        self.ring.notified().await
+    }
+
+    /// Makes `taker` the engine that work is handed to (in place of any before it).
+    pub fn hand_to(&self, taker: Arc<dyn Taker>) {
+        *self.taker.lock().unwrap_or_else(|p| p.into_inner()) = Some(taker);
+    }
+
+    /// What the engine takes now, if it takes anything (see [`Taker::offer`]).
+    pub fn offer(&self) -> Option<Handoff> {
+        let taker = self
+            .taker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let offer = taker.offer()?;
+        Some(Handoff {
+            taker,
+            offer: Some(offer),
+        })
+    }
+}
+
+/// An engine that takes work as it is queued: the statement that queues deliveries leases
+/// them to this node at once, and they are handed over after its commit, so no claim (a
+/// write per delivery) is needed for them. A crash between the commit and the send leaves
+/// leases that expire, as a claim's would.
+pub trait Taker: Send + Sync {
+    /// What the engine would take now; the room offered is held for it until
+    /// [`Taker::take`]. None when it takes nothing (stopping, or holding all it may).
+    fn offer(&self) -> Option<Offer>;
+    /// The deliveries leased under `offer` (none if the write failed), secrets still sealed.
+    fn take(&self, offer: Offer, claims: Vec<Claim>);
+}
+
+/// An offer being used: hand the work over with [`Handoff::hand`]; dropped unused (the write
+/// failed), it gives the room offered back.
+pub struct Handoff {
+    taker: Arc<dyn Taker>,
+    offer: Option<Offer>,
+}
+
+impl Handoff {
+    pub fn offer(&self) -> &Offer {
+        self.offer.as_ref().expect("an offer until handed")
+    }
+
+    pub fn hand(mut self, claims: Vec<Claim>) {
+        if let Some(offer) = self.offer.take() {
+            self.taker.take(offer, claims);
+        }
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(offer) = self.offer.take() {
+            self.taker.take(offer, Vec::new());
+        }
     }
 }
 

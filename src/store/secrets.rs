@@ -8,7 +8,7 @@ use super::{is_postgres_url, Backend, Store};
 use crate::config::EncryptionKey;
 use crate::crypto::{self, is_sealed, Sealer, SecretKey, SEALED_PREFIX};
 use crate::error::ApiError;
-use crate::model::{CircuitPolicy, Claim, Room, Target, WebhookRecord, WebhookSettings};
+use crate::model::{CircuitPolicy, Claim, Claimed, Room, Target, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
 use std::path::Path;
 use std::sync::Arc;
@@ -356,20 +356,35 @@ impl Store {
         on_backend!(self, b => b.edit_webhook(account_id, id, sealed_merge).await)
     }
 
-    /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook, with
-    /// the secrets and password each batch is sent with opened. A batch whose secrets do not
-    /// open (a damaged row) is left to its lease and logged: one webhook cannot stop delivery
-    /// for the others.
+    /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook, opened
+    /// as [`Store::open_claims`] says.
     pub async fn claim_due(
         &self,
         limit: usize,
         room: Room,
         lease_ms: i64,
         circuit: CircuitPolicy,
-    ) -> Result<Vec<Claim>, ApiError> {
-        let secrets = self.secrets()?;
-        let claims = on_backend!(self, b => b.claim_due(limit, room, lease_ms, circuit).await)?;
-        Ok(claims
+    ) -> Result<Claimed, ApiError> {
+        self.secrets()?; // not unlocked: nothing is claimed that could not be sent
+        let claimed = on_backend!(self, b => b.claim_due(limit, room, lease_ms, circuit).await)?;
+        Ok(Claimed {
+            claims: self.open_claims(claimed.claims),
+            passed_by: claimed.passed_by,
+        })
+    }
+
+    /// Claims with the secrets and password each batch is sent with opened. A batch whose
+    /// secrets do not open (a damaged row, or a store not unlocked) is left to its lease and
+    /// logged: one webhook cannot stop delivery for the others.
+    pub fn open_claims(&self, claims: Vec<Claim>) -> Vec<Claim> {
+        let secrets = match self.secrets() {
+            Ok(secrets) => secrets,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open webhooks' secrets");
+                return Vec::new();
+            }
+        };
+        claims
             .into_iter()
             .filter_map(|mut claim| {
                 let webhook_id = claim.target.webhook_id;
@@ -384,6 +399,6 @@ impl Store {
                     }
                 }
             })
-            .collect())
+            .collect()
     }
 }

@@ -4,8 +4,9 @@
 
 use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
-use crate::model::{now_ms, EventRecord, NewEvent, PING_EVENT};
+use crate::model::{now_ms, EventRecord, NewEvent, Offer, PING_EVENT};
 use crate::search::Criteria;
+use crate::store::Handoff;
 use deadpool_postgres::GenericClient;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -33,18 +34,36 @@ fn event_record(r: &Row) -> Result<EventRecord, ApiError> {
     })
 }
 
-/// Stores events (each of its account) and queues a delivery, due now, for every webhook each
-/// reaches (API.md: the active webhooks of its account and object, following its event or every
-/// event, `*`, watching its list or all lists), in one statement, whatever their number:
-/// outside a transaction, a call is one round trip. Returns the events' ids in the order given
-/// and how many deliveries were queued.
+/// What a fan-out wrote.
+#[derive(Default)]
+pub(super) struct Published {
+    /// The events' ids, in the order given.
+    pub ids: Vec<i64>,
+    /// Deliveries queued due now, for a claim.
+    pub queued: i64,
+    /// Deliveries leased to this node as they were queued (under an [`Offer`]): (the event's
+    /// place among those given, the delivery's id, its webhook's id), in the order of their ids.
+    pub taken: Vec<(usize, i64, i64)>,
+    /// The events' data as stored, in the order given.
+    pub data: Vec<String>,
+    /// The events' creation time.
+    pub creation_time: i64,
+}
+
+/// Stores events (each of its account) and queues a delivery for every webhook each reaches
+/// (API.md: the active webhooks of its account and object, following its event or every event,
+/// `*`, watching its list or all lists), in one statement, whatever their number: outside a
+/// transaction, a call is one round trip. A delivery is due now, or, under an `offer`, leased
+/// to this node's engine at once when its webhook's circuit is closed and the engine has room
+/// for it (the engine is handed those after the commit: see `queue.rs`, `hand_over`).
 async fn fan_out(
     c: &impl GenericClient,
     events: &[(i64, &NewEvent)],
     now_ms: i64,
-) -> Result<(Vec<i64>, i64), ApiError> {
+    offer: Option<&Offer>,
+) -> Result<Published, ApiError> {
     if events.is_empty() {
-        return Ok((Vec::new(), 0));
+        return Ok(Published::default());
     }
     let accounts: Vec<i64> = events.iter().map(|e| e.0).collect();
     let objects: Vec<&str> = events.iter().map(|e| e.1.object.as_str()).collect();
@@ -67,6 +86,21 @@ async fn fan_out(
     // rows for 1,000 events to 100 webhooks (3.7 of the statement's 5.3 s, BENCHMARKS.md
     // "Issue 10, fifth round"); now the worst such plan reads webhooks × follows once per
     // distinct account, object, event and list among the events, not once per event.
+    // Taken: the oldest of each webhook's deliveries, as many as its room has batches for,
+    // and whole webhooks' shares (as a claim takes them, so each request carries a batch of
+    // one webhook) up to the most offered.
+    let (mut known, mut batches) = (Vec::new(), Vec::new());
+    let (lease_end, otherwise, most) = match offer {
+        Some(offer) => {
+            for (&webhook, &room) in &offer.room.known {
+                known.push(webhook);
+                batches.push(room as i64);
+            }
+            let otherwise = offer.room.otherwise as i64;
+            (offer.lease_end, otherwise, offer.most as i64)
+        }
+        None => (now_ms, 0, 0),
+    };
     let published = rows(
         c,
         "WITH given AS (
@@ -74,15 +108,21 @@ async fn fan_out(
                                 $6::bigint[], $7::text[], $8::text[]) WITH ORDINALITY
              AS e(account_id, object, event, list_id, contact_id, data, idempotency_key, n)),
          hooks AS MATERIALIZED (
-           SELECT k.*, w.id AS webhook_id
+           SELECT k.*, w.id AS webhook_id, w.circuit_state = 'closed' AS closed,
+             w.batch_size * coalesce(r.batches, $13) AS room
            FROM (SELECT DISTINCT account_id, object, event, list_id FROM given) k
            JOIN webhook_events f ON f.account_id = k.account_id AND f.object = k.object
              AND f.event IN (k.event, '*')
            JOIN webhooks w ON w.id = f.webhook_id
+           LEFT JOIN unnest($11::bigint[], $12::bigint[]) r(webhook_id, batches)
+             ON r.webhook_id = w.id
            WHERE (w.list_id = 0 OR w.list_id = k.list_id) AND w.is_active
              AND w.deleted_time IS NULL),
          targets AS (
-           SELECT g.n, g.account_id, h.webhook_id FROM given g
+           SELECT g.n, g.account_id, h.webhook_id,
+             h.closed AND row_number() OVER (PARTITION BY h.webhook_id ORDER BY g.n) <= h.room
+               AND count(*) OVER (ORDER BY h.webhook_id) <= $14 AS taken
+           FROM given g
            JOIN hooks h ON h.account_id = g.account_id AND h.object = g.object
              AND h.event = g.event AND h.list_id = g.list_id),
          counted AS (SELECT n, count(*) AS deliveries FROM targets GROUP BY n),
@@ -97,10 +137,16 @@ async fn fan_out(
          queued AS (
            INSERT INTO deliveries (account_id, webhook_id, event_id, status, due_ms,
              creation_time)
-           SELECT t.account_id, t.webhook_id, e.id, 'pending', $9, $2
+           SELECT t.account_id, t.webhook_id, e.id, 'pending',
+             CASE WHEN t.taken THEN $10::bigint ELSE $9::bigint END, $2
            FROM targets t JOIN numbered e ON e.n = t.n ORDER BY e.id, t.webhook_id
-           RETURNING 1)
-         SELECT id, (SELECT count(*) FROM queued) FROM numbered ORDER BY n",
+           RETURNING id, event_id, webhook_id, due_ms > $9 AS taken),
+         taken AS (
+           SELECT event_id, array_agg(id ORDER BY id) AS ids,
+             array_agg(webhook_id ORDER BY id) AS webhooks
+           FROM queued WHERE taken GROUP BY event_id)
+         SELECT n.id, (SELECT count(*) FROM queued WHERE NOT taken), t.ids, t.webhooks
+         FROM numbered n LEFT JOIN taken t ON t.event_id = n.id ORDER BY n.n",
         &[
             &accounts,
             &(now_ms / 1000),
@@ -111,18 +157,36 @@ async fn fan_out(
             &data,
             &keys,
             &now_ms,
+            &lease_end,
+            &known,
+            &batches,
+            &otherwise,
+            &most,
         ],
     )
     .await?;
-    let queued = match published.first() {
-        Some(r) => r.try_get(1)?,
-        None => 0,
+    let mut out = Published {
+        ids: Vec::with_capacity(published.len()),
+        queued: match published.first() {
+            Some(r) => r.try_get(1)?,
+            None => 0,
+        },
+        taken: Vec::new(),
+        data,
+        creation_time: now_ms / 1000,
     };
-    let ids = published
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<Vec<i64>, _>>()?;
-    Ok((ids, queued))
+    for (place, r) in published.iter().enumerate() {
+        out.ids.push(r.try_get(0)?);
+        let deliveries: Option<Vec<i64>> = r.try_get(2)?;
+        let webhooks: Option<Vec<i64>> = r.try_get(3)?;
+        let taken = deliveries
+            .into_iter()
+            .flatten()
+            .zip(webhooks.into_iter().flatten());
+        out.taken
+            .extend(taken.map(|(id, webhook)| (place, id, webhook)));
+    }
+    Ok(out)
 }
 
 /// Events of one account, as [`fan_out`] takes them.
@@ -138,8 +202,8 @@ pub(super) async fn publish(
     account_id: i64,
     events: &[NewEvent],
 ) -> Result<bool, ApiError> {
-    let (_, queued) = fan_out(c, &of_account(account_id, events), now_ms()).await?;
-    Ok(queued > 0)
+    let published = fan_out(c, &of_account(account_id, events), now_ms(), None).await?;
+    Ok(published.queued > 0)
 }
 
 /// The events that idempotency keys already made (key → the first event's id). Each key is
@@ -210,7 +274,7 @@ async fn add_once_each(
         placed.push(Placed::New(new.len()));
         new.push((account_id, e));
     }
-    let (ids, queued) = fan_out(c, &new, now_ms).await?;
+    let Published { ids, queued, .. } = fan_out(c, &new, now_ms, None).await?;
     let ids = placed
         .into_iter()
         .map(|p| match p {
@@ -246,16 +310,22 @@ impl Postgres {
     }
 
     /// Publishes events without idempotency keys (each of its account) in one statement, its
-    /// own transaction; returns their ids in the order given.
+    /// own transaction; returns their ids in the order given. What this node's engine offers
+    /// to take is leased to it in that statement, and handed to it after the commit.
     pub(super) async fn publish_new(
         &self,
         events: &[(i64, &NewEvent)],
     ) -> Result<Vec<i64>, ApiError> {
-        let (ids, queued) = fan_out(&self.client().await?, events, now_ms()).await?;
-        if queued > 0 {
+        let handoff = self.waker.offer();
+        let offer = handoff.as_ref().map(Handoff::offer);
+        let published = fan_out(&self.client().await?, events, now_ms(), offer).await?;
+        if let Some(handoff) = handoff {
+            self.hand_over(handoff, events, &published);
+        }
+        if published.queued > 0 {
             self.work_queued();
         }
-        Ok(ids)
+        Ok(published.ids)
     }
 
     /// `testWebhook`: a `ping` event for one webhook, delivered now; returns the delivery id.

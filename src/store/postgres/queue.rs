@@ -3,15 +3,17 @@
 //! hand back what was not sent, say when the next retry falls due. The same rules as SQLite's
 //! `queue.rs`, in PostgreSQL's SQL; recording what an attempt came to is `record.rs`.
 
+use super::events::Published;
 use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{
-    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Room, Target, WireItem,
-    PING_EVENT,
+    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, Claimed, ClaimedDelivery, NewEvent, Room,
+    Target, WireItem, PING_EVENT,
 };
-use crate::store::rules;
+use crate::store::{rules, Handoff};
 use deadpool_postgres::{GenericClient, Object};
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use tokio_postgres::Row;
 
 struct WebhookState {
@@ -118,34 +120,49 @@ async fn claim(
     room: &Room,
     lease_ms: i64,
     circuit: CircuitPolicy,
-) -> Result<Vec<Claim>, ApiError> {
+) -> Result<Claimed, ApiError> {
     let now = now_ms();
-    let mut claims = Vec::new();
-    let mut claimed = 0;
-    for (webhook_id, state) in due_webhooks(&*client, now, &room.full()).await? {
-        if claimed >= limit {
+    let (due, passed_by) = due_webhooks(&*client, now, &room.full()).await?;
+    let mut claimed = Claimed {
+        claims: Vec::new(),
+        passed_by,
+    };
+    let mut count = 0;
+    for (webhook_id, state) in due {
+        if count >= limit {
             break;
         }
-        let room = (room.batches(webhook_id), limit - claimed);
+        let room = (room.batches(webhook_id), limit - count);
         let (state, deliveries) = match share(client, state, room, lease_ms, circuit, now).await {
             Ok(Some(share)) => share,
             Ok(None) => continue,
-            Err(e) if !claims.is_empty() => {
+            Err(e) if !claimed.claims.is_empty() => {
                 tracing::warn!(error = %e, webhook_id, "claiming a webhook's share failed");
                 break;
             }
             Err(e) => return Err(e),
         };
-        claimed += deliveries.len();
-        let mut deliveries = deliveries.into_iter().peekable();
-        while deliveries.peek().is_some() {
-            claims.push(Claim {
-                target: state.target.clone(),
-                deliveries: deliveries.by_ref().take(state.batch_size).collect(),
-            });
-        }
+        count += deliveries.len();
+        // Its room used up, more of its work may be due: it waits for a batch to finish.
+        claimed.passed_by |= deliveries.len() >= room.0 * state.batch_size;
+        claimed.claims.extend(batches(&state, deliveries));
     }
-    Ok(claims)
+    Ok(claimed)
+}
+
+/// A webhook's deliveries in batches of its `batch_size`.
+fn batches(
+    state: &WebhookState,
+    deliveries: Vec<ClaimedDelivery>,
+) -> impl Iterator<Item = Claim> + '_ {
+    let mut deliveries = deliveries.into_iter().peekable();
+    std::iter::from_fn(move || {
+        deliveries.peek()?;
+        Some(Claim {
+            target: state.target.clone(),
+            deliveries: deliveries.by_ref().take(state.batch_size).collect(),
+        })
+    })
 }
 
 /// One webhook's share of a claim (see [`rules::share`]); None when it gets nothing.
@@ -271,12 +288,15 @@ macro_rules! pending_webhooks {
 
 /// The webhooks with work due by `now`, with their state, in the order of their oldest due
 /// delivery, but those that are `full` (no room: passed by before the limit is counted, or
-/// webhooks busy with old backlogs would keep the rest out).
+/// webhooks busy with old backlogs would keep the rest out); and whether any of those had work
+/// due.
 async fn due_webhooks(
     c: &impl GenericClient,
     now: i64,
     full: &[i64],
-) -> Result<Vec<(i64, WebhookState)>, ApiError> {
+) -> Result<(Vec<(i64, WebhookState)>, bool), ApiError> {
+    // `passed` is one row, and the due webhooks are joined to it: a claim with nothing due
+    // still learns whether it passed work by.
     let sql = concat!(
         "WITH RECURSIVE ",
         pending_webhooks!(),
@@ -284,20 +304,28 @@ async fn due_webhooks(
          due AS (
            SELECT webhook_id, due_ms FROM hooks
            WHERE due_ms <= $1 AND webhook_id <> ALL ($3::bigint[])
-           ORDER BY due_ms, webhook_id LIMIT $2)
+           ORDER BY due_ms, webhook_id LIMIT $2),
+         passed AS (
+           SELECT EXISTS (SELECT 1 FROM hooks WHERE due_ms <= $1
+             AND webhook_id = ANY ($3::bigint[])) AS passed_by)
          SELECT ",
         state_columns!(),
-        ", due.webhook_id FROM due JOIN webhooks w ON w.id = due.webhook_id
+        ", due.webhook_id, passed.passed_by
+         FROM passed LEFT JOIN (due JOIN webhooks w ON w.id = due.webhook_id) ON true
          ORDER BY due.due_ms, due.webhook_id"
     );
-    rows(c, sql, &[&now, &WEBHOOKS_PER_CLAIM, &full])
-        .await?
-        .iter()
-        .map(|r| {
-            let id = r.try_get(14)?;
-            Ok((id, webhook_state(r, id, now)?))
-        })
-        .collect()
+    let found = rows(c, sql, &[&now, &WEBHOOKS_PER_CLAIM, &full]).await?;
+    let passed_by = match found.first() {
+        Some(r) => r.try_get(15)?,
+        None => false,
+    };
+    let mut due = Vec::with_capacity(found.len());
+    for r in &found {
+        if let Some(id) = r.try_get(14)? {
+            due.push((id, webhook_state(r, id, now)?));
+        }
+    }
+    Ok((due, passed_by))
 }
 
 /// Leases up to `count` of a webhook's due deliveries, oldest first, that no other node holds;
@@ -330,7 +358,108 @@ async fn claim_rows(
     .collect()
 }
 
+/// The webhooks `ids` with their state, by id.
+async fn webhook_states(
+    c: &impl GenericClient,
+    ids: &[i64],
+    now: i64,
+) -> Result<HashMap<i64, WebhookState>, ApiError> {
+    let sql = concat!(
+        "SELECT ",
+        state_columns!(),
+        ", w.id FROM webhooks w WHERE w.id = ANY($1)"
+    );
+    rows(c, sql, &[&ids])
+        .await?
+        .iter()
+        .map(|r| {
+            let id = r.try_get(14)?;
+            Ok((id, webhook_state(r, id, now)?))
+        })
+        .collect()
+}
+
+/// The wire item of a delivery leased as it was queued, from what its fan-out wrote.
+fn queued_item(
+    event: &NewEvent,
+    published: &Published,
+    (place, delivery_id, webhook_id): (usize, i64, i64),
+) -> Result<ClaimedDelivery, ApiError> {
+    let data = RawValue::from_string(published.data[place].clone())?;
+    let item = WireItem {
+        id: published.ids[place],
+        delivery_id,
+        webhook_id,
+        object: &event.object,
+        event: &event.event,
+        list_id: event.list_id,
+        contact_id: event.contact_id,
+        timestamp: published.creation_time,
+        data: &data,
+    };
+    Ok(ClaimedDelivery {
+        id: delivery_id,
+        attempts_in_schedule: 0,
+        item: serde_json::value::to_raw_value(&item)?,
+    })
+}
+
 impl Postgres {
+    /// Hands the deliveries that `published` leased to this node to its engine, in batches per
+    /// webhook as a claim makes them, with the webhooks read after the commit (as a claim reads
+    /// them). Those of a webhook that is no longer a closed circuit's, active and live (changed
+    /// since the fan-out read it) go back to the queue, for a claim to decide. The reading is
+    /// left to a task of its own: the calls are answered meanwhile. Should it fail, the leases
+    /// expire and the work is claimed then.
+    pub(super) fn hand_over(
+        &self,
+        handoff: Handoff,
+        events: &[(i64, &NewEvent)],
+        published: &Published,
+    ) {
+        let mut by_webhook: HashMap<i64, Vec<ClaimedDelivery>> = HashMap::new();
+        for &taken in &published.taken {
+            match queued_item(events[taken.0].1, published, taken) {
+                Ok(item) => by_webhook.entry(taken.2).or_default().push(item),
+                // Cannot happen (the item is made of what was just stored); if it did, the
+                // delivery's lease would expire and a claim would make it from the row.
+                Err(e) => tracing::warn!(error = %e, delivery_id = taken.1, "not handed over"),
+            }
+        }
+        if by_webhook.is_empty() {
+            return;
+        }
+        let pg = self.clone();
+        tokio::spawn(async move {
+            let webhooks: Vec<i64> = by_webhook.keys().copied().collect();
+            let read =
+                async { webhook_states(&pg.engine_client().await?, &webhooks, now_ms()).await };
+            let mut states = match read.await {
+                Ok(states) => states,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading webhooks to hand over deliveries failed; their leases will expire");
+                    return;
+                }
+            };
+            let (mut claims, mut back) = (Vec::new(), Vec::new());
+            for (webhook_id, items) in by_webhook {
+                let sendable = states
+                    .remove(&webhook_id)
+                    .filter(|state| !state.deleted && state.is_active && !state.open);
+                match sendable {
+                    Some(state) => claims.extend(batches(&state, items)),
+                    None => back.extend(items.iter().map(|d| d.id)),
+                }
+            }
+            handoff.hand(claims);
+            if !back.is_empty() {
+                if let Err(e) = pg.release(back).await {
+                    tracing::warn!(error = %e, "could not queue deliveries not handed over; their leases will expire");
+                }
+            }
+        });
+    }
+
     /// The engine's claim (see [`claim`]).
     pub async fn claim_due(
         &self,
@@ -338,7 +467,7 @@ impl Postgres {
         room: Room,
         lease_ms: i64,
         circuit: CircuitPolicy,
-    ) -> Result<Vec<Claim>, ApiError> {
+    ) -> Result<Claimed, ApiError> {
         let mut client = self.claim_client().await?;
         claim(&mut client, limit, &room, lease_ms, circuit).await
     }

@@ -14,7 +14,8 @@ use std::collections::{HashMap, HashSet};
 use tokio_postgres::Row;
 
 /// Records an attempt, and publishes what it tells the account (operational events) in the
-/// same transaction; returns whether that queued deliveries.
+/// same transaction; returns whether that queued deliveries (closing a circuit makes the
+/// deliveries that waited for it due now).
 async fn record(
     c: &impl GenericClient,
     o: &Outcome,
@@ -66,12 +67,12 @@ async fn record(
     };
     let told = operational::told(o, &was, &failed, after.as_ref(), closed);
     if told.is_empty() {
-        return Ok(false);
+        return Ok(closed);
     }
     // An event is told to receivers, which keep its id: its commit must reach the disk first
     // (lost in a crash of the database server, its id could be given again to another).
     exec(c, "SET LOCAL synchronous_commit = on", &[]).await?;
-    super::events::publish(c, was.account_id, &told).await
+    Ok(super::events::publish(c, was.account_id, &told).await? || closed)
 }
 
 /// The statement that reads a webhook as an outcome finds it, ending with `$condition`.

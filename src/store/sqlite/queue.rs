@@ -4,7 +4,8 @@
 use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{
-    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, ClaimedDelivery, Room, Target, WireItem,
+    now_ms, now_secs, BasicAuth, CircuitPolicy, Claim, Claimed, ClaimedDelivery, Room, Target,
+    WireItem,
 };
 use crate::store::rules;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -118,20 +119,24 @@ fn claim(
     room: &Room,
     lease_ms: i64,
     circuit: CircuitPolicy,
-) -> Result<Vec<Claim>, ApiError> {
+) -> Result<Claimed, ApiError> {
     let now = now_ms();
-    let mut claims = Vec::new();
-    let mut claimed = 0;
+    let mut claimed = Claimed::default();
+    let mut count = 0;
     let mut visited = HashSet::new();
     let mut from = (i64::MIN, i64::MIN);
-    while claimed < limit {
+    while count < limit {
         let Some((due_ms, webhook_id)) = next_due_webhook(conn, now, from)? else {
             break;
         };
         from = (due_ms, webhook_id + 1);
         let fits = room.batches(webhook_id);
-        if !visited.insert(webhook_id) || fits == 0 {
-            continue; // busy, or more of its work, due later: it had its share
+        if !visited.insert(webhook_id) {
+            continue; // more of its work, due later: it had its share
+        }
+        if fits == 0 {
+            claimed.passed_by = true;
+            continue;
         }
         let state = webhook_state(conn, webhook_id, now)?;
         if state.deleted {
@@ -141,7 +146,7 @@ fn claim(
         let share = rules::share(
             state.batch_size,
             fits,
-            limit - claimed,
+            limit - count,
             (state.open, state.next_probe_ms),
             now,
         );
@@ -150,10 +155,12 @@ fn claim(
         if let Some(probe_due) = probe_due {
             wait_for_probe(conn, &state, now, probe_due, circuit)?;
         }
-        claimed += rows.len();
-        claims.extend(batches(conn, &state, rows)?);
+        count += rows.len();
+        // Its room used up, more of its work may be due: it waits for a batch to finish.
+        claimed.passed_by |= rows.len() >= fits * state.batch_size;
+        claimed.claims.extend(batches(conn, &state, rows)?);
     }
-    Ok(claims)
+    Ok(claimed)
 }
 
 /// The rest of an open circuit's due work waits for its next probe (after the one going out
@@ -265,7 +272,7 @@ impl Sqlite {
         room: Room,
         lease_ms: i64,
         circuit: CircuitPolicy,
-    ) -> Result<Vec<Claim>, ApiError> {
+    ) -> Result<Claimed, ApiError> {
         self.write(move |conn| claim(conn, limit, &room, lease_ms, circuit))
             .await
     }

@@ -10,7 +10,8 @@ use crate::store::rules::{self, AfterFailure, Failure, Settled, WebhookNow};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Records an attempt, and publishes what it tells the account (operational events) in the
-/// same transaction; returns whether that queued deliveries.
+/// same transaction; returns whether that queued deliveries (closing a circuit makes the
+/// deliveries that waited for it due now).
 fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<bool, ApiError> {
     conn.prepare_cached(
         "INSERT INTO attempts (webhook_id, time, duration_ms, status_code, error, response_body)
@@ -66,7 +67,7 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<bool
         Some(error) => (Some(record_failure(conn, o, error, &was, circuit)?), false),
     };
     let told = operational::told(o, &was, &failed, after.as_ref(), closed);
-    super::events::publish(conn, was.account_id, &told)
+    Ok(super::events::publish(conn, was.account_id, &told)? || closed)
 }
 
 fn webhook_now(conn: &Connection, webhook_id: i64) -> Result<WebhookNow, ApiError> {
