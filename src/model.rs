@@ -461,6 +461,9 @@ pub struct Claimed {
     /// Work may be due that was left for want of room (a webhook had none, or this claim used
     /// it up): one of its batches finishing makes room.
     pub passed_by: bool,
+    /// The claim stopped before it had looked at every webhook with work due (it visits at
+    /// most so many at once): claim again.
+    pub truncated: bool,
 }
 
 /// What becomes of one delivery after an attempt.

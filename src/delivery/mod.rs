@@ -59,7 +59,7 @@ struct Shared {
     /// The last claim left due work for want of room (the engine's, or a webhook's): a batch
     /// that finishes then wakes the engine.
     room_wanted: AtomicBool,
-    /// Batches finished (and room promised given back): what [`wait_for_room`] looks at.
+    /// Batches finished (and room promised given back): what [`note_room_wanted`] looks at.
     room_made: AtomicUsize,
     stopping: AtomicBool,
     idle: Notify,
@@ -145,23 +145,29 @@ pub fn start(store: Store, config: Arc<Config>) -> Result<EngineHandle, reqwest:
 struct Hand(Weak<Shared>);
 
 impl Taker for Hand {
-    /// Room for as much as one claim takes, left after what is held and promised already.
+    /// Room for at most one claim's worth, and half the room left after what is held and
+    /// promised already: claims (retries, pings, other nodes' work) always find some.
     fn offer(&self) -> Option<Offer> {
         let shared = self.0.upgrade()?;
-        if shared.stopping.load(Ordering::SeqCst) {
-            return None;
-        }
-        let held = lock(&shared.in_hand).len() + shared.promised.load(Ordering::SeqCst);
-        let most = CLAIM_LIMIT.min(max_held(&shared).saturating_sub(held));
-        if most == 0 {
-            return None;
-        }
+        let most = CLAIM_LIMIT.min(max_held(&shared).saturating_sub(held(&shared)) / 2);
+        // Promised before `stopping` is read: a shutdown that began meanwhile either is seen
+        // here, or waits for the promise (see `EngineHandle::shutdown`).
         shared.promised.fetch_add(most, Ordering::SeqCst);
+        if most == 0 || shared.stopping.load(Ordering::SeqCst) {
+            give_back(&shared, most);
+            return None;
+        }
         Some(Offer {
             lease_end: now_ms() + shared.config.lease.as_millis() as i64,
             room: room(&shared),
             most,
         })
+    }
+
+    fn give_back(&self, unused: usize) {
+        if let Some(shared) = self.0.upgrade() {
+            give_back(&shared, unused);
+        }
     }
 
     fn take(&self, offer: Offer, claims: Vec<Claim>) {
@@ -170,17 +176,27 @@ impl Taker for Hand {
         };
         let claims = shared.store.open_claims(claims);
         dispatch(&shared, claims, offer.lease_end);
-        shared.promised.fetch_sub(offer.most, Ordering::SeqCst);
-        if lock(&shared.in_hand).is_empty() {
-            shared.idle.notify_waiters(); // a shutdown waits for promises too
-        }
-        note_room_made(&shared);
+        give_back(&shared, offer.most);
     }
+}
+
+/// Room promised and not used (or now in hand) is free again.
+fn give_back(shared: &Shared, promised: usize) {
+    shared.promised.fetch_sub(promised, Ordering::SeqCst);
+    if lock(&shared.in_hand).is_empty() {
+        shared.idle.notify_waiters(); // a shutdown waits for promises too
+    }
+    note_room_made(shared);
 }
 
 /// Most deliveries held in memory at once.
 fn max_held(shared: &Shared) -> usize {
     shared.config.delivery_concurrency.max(1) * 100
+}
+
+/// Deliveries in hand, and room promised (to the intake, or to a claim under way).
+fn held(shared: &Shared) -> usize {
+    lock(&shared.in_hand).len() + shared.promised.load(Ordering::SeqCst)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -236,9 +252,9 @@ async fn run(shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        // At capacity, only a finished batch (which wakes us) can make room. Drained, what is
-        // due now is held or waits for a busy webhook's batch to finish (which wakes us too):
-        // sleep until the next retry falls due.
+        // At capacity, only a finished batch (which then wakes us) can make room. Drained, what
+        // is due now is held, or waits for room (a finished batch wakes us, see
+        // `note_room_wanted`): sleep until the next retry falls due.
         let sleep = match fill(&shared).await {
             Fill::AtCapacity => MAX_IDLE,
             Fill::Drained => match shared.store.next_due_ms(now_ms()).await {
@@ -270,9 +286,9 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
     let min_claim = CLAIM_LIMIT.min(max_held / 2).max(1);
     loop {
         let made = shared.room_made.load(Ordering::SeqCst);
-        let held = lock(&shared.in_hand).len() + shared.promised.load(Ordering::SeqCst);
+        let held = held(shared);
         if held + min_claim > max_held {
-            wait_for_room(shared, made, true);
+            note_room_wanted(shared, made, true);
             return Fill::AtCapacity;
         }
         if shared.stopping.load(Ordering::SeqCst) {
@@ -282,21 +298,29 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
         let lease_ms = shared.config.lease.as_millis() as i64;
         // Taken before the claim, so it ends no later than the lease the store gives.
         let lease_end = now_ms() + lease_ms;
-        let claimed = match shared
+        // Promised while the claim is under way, so that offers to the intake meanwhile
+        // leave room for what it brings.
+        shared.promised.fetch_add(limit, Ordering::SeqCst);
+        let claimed = shared
             .store
             .claim_due(limit, room(shared), lease_ms, shared.circuit)
-            .await
-        {
+            .await;
+        let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(e) => {
+                shared.promised.fetch_sub(limit, Ordering::SeqCst);
                 tracing::error!(error = %e, "claiming deliveries failed");
                 return Fill::Drained;
             }
         };
-        wait_for_room(shared, made, claimed.passed_by);
+        note_room_wanted(shared, made, claimed.passed_by || claimed.truncated);
         let count: usize = claimed.claims.iter().map(|c| c.deliveries.len()).sum();
         dispatch(shared, claimed.claims, lease_end);
-        if count < limit {
+        // Not given back as room made: what the claim took is in hand now.
+        shared.promised.fetch_sub(limit, Ordering::SeqCst);
+        // Stopped at the most webhooks one claim visits, having taken some: claim on.
+        let more = claimed.truncated && count > 0;
+        if count < limit && !more {
             return Fill::Drained;
         }
     }
@@ -305,7 +329,7 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
 /// Notes whether due work was left for want of room (`wanted`), so that the next batch to
 /// finish wakes the engine: at once if one finished since `made` was read, before the note
 /// could be seen.
-fn wait_for_room(shared: &Shared, made: usize, wanted: bool) {
+fn note_room_wanted(shared: &Shared, made: usize, wanted: bool) {
     shared.room_wanted.store(wanted, Ordering::SeqCst);
     if wanted && shared.room_made.load(Ordering::SeqCst) != made {
         shared.waker.wake();

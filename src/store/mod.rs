@@ -119,10 +119,13 @@ impl Waker {
 /// write per delivery) is needed for them. A crash between the commit and the send leaves
 /// leases that expire, as a claim's would.
 pub trait Taker: Send + Sync {
-    /// What the engine would take now; the room offered is held for it until
-    /// [`Taker::take`]. None when it takes nothing (stopping, or holding all it may).
+    /// What the engine would take now; the room offered is held for it until given back or
+    /// taken up. None when it takes nothing (stopping, or holding all it may).
     fn offer(&self) -> Option<Offer>;
-    /// The deliveries leased under `offer` (none if the write failed), secrets still sealed.
+    /// Room offered that the write did not use.
+    fn give_back(&self, unused: usize);
+    /// The deliveries leased under `offer` (none if the write failed), secrets still sealed;
+    /// the room it still holds is free again.
     fn take(&self, offer: Offer, claims: Vec<Claim>);
 }
 
@@ -136,6 +139,16 @@ pub struct Handoff {
 impl Handoff {
     pub fn offer(&self) -> &Offer {
         self.offer.as_ref().expect("an offer until handed")
+    }
+
+    /// The write leased `taken` deliveries: the rest of the room offered is given back now,
+    /// not after the hand-over's round trip.
+    pub fn keep(&mut self, taken: usize) {
+        if let Some(offer) = &mut self.offer {
+            let unused = offer.most.saturating_sub(taken);
+            offer.most -= unused;
+            self.taker.give_back(unused);
+        }
     }
 
     pub fn hand(mut self, claims: Vec<Claim>) {

@@ -369,7 +369,7 @@ impl Store {
         let claimed = on_backend!(self, b => b.claim_due(limit, room, lease_ms, circuit).await)?;
         Ok(Claimed {
             claims: self.open_claims(claimed.claims),
-            passed_by: claimed.passed_by,
+            ..claimed
         })
     }
 

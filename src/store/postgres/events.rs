@@ -41,13 +41,22 @@ pub(super) struct Published {
     pub ids: Vec<i64>,
     /// Deliveries queued due now, for a claim.
     pub queued: i64,
-    /// Deliveries leased to this node as they were queued (under an [`Offer`]): (the event's
-    /// place among those given, the delivery's id, its webhook's id), in the order of their ids.
-    pub taken: Vec<(usize, i64, i64)>,
+    /// Deliveries leased to this node as they were queued (under an [`Offer`]), in the order
+    /// of their ids.
+    pub taken: Vec<Taken>,
     /// The events' data as stored, in the order given.
     pub data: Vec<String>,
     /// The events' creation time.
     pub creation_time: i64,
+}
+
+/// A delivery leased to this node as it was queued.
+#[derive(Clone, Copy)]
+pub(super) struct Taken {
+    /// Its event's place among those given.
+    pub event: usize,
+    pub delivery_id: i64,
+    pub webhook_id: i64,
 }
 
 /// Stores events (each of its account) and queues a delivery for every webhook each reaches
@@ -86,9 +95,9 @@ async fn fan_out(
     // rows for 1,000 events to 100 webhooks (3.7 of the statement's 5.3 s, BENCHMARKS.md
     // "Issue 10, fifth round"); now the worst such plan reads webhooks × follows once per
     // distinct account, object, event and list among the events, not once per event.
-    // Taken: the oldest of each webhook's deliveries, as many as its room has batches for,
-    // and whole webhooks' shares (as a claim takes them, so each request carries a batch of
-    // one webhook) up to the most offered.
+    // Taken (`shares`): of each closed circuit's deliveries, the oldest, as many as its room
+    // has batches for; webhook by webhook, whole shares (as a claim takes them, so that each
+    // request carries a batch of one webhook) while they fit in the most offered.
     let (mut known, mut batches) = (Vec::new(), Vec::new());
     let (lease_end, otherwise, most) = match offer {
         Some(offer) => {
@@ -119,12 +128,17 @@ async fn fan_out(
            WHERE (w.list_id = 0 OR w.list_id = k.list_id) AND w.is_active
              AND w.deleted_time IS NULL),
          targets AS (
-           SELECT g.n, g.account_id, h.webhook_id,
-             h.closed AND row_number() OVER (PARTITION BY h.webhook_id ORDER BY g.n) <= h.room
-               AND count(*) OVER (ORDER BY h.webhook_id) <= $14 AS taken
+           SELECT g.n, g.account_id, h.webhook_id, h.closed, h.room,
+             row_number() OVER (PARTITION BY h.webhook_id ORDER BY g.n) AS place
            FROM given g
            JOIN hooks h ON h.account_id = g.account_id AND h.object = g.object
              AND h.event = g.event AND h.list_id = g.list_id),
+         shares AS (
+           SELECT webhook_id, share, sum(share) OVER (ORDER BY webhook_id)::bigint AS through
+           FROM (SELECT webhook_id,
+                   CASE WHEN bool_and(closed) THEN least(count(*), min(room)) ELSE 0 END
+                     AS share
+                 FROM targets GROUP BY webhook_id) s),
          counted AS (SELECT n, count(*) AS deliveries FROM targets GROUP BY n),
          inserted AS (
            INSERT INTO events (account_id, object, event, list_id, contact_id, data,
@@ -138,8 +152,10 @@ async fn fan_out(
            INSERT INTO deliveries (account_id, webhook_id, event_id, status, due_ms,
              creation_time)
            SELECT t.account_id, t.webhook_id, e.id, 'pending',
-             CASE WHEN t.taken THEN $10::bigint ELSE $9::bigint END, $2
-           FROM targets t JOIN numbered e ON e.n = t.n ORDER BY e.id, t.webhook_id
+             CASE WHEN t.place <= s.share AND s.through <= $14::bigint THEN $10::bigint
+               ELSE $9::bigint END, $2
+           FROM targets t JOIN numbered e ON e.n = t.n
+           JOIN shares s ON s.webhook_id = t.webhook_id ORDER BY e.id, t.webhook_id
            RETURNING id, event_id, webhook_id, due_ms > $9 AS taken),
          taken AS (
            SELECT event_id, array_agg(id ORDER BY id) AS ids,
@@ -175,7 +191,7 @@ async fn fan_out(
         data,
         creation_time: now_ms / 1000,
     };
-    for (place, r) in published.iter().enumerate() {
+    for (event, r) in published.iter().enumerate() {
         out.ids.push(r.try_get(0)?);
         let deliveries: Option<Vec<i64>> = r.try_get(2)?;
         let webhooks: Option<Vec<i64>> = r.try_get(3)?;
@@ -184,7 +200,11 @@ async fn fan_out(
             .flatten()
             .zip(webhooks.into_iter().flatten());
         out.taken
-            .extend(taken.map(|(id, webhook)| (place, id, webhook)));
+            .extend(taken.map(|(delivery_id, webhook_id)| Taken {
+                event,
+                delivery_id,
+                webhook_id,
+            }));
     }
     Ok(out)
 }
@@ -319,11 +339,17 @@ impl Postgres {
         let handoff = self.waker.offer();
         let offer = handoff.as_ref().map(Handoff::offer);
         let published = fan_out(&self.client().await?, events, now_ms(), offer).await?;
-        if let Some(handoff) = handoff {
-            self.hand_over(handoff, events, &published);
-        }
-        if published.queued > 0 {
-            self.work_queued();
+        match handoff {
+            Some(mut handoff) if !published.taken.is_empty() => {
+                handoff.keep(published.taken.len());
+                self.hand_over(handoff, events, &published); // and wakes the engine after
+            }
+            unused => {
+                drop(unused); // its room is free again before the engine is woken
+                if published.queued > 0 {
+                    self.work_queued();
+                }
+            }
         }
         Ok(published.ids)
     }

@@ -3,7 +3,7 @@
 //! hand back what was not sent, say when the next retry falls due. The same rules as SQLite's
 //! `queue.rs`, in PostgreSQL's SQL; recording what an attempt came to is `record.rs`.
 
-use super::events::Published;
+use super::events::{Published, Taken};
 use super::{exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{
@@ -126,6 +126,8 @@ async fn claim(
     let mut claimed = Claimed {
         claims: Vec::new(),
         passed_by,
+        // Stopped at the most webhooks it visits: others may have work due.
+        truncated: due.len() as i64 >= WEBHOOKS_PER_CLAIM,
     };
     let mut count = 0;
     for (webhook_id, state) in due {
@@ -138,6 +140,7 @@ async fn claim(
             Ok(None) => continue,
             Err(e) if !claimed.claims.is_empty() => {
                 tracing::warn!(error = %e, webhook_id, "claiming a webhook's share failed");
+                claimed.truncated = true;
                 break;
             }
             Err(e) => return Err(e),
@@ -379,68 +382,86 @@ async fn webhook_states(
         .collect()
 }
 
-/// The wire item of a delivery leased as it was queued, from what its fan-out wrote.
+/// The wire item of a delivery leased as it was queued, `data` being its event's as stored.
 fn queued_item(
     event: &NewEvent,
+    data: &RawValue,
     published: &Published,
-    (place, delivery_id, webhook_id): (usize, i64, i64),
+    taken: Taken,
 ) -> Result<ClaimedDelivery, ApiError> {
-    let data = RawValue::from_string(published.data[place].clone())?;
     let item = WireItem {
-        id: published.ids[place],
-        delivery_id,
-        webhook_id,
+        id: published.ids[taken.event],
+        delivery_id: taken.delivery_id,
+        webhook_id: taken.webhook_id,
         object: &event.object,
         event: &event.event,
         list_id: event.list_id,
         contact_id: event.contact_id,
         timestamp: published.creation_time,
-        data: &data,
+        data,
     };
     Ok(ClaimedDelivery {
-        id: delivery_id,
+        id: taken.delivery_id,
         attempts_in_schedule: 0,
         item: serde_json::value::to_raw_value(&item)?,
     })
+}
+
+/// The deliveries `published` leased to this node, with their wire items, by webhook.
+fn taken_items(
+    events: &[(i64, &NewEvent)],
+    published: &Published,
+) -> HashMap<i64, Vec<ClaimedDelivery>> {
+    let mut by_webhook: HashMap<i64, Vec<ClaimedDelivery>> = HashMap::new();
+    // An event's deliveries are consecutive (ids are drawn in the order of events): its data
+    // is parsed once, however many webhooks it reaches.
+    let mut data: Option<(usize, Box<RawValue>)> = None;
+    for &taken in &published.taken {
+        if data.as_ref().map(|d| d.0) != Some(taken.event) {
+            let stored = published.data[taken.event].clone();
+            data = RawValue::from_string(stored)
+                .ok()
+                .map(|raw| (taken.event, raw));
+        }
+        let item = match &data {
+            Some((_, raw)) => queued_item(events[taken.event].1, raw, published, taken),
+            None => Err(ApiError::Internal("stored data is not JSON".into())),
+        };
+        match item {
+            Ok(item) => by_webhook.entry(taken.webhook_id).or_default().push(item),
+            // Cannot happen (the item is made of what was just stored); if it did, the
+            // delivery's lease would expire and a claim would make it from the row.
+            Err(e) => tracing::warn!(error = %e, taken.delivery_id, "not handed over"),
+        }
+    }
+    by_webhook
 }
 
 impl Postgres {
     /// Hands the deliveries that `published` leased to this node to its engine, in batches per
     /// webhook as a claim makes them, with the webhooks read after the commit (as a claim reads
     /// them). Those of a webhook that is no longer a closed circuit's, active and live (changed
-    /// since the fan-out read it) go back to the queue, for a claim to decide. The reading is
-    /// left to a task of its own: the calls are answered meanwhile. Should it fail, the leases
-    /// expire and the work is claimed then.
+    /// since the fan-out read it), or all if the reading fails, go back to the queue due now,
+    /// for a claim to decide. The reading is left to a task of its own: the calls are answered
+    /// meanwhile. The engine is woken for what the fan-out `queued` only once it holds what
+    /// it took, so that a claim does not count the room of a webhook it took for as free.
     pub(super) fn hand_over(
         &self,
         handoff: Handoff,
         events: &[(i64, &NewEvent)],
         published: &Published,
     ) {
-        let mut by_webhook: HashMap<i64, Vec<ClaimedDelivery>> = HashMap::new();
-        for &taken in &published.taken {
-            match queued_item(events[taken.0].1, published, taken) {
-                Ok(item) => by_webhook.entry(taken.2).or_default().push(item),
-                // Cannot happen (the item is made of what was just stored); if it did, the
-                // delivery's lease would expire and a claim would make it from the row.
-                Err(e) => tracing::warn!(error = %e, delivery_id = taken.1, "not handed over"),
-            }
-        }
-        if by_webhook.is_empty() {
-            return;
-        }
+        let by_webhook = taken_items(events, published);
+        let queued = published.queued > 0;
         let pg = self.clone();
         tokio::spawn(async move {
             let webhooks: Vec<i64> = by_webhook.keys().copied().collect();
             let read =
                 async { webhook_states(&pg.engine_client().await?, &webhooks, now_ms()).await };
-            let mut states = match read.await {
-                Ok(states) => states,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading webhooks to hand over deliveries failed; their leases will expire");
-                    return;
-                }
-            };
+            let mut states = read.await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading webhooks to hand over deliveries failed");
+                HashMap::new()
+            });
             let (mut claims, mut back) = (Vec::new(), Vec::new());
             for (webhook_id, items) in by_webhook {
                 let sendable = states
@@ -451,11 +472,15 @@ impl Postgres {
                     None => back.extend(items.iter().map(|d| d.id)),
                 }
             }
-            handoff.hand(claims);
+            // Before the room is given back, so that a shutdown waits for it.
             if !back.is_empty() {
                 if let Err(e) = pg.release(back).await {
                     tracing::warn!(error = %e, "could not queue deliveries not handed over; their leases will expire");
                 }
+            }
+            handoff.hand(claims);
+            if queued {
+                pg.work_queued();
             }
         });
     }
