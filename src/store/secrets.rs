@@ -218,10 +218,10 @@ pub(crate) fn verify_key(key: &SecretKey, check: &str, origin: &str) -> Result<(
 }
 
 impl Store {
-    /// Makes the store seal and open secrets with the deployment's key (see
-    /// [`deployment_key`]), once the key has opened the database's key check (written by the
-    /// first start, or by the first of several nodes starting at once). Then every secret still
-    /// in plain text is sealed. Until this, the store serves everything but secrets (what
+    /// Makes the store seal and open secrets with the deployment's key (see `deployment_key`
+    /// in this module), once the key has opened the database's key check (written by the first
+    /// start, or by the first of several nodes starting at once). Then every secret still in
+    /// plain text is sealed. Until this, the store serves everything but secrets (what
     /// `hookrpc key …` needs).
     pub async fn unlock(
         mut self,
