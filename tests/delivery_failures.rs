@@ -33,6 +33,15 @@ async fn one_delivery(server: &Server, url: &str, list_id: i64) -> (Value, Value
     (webhook, server.delivery_of(&event).await)
 }
 
+/// Waits until webhook `id`'s circuit is `state`; returns the webhook.
+async fn circuit_becomes(server: &Server, id: &Value, state: &str) -> Value {
+    eventually(&format!("the circuit is {state}"), WAIT, || async {
+        let w = server.ok("getWebhookById", json!([server.key, id])).await;
+        (w["circuit_state"] == state).then_some(w)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn each_failure_kind_is_retried_then_failed_with_its_reason_recorded() {
     let server = Server::start(RETRY_TWICE);
@@ -198,25 +207,13 @@ async fn the_circuit_opens_after_consecutive_failures_and_a_probe_closes_it() {
     let receiver = Receiver::start().await;
     receiver.set_reply(Reply::Status(500));
     let (webhook, delivery) = one_delivery(&server, &receiver.url("/"), 0).await;
-    let open = eventually("the circuit opens", WAIT, || async {
-        let w = server
-            .ok("getWebhookById", json!([server.key, webhook]))
-            .await;
-        (w["circuit_state"] == "open").then_some(w)
-    })
-    .await;
+    let open = circuit_becomes(&server, &webhook, "open").await;
     assert!(
         open["consecutive_failures"].as_i64().unwrap() >= 3,
         "{open}"
     );
     receiver.set_reply(Reply::Status(200));
-    let closed = eventually("a probe closes the circuit", WAIT, || async {
-        let w = server
-            .ok("getWebhookById", json!([server.key, webhook]))
-            .await;
-        (w["circuit_state"] == "closed").then_some(w)
-    })
-    .await;
+    let closed = circuit_becomes(&server, &webhook, "closed").await;
     assert_eq!(closed["consecutive_failures"], 0);
     server.delivery_with_status(&delivery, "succeeded").await;
 }
@@ -465,13 +462,7 @@ async fn a_closed_circuit_releases_its_backlog_at_once() {
     let webhook = server.ok("addWebhook", json!([server.key, details])).await;
     let event = json!({"object": "contact", "event": "created"});
     server.ok("addEvent", json!([server.key, event])).await;
-    eventually("the circuit opens", WAIT, || async {
-        let w = server
-            .ok("getWebhookById", json!([server.key, webhook]))
-            .await;
-        (w["circuit_state"] == "open").then_some(())
-    })
-    .await;
+    circuit_becomes(&server, &webhook, "open").await;
     server
         .ok(
             "addEvents",
@@ -505,13 +496,7 @@ async fn events_published_while_a_circuit_is_open_wait_for_its_probe() {
     let (failing, healthy) = (Receiver::start().await, Receiver::start().await);
     failing.set_reply(Reply::Status(500));
     let (broken, _) = one_delivery(&server, &failing.url("/"), 0).await;
-    eventually("the circuit opens", WAIT, || async {
-        let w = server
-            .ok("getWebhookById", json!([server.key, broken]))
-            .await;
-        (w["circuit_state"] == "open").then_some(())
-    })
-    .await;
+    circuit_becomes(&server, &broken, "open").await;
     let details = json!({"object": "contact", "event": "created", "url": healthy.url("/")});
     server.ok("addWebhook", json!([server.key, details])).await;
     let event = json!({"object": "contact", "event": "created"});

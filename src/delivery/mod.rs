@@ -150,10 +150,13 @@ impl Taker for Hand {
     fn offer(&self) -> Option<Offer> {
         let shared = self.0.upgrade()?;
         let most = CLAIM_LIMIT.min(max_held(&shared).saturating_sub(held(&shared)) / 2);
+        if most == 0 {
+            return None; // full: not a wake-up per call while it is
+        }
         // Promised before `stopping` is read: a shutdown that began meanwhile either is seen
         // here, or waits for the promise (see `EngineHandle::shutdown`).
         shared.promised.fetch_add(most, Ordering::SeqCst);
-        if most == 0 || shared.stopping.load(Ordering::SeqCst) {
+        if shared.stopping.load(Ordering::SeqCst) {
             give_back(&shared, most);
             return None;
         }
