@@ -109,6 +109,32 @@ async fn attempts_are_counted_by_outcome_with_their_latency_per_webhook_and_acco
     assert_eq!(code, 350);
 }
 
+
+/// Many attempts of one webhook, sent side by side, are recorded together (in one transaction,
+/// within a second or two): each still counts as an attempt.
+#[tokio::test]
+async fn attempts_recorded_together_each_count() {
+    const EVENTS: i64 = 60;
+    let server = Server::start(&["--allow-private-targets"]);
+    let receiver = Receiver::start().await;
+    let webhook = webhook_of_list(&server, receiver.url("/"), 1).await;
+    let event = json!({"object": "contact", "event": "created", "list_id": 1});
+    let events: Vec<Value> = (0..EVENTS).map(|_| event.clone()).collect();
+    server.ok("addEvents", json!([server.key, events])).await;
+
+    let counted = |webhook_id: Value| {
+        let server = &server;
+        async move {
+            let stats = recent(server, webhook_id).await;
+            let totals = totals(&stats);
+            (totals == (EVENTS, 0, 0, EVENTS)).then_some(())
+        }
+    };
+    let limit = Duration::from_secs(20);
+    eventually("every attempt counted", limit, || counted(webhook.clone())).await;
+    assert_eq!(totals(&recent(&server, json!(0)).await), (EVENTS, 0, 0, EVENTS));
+    assert_eq!(receiver.received().len() as i64, EVENTS);
+}
 #[tokio::test]
 async fn buckets_run_from_since_on_its_minute_or_hour_to_until() {
     let server = Server::start(&[]);

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/postgres/0004_circuit_opened_time.sql"),
     include_str!("../../../schema/migrations/postgres/0005_activation_count.sql"),
     include_str!("../../../schema/migrations/postgres/0006_no_link_foreign_keys.sql"),
+    include_str!("../../../schema/migrations/postgres/0007_stats_log_counts.sql"),
 ];
 
 /// The advisory lock's key: "hookrpc" in ASCII.

@@ -1,9 +1,10 @@
 //! `getDeliveryStats` on PostgreSQL: the same counts as SQLite's `stats.rs` (four rows of
 //! `attempt_stats` per attempt: its webhook's and its account's, webhook 0, for the minute and
-//! the hour), but written in two steps. Recording an attempt appends one row to
-//! `attempt_stats_log` in its transaction, which never waits for another; about every second a
-//! node folds the log into `attempt_stats`. A question reads both, so an attempt counts as soon
-//! as it is recorded, as on SQLite.
+//! the hour), but written in two steps. Recording attempts appends rows to `attempt_stats_log`
+//! in its transaction, which never waits for another (one row per webhook, second and latency
+//! class among the attempts it records); about every second a node folds the log into
+//! `attempt_stats`. A question reads both, so an attempt counts as soon as it is recorded, as
+//! on SQLite.
 
 use super::{exec, rows, Postgres};
 use crate::error::ApiError;
@@ -15,7 +16,8 @@ use std::time::Duration;
 const FOLD_EVERY: Duration = Duration::from_secs(1);
 
 /// Appends recorded attempts to the log (their accounts, webhooks and tallies), in the
-/// transaction that records them: one statement, whatever their number.
+/// transaction that records them: one statement, whatever their number, and one row for the
+/// attempts that share a webhook, a second and a latency class.
 pub(super) async fn count_attempts(
     c: &impl GenericClient,
     counted: &[(i64, i64, &AttemptTally)],
@@ -32,9 +34,13 @@ pub(super) async fn count_attempts(
     exec(
         c,
         "INSERT INTO attempt_stats_log (account_id, webhook_id, time, latency_class,
-           succeeded, retried, failed)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
-                              $5::bigint[], $6::bigint[], $7::bigint[])",
+           attempts, succeeded, retried, failed)
+         SELECT account_id, webhook_id, time, latency_class, count(*), sum(succeeded),
+           sum(retried), sum(failed)
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                     $6::bigint[], $7::bigint[])
+           AS t(account_id, webhook_id, time, latency_class, succeeded, retried, failed)
+         GROUP BY account_id, webhook_id, time, latency_class",
         &[
             &accounts, &webhooks, &times, &classes, &succeeded, &retried, &failed,
         ],
@@ -54,13 +60,13 @@ async fn fold(c: &impl GenericClient) -> Result<(), ApiError> {
            DELETE FROM attempt_stats_log WHERE (SELECT mine FROM turn) RETURNING *),
          counted AS (
            SELECT m.account_id, w.webhook_id, s.span, m.time - m.time % s.span AS start,
-                  m.latency_class, m.succeeded, m.retried, m.failed
+                  m.latency_class, m.attempts, m.succeeded, m.retried, m.failed
            FROM moved m
            CROSS JOIN unnest($1::bigint[]) AS s(span)
            CROSS JOIN LATERAL (VALUES (m.webhook_id), (0::bigint)) AS w(webhook_id))
          INSERT INTO attempt_stats AS a (account_id, webhook_id, span, start, latency_class,
            attempts, succeeded, retried, failed)
-         SELECT account_id, webhook_id, span, start, latency_class, count(*),
+         SELECT account_id, webhook_id, span, start, latency_class, sum(attempts),
                 sum(succeeded), sum(retried), sum(failed)
          FROM counted GROUP BY account_id, webhook_id, span, start, latency_class
          ORDER BY account_id, webhook_id, span, start, latency_class
@@ -115,7 +121,7 @@ impl Postgres {
                WHERE account_id = $1 AND webhook_id = $2 AND span = $3
                  AND start >= $4 AND start < $5
                UNION ALL
-               SELECT time - time % $3, latency_class, 1, succeeded, retried, failed
+               SELECT time - time % $3, latency_class, attempts, succeeded, retried, failed
                FROM attempt_stats_log
                WHERE account_id = $1 AND ($2 = 0 OR webhook_id = $2)
                  AND time - time % $3 >= $4 AND time - time % $3 < $5
