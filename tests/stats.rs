@@ -109,7 +109,6 @@ async fn attempts_are_counted_by_outcome_with_their_latency_per_webhook_and_acco
     assert_eq!(code, 350);
 }
 
-
 /// Many attempts of one webhook, sent side by side, are recorded together (in one transaction,
 /// within a second or two): each still counts as an attempt.
 #[tokio::test]
@@ -132,9 +131,13 @@ async fn attempts_recorded_together_each_count() {
     };
     let limit = Duration::from_secs(20);
     eventually("every attempt counted", limit, || counted(webhook.clone())).await;
-    assert_eq!(totals(&recent(&server, json!(0)).await), (EVENTS, 0, 0, EVENTS));
+    assert_eq!(
+        totals(&recent(&server, json!(0)).await),
+        (EVENTS, 0, 0, EVENTS)
+    );
     assert_eq!(receiver.received().len() as i64, EVENTS);
 }
+
 #[tokio::test]
 async fn buckets_run_from_since_on_its_minute_or_hour_to_until() {
     let server = Server::start(&[]);
