@@ -46,10 +46,10 @@ async fn record(
         }
     };
     // Sent together, answered in about one round trip, and run in the order sent: the
-    // webhook's row before the deliveries' (once each statement is prepared on this
-    // connection; a rare cycle before that costs a deadlock retry).
+    // webhook's row before the deliveries'.
     let moved_on = [(o, &settled)];
     let counted = [(was.account_id, o.webhook_id, &settled.tally)];
+    webhooks_first(c).await?;
     tokio::try_join!(
         noted,
         record_attempts(c, &moved_on),
@@ -200,18 +200,25 @@ async fn record_attempts(
         .map(|(o, _)| o.response_body.as_deref())
         .collect();
     // Per delivery: what becomes of it, and its attempt, named by the outcome's place
-    // (1-based, as WITH ORDINALITY counts) with what the delivery shows of it.
-    let mut d = Moves::default();
+    // (1-based, as WITH ORDINALITY counts) with what the delivery shows of it. In the order of
+    // their ids, the order in which the update locks them, as `cancel_pending` does: two
+    // writers of the same deliveries that lock them in other orders can wait for each other.
+    let mut each: Vec<(i64, i64, &Outcome, &str, Option<i64>)> = Vec::new();
     for (place, (o, s)) in (1i64..).zip(settled) {
         for ((id, status), due) in s.ids.iter().zip(&s.statuses).zip(&s.dues) {
-            d.ids.push(*id);
-            d.statuses.push(*status);
-            d.dues.push(*due);
-            d.places.push(place);
-            d.times.push(o.time);
-            d.codes.push(o.status_code.map(i64::from));
-            d.errors.push(o.error.as_deref());
+            each.push((*id, place, *o, status, *due));
         }
+    }
+    each.sort_unstable_by_key(|&(id, place, ..)| (id, place));
+    let mut d = Moves::default();
+    for (id, place, o, status, due) in each {
+        d.ids.push(id);
+        d.statuses.push(status);
+        d.dues.push(due);
+        d.places.push(place);
+        d.times.push(o.time);
+        d.codes.push(o.status_code.map(i64::from));
+        d.errors.push(o.error.as_deref());
     }
     exec(
         c,
@@ -280,18 +287,27 @@ async fn note_successes(c: &impl GenericClient, outcomes: &[&Outcome]) -> Result
     let times: Vec<i64> = latest.iter().map(|o| o.time).collect();
     let urls: Vec<&str> = latest.iter().map(|o| o.url.as_str()).collect();
     let activations: Vec<i64> = latest.iter().map(|o| o.activation).collect();
-    exec(
-        c,
-        "UPDATE webhooks w SET last_success_time = v.time, consecutive_failures = 0
-         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
-           AS v(id, time, url, activation)
-         WHERE w.id = v.id AND w.circuit_state = 'closed'
-           AND w.url = v.url AND w.is_active AND w.deleted_time IS NULL
-           AND w.activation = v.activation
-           AND (w.last_success_time IS DISTINCT FROM v.time OR w.consecutive_failures <> 0)",
-        &[&ids, &times, &urls, &activations],
-    )
-    .await?;
+    exec(c, NOTE_SUCCESSES, &[&ids, &times, &urls, &activations]).await?;
+    Ok(())
+}
+
+/// [`note_successes`]'s statement.
+const NOTE_SUCCESSES: &str = "UPDATE webhooks w SET last_success_time = v.time,
+     consecutive_failures = 0
+   FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
+     AS v(id, time, url, activation)
+   WHERE w.id = v.id AND w.circuit_state = 'closed'
+     AND w.url = v.url AND w.is_active AND w.deleted_time IS NULL
+     AND w.activation = v.activation
+     AND (w.last_success_time IS DISTINCT FROM v.time OR w.consecutive_failures <> 0)";
+
+/// Makes sure that [`note_successes`], sent together with the record of the deliveries, runs
+/// first: statements sent together run in the order sent only if each is already prepared on
+/// the connection. One that must be prepared first goes out a round trip later, and a record
+/// that took its deliveries' rows before its webhooks' could wait in a cycle with an edit that
+/// cancels them (`editWebhook` failed with 100 on new connections).
+async fn webhooks_first(c: &impl GenericClient) -> Result<(), ApiError> {
+    c.prepare_cached(NOTE_SUCCESSES).await?;
     Ok(())
 }
 
@@ -392,6 +408,7 @@ async fn record_plain_successes(
         .map(|((o, account_id), s)| (*account_id, o.webhook_id, &s.tally))
         .collect();
     // Pipelined, and run in the order sent: the webhooks' rows before the deliveries'.
+    webhooks_first(c).await?;
     tokio::try_join!(
         note_successes(c, &outcomes),
         record_attempts(c, &moved_on),

@@ -178,15 +178,21 @@ pub(super) async fn load(
         .unwrap_or(Err(ApiError::WebhookNotFound))
 }
 
-/// Pending deliveries of a webhook that will get nothing any more become `cancelled`.
+/// Pending deliveries of a webhook that will get nothing any more become `cancelled`. They are
+/// locked in the order of their ids, as a record locks the deliveries it moves on: in the order
+/// of the index on due times, an edit that cancels and a record of the same webhook's
+/// deliveries (not holding its row when it has nothing to change there) could each wait for a
+/// row the other holds, and PostgreSQL aborted one of them (`editWebhook` failed with 100).
 pub(super) async fn cancel_pending(
     c: &impl GenericClient,
     webhook_id: i64,
 ) -> Result<(), ApiError> {
     exec(
         c,
-        "UPDATE deliveries SET status = 'cancelled', due_ms = NULL, final_time = $2
-         WHERE webhook_id = $1 AND status = 'pending'",
+        "UPDATE deliveries d SET status = 'cancelled', due_ms = NULL, final_time = $2
+         FROM (SELECT id FROM deliveries WHERE webhook_id = $1 AND status = 'pending'
+               ORDER BY id FOR NO KEY UPDATE) doomed
+         WHERE d.id = doomed.id AND d.status = 'pending'",
         &[&webhook_id, &now_secs()],
     )
     .await?;
