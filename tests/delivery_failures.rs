@@ -249,6 +249,51 @@ async fn gone_deactivates_the_webhook() {
     assert_eq!(receiver.received().len(), 1);
 }
 
+/// A request already out when its webhook is deactivated or deleted is not called back: the
+/// receiver that answers 2xx has the deliveries, which become `succeeded`, not `cancelled`
+/// (which `retryDeliveries` could send again).
+#[tokio::test]
+async fn deliveries_the_receiver_took_after_a_deactivation_succeed() {
+    for change in ["deactivate", "delete"] {
+        let server = Server::start(&["--allow-private-targets", "--attempt-timeout", "10s"]);
+        let receiver = Receiver::start().await;
+        receiver.set_reply(Reply::Slow(Duration::from_millis(1500)));
+        let details = json!({"object": "contact", "event": "created", "url": receiver.url("/"),
+            "batch_size": 1});
+        let webhook = server.ok("addWebhook", json!([server.key, details])).await;
+        let event = json!({"object": "contact", "event": "created"});
+        let events = server
+            .ok("addEvents", json!([server.key, [event, event, event]]))
+            .await;
+        eventually("three requests out", WAIT, || async {
+            (receiver.received().len() == 3).then_some(())
+        })
+        .await;
+        match change {
+            "deactivate" => {
+                let off = json!([server.key, webhook, {"is_active": false}]);
+                server.ok("editWebhook", off).await
+            }
+            _ => {
+                server
+                    .ok("deleteWebhook", json!([server.key, webhook]))
+                    .await
+            }
+        };
+        for event in events.as_array().unwrap() {
+            let delivery = server.delivery_of(event).await;
+            let d = eventually("the answer recorded", WAIT, || async {
+                let d = server
+                    .ok("getDeliveryById", json!([server.key, delivery]))
+                    .await;
+                (d["attempt_count"] == 1).then_some(d)
+            })
+            .await;
+            assert_eq!(d["status"], "succeeded", "{change}: {d}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn deliveries_cancelled_in_flight_still_count_their_attempt() {
     let server = Server::start(RETRY_TWICE);

@@ -166,9 +166,10 @@ struct Moves<'a> {
 /// Records what each outcome's request came to, in one statement whatever their number: one
 /// attempt per outcome, the deliveries it carried moved on as [`Settled`] says, and a link
 /// from each of those deliveries to its attempt. The attempt counts for every delivery it
-/// carried, but only a pending one moves on: one cancelled while it was in flight (its webhook
-/// deleted, deactivated or gone) stays so. A delivery that becomes final notes when (retention
-/// counts from then).
+/// carried, but only a pending one moves on, and one cancelled while it was in flight (its
+/// webhook deleted, deactivated or gone) only to `succeeded`, when the receiver took it (as on
+/// SQLite: see its `record`). A delivery that becomes final notes when (retention counts from
+/// then).
 ///
 /// The links are made for the deliveries the update wrote, which it holds to the commit (a
 /// delivery carried by two of the outcomes, sent again after its lease ran out, is written
@@ -233,10 +234,13 @@ async fn record_attempts(
            FROM given),
          moved AS (
            UPDATE deliveries d SET
-             status = CASE WHEN d.status = 'pending' THEN v.status ELSE d.status END,
+             status = CASE WHEN d.status = 'pending'
+                 OR (d.status = 'cancelled' AND v.status = 'succeeded')
+               THEN v.status ELSE d.status END,
              due_ms = CASE WHEN d.status = 'pending' THEN v.due ELSE d.due_ms END,
-             final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending'
-               THEN v.time ELSE d.final_time END,
+             final_time = CASE WHEN d.status = 'pending' AND v.status <> 'pending' THEN v.time
+               WHEN d.status = 'cancelled' AND v.status = 'succeeded' THEN v.time
+               ELSE d.final_time END,
              attempt_count = d.attempt_count + 1,
              last_attempt_time = v.time, last_status_code = v.status_code, last_error = v.error
            FROM unnest($7::bigint[], $8::text[], $9::bigint[], $11::bigint[],

@@ -32,14 +32,18 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<bool
         "INSERT INTO delivery_attempts (delivery_id, attempt_id)
          SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?1)",
     )?;
-    // The attempt counts for every delivery it carried, but only a pending one moves on: one
-    // cancelled while it was in flight (its webhook deleted, deactivated or gone) stays so. A
-    // delivery that becomes final notes when (retention counts from then).
+    // The attempt counts for every delivery it carried, but only a pending one moves on, and
+    // one cancelled while it was in flight (its webhook deleted, deactivated or gone) only if
+    // the receiver took it: it `succeeded` (the receiver has it; retried as `cancelled`, it
+    // would be sent twice), otherwise it stays cancelled, never to be retried. A delivery that
+    // becomes final notes when (retention counts from then).
     let mut update = conn.prepare_cached(
         "UPDATE deliveries SET
-           status = CASE WHEN status = 'pending' THEN ?2 ELSE status END,
+           status = CASE WHEN status = 'pending' OR (status = 'cancelled' AND ?2 = 'succeeded')
+             THEN ?2 ELSE status END,
            due_ms = CASE WHEN status = 'pending' THEN ?3 ELSE due_ms END,
-           final_time = CASE WHEN status = 'pending' AND ?2 <> 'pending' THEN ?4 ELSE final_time END,
+           final_time = CASE WHEN status = 'pending' AND ?2 <> 'pending' THEN ?4
+             WHEN status = 'cancelled' AND ?2 = 'succeeded' THEN ?4 ELSE final_time END,
            attempt_count = attempt_count + 1,
            last_attempt_time = ?4, last_status_code = ?5, last_error = ?6
          WHERE id = ?1",
