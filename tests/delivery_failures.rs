@@ -258,17 +258,7 @@ async fn deliveries_the_receiver_took_after_a_deactivation_succeed() {
         let server = Server::start(&["--allow-private-targets", "--attempt-timeout", "10s"]);
         let receiver = Receiver::start().await;
         receiver.set_reply(Reply::Slow(Duration::from_millis(1500)));
-        let details = json!({"object": "contact", "event": "created", "url": receiver.url("/"),
-            "batch_size": 1});
-        let webhook = server.ok("addWebhook", json!([server.key, details])).await;
-        let event = json!({"object": "contact", "event": "created"});
-        let events = server
-            .ok("addEvents", json!([server.key, [event, event, event]]))
-            .await;
-        eventually("three requests out", WAIT, || async {
-            (receiver.received().len() == 3).then_some(())
-        })
-        .await;
+        let (webhook, events) = server.three_requests_out(&receiver).await;
         match change {
             "deactivate" => {
                 let off = json!([server.key, webhook, {"is_active": false}]);
@@ -301,17 +291,7 @@ async fn deliveries_cancelled_in_flight_still_count_their_attempt() {
     // Three one-item requests in flight at once, each answered 410: the first answer
     // deactivates the webhook and cancels the other two while they are still on the wire.
     receiver.set_reply(Reply::SlowStatus(Duration::from_millis(100), 410));
-    let details = json!({"object": "contact", "event": "created", "url": receiver.url("/"),
-        "batch_size": 1});
-    server.ok("addWebhook", json!([server.key, details])).await;
-    let event = json!({"object": "contact", "event": "created"});
-    server
-        .ok("addEvents", json!([server.key, [event, event, event]]))
-        .await;
-    eventually("three requests answered", WAIT, || async {
-        (receiver.received().len() == 3).then_some(())
-    })
-    .await;
+    server.three_requests_out(&receiver).await;
     let deliveries = eventually("every attempt recorded", WAIT, || async {
         let all = server.ok("searchDeliveries", json!([server.key])).await;
         let recorded = all

@@ -166,17 +166,7 @@ async fn gone_is_told_once_as_a_deactivation_and_a_failed_delivery() {
         ops.url("/d"),
     )
     .await;
-    let details = json!({"object": "contact", "event": "created", "url": gone.url("/"),
-                         "batch_size": 1});
-    let webhook = server.ok("addWebhook", json!([server.key, details])).await;
-    let event = json!({"object": "contact", "event": "created"});
-    let events = server
-        .ok("addEvents", json!([server.key, [event, event, event]]))
-        .await;
-    eventually("three requests answered", WAIT, || async {
-        (gone.received().len() == 3).then_some(())
-    })
-    .await;
+    let (webhook, events) = server.three_requests_out(&gone).await;
 
     let deactivated = told(&ops, "webhook", "deactivated", 1).await;
     let data = &deactivated[0]["data"];

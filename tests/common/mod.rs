@@ -728,6 +728,25 @@ impl Server {
         .await
     }
 
+    /// Three requests at the receiver at once: a webhook of contacts `created` to `receiver`,
+    /// one event per request, and three events published to it together. Returns the
+    /// webhook's id and the events' ids once the receiver has all three requests (in hand, if
+    /// its reply is slow).
+    pub async fn three_requests_out(&self, receiver: &Receiver) -> (Value, Value) {
+        let details = json!({"object": "contact", "event": "created", "url": receiver.url("/"),
+            "batch_size": 1});
+        let webhook = self.ok("addWebhook", json!([self.key, details])).await;
+        let event = json!({"object": "contact", "event": "created"});
+        let events = self
+            .ok("addEvents", json!([self.key, [event, event, event]]))
+            .await;
+        eventually("three requests out", Duration::from_secs(60), || async {
+            (receiver.received().len() == 3).then_some(())
+        })
+        .await;
+        (webhook, events)
+    }
+
     /// The only delivery of event `event_id`.
     pub async fn delivery_of(&self, event_id: &Value) -> Value {
         let found = self
