@@ -34,9 +34,10 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<bool
     )?;
     // The attempt counts for every delivery it carried, but only a pending one moves on, and
     // one cancelled while it was in flight (its webhook deleted, deactivated or gone) only if
-    // the receiver took it: it `succeeded` (the receiver has it; retried as `cancelled`, it
-    // would be sent twice), otherwise it stays cancelled, never to be retried. A delivery that
-    // becomes final notes when (retention counts from then).
+    // the receiver took it: it `succeeded` (the receiver has it; left `cancelled`, a
+    // `retryDeliveries` of cancelled ones would send it twice). Otherwise it stays cancelled,
+    // with no retry scheduled. A delivery that becomes final notes when (retention counts from
+    // then).
     let mut update = conn.prepare_cached(
         "UPDATE deliveries SET
            status = CASE WHEN status = 'pending' OR (status = 'cancelled' AND ?2 = 'succeeded')
