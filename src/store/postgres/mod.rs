@@ -58,9 +58,10 @@ const ENGINE_POOL_SIZE: usize = 8;
 /// connection lived (until an automatic `ANALYZE` replanned it): 20 million rows read in the
 /// first 8 s of `bench single`. And they plan a statement once: for a lookup of webhooks by an
 /// array of ids, a plan made for the ids at hand always looked cheaper than one for any ids,
-/// so PostgreSQL planned it again at every run (0.1 ms each, two runs per batch delivered: 8 %
-/// of the database's statement time in `bench single`). With whole scans off, a plan for any
-/// parameters reaches rows through the same indexes.
+/// so PostgreSQL planned it again at every run (0.1 ms each, for the hand-over's lookup and
+/// the record's: 389 ms against 5,390 ms of execution in 10 s of `bench single`, BENCHMARKS.md
+/// "Issue 10, seventh round"). With whole scans off, a plan for any parameters reaches rows
+/// through the same indexes.
 const ENGINE_SETTINGS: &str =
     "-c synchronous_commit=off -c enable_seqscan=off -c plan_cache_mode=force_generic_plan";
 /// How long `/health` waits for its probe write.

@@ -200,14 +200,17 @@ async fn share(
 /// An inactive webhook gets only the pings of `testWebhook`. Anything else pending for it was
 /// queued while another node deactivated it, too late for the deactivation to see and cancel.
 /// The webhook is read again in the statement: turned on again since the claim read it, what
-/// was queued since is its own.
+/// was queued since is its own. The deliveries are locked in the order of their ids, as every
+/// writer of several deliveries takes them (see `webhooks::cancel_pending`).
 async fn cancel_all_but_pings(c: &impl GenericClient, webhook_id: i64) -> Result<(), ApiError> {
     exec(
         c,
         "UPDATE deliveries d SET status = 'cancelled', due_ms = NULL, final_time = $3
-         FROM events e
-         WHERE d.webhook_id = $1 AND d.status = 'pending' AND e.id = d.event_id
-           AND e.event <> $2 AND NOT (SELECT is_active FROM webhooks WHERE id = $1)",
+         FROM (SELECT p.id FROM deliveries p JOIN events e ON e.id = p.event_id
+               WHERE p.webhook_id = $1 AND p.status = 'pending' AND e.event <> $2
+                 AND NOT (SELECT is_active FROM webhooks WHERE id = $1)
+               ORDER BY p.id FOR NO KEY UPDATE OF p) doomed
+         WHERE d.id = doomed.id AND d.status = 'pending'",
         &[&webhook_id, &PING_EVENT, &now_secs()],
     )
     .await?;
