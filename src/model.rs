@@ -531,6 +531,9 @@ pub struct Offer {
     pub room: Room,
     /// The most deliveries it takes.
     pub most: usize,
+    /// The engine's count of webhook changes heard when it offered (see
+    /// `store::Taker::webhooks_changed`): work read after the offer is at least that fresh.
+    pub changes_heard: u64,
 }
 
 /// Circuit breaker settings, passed in by the engine.

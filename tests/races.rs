@@ -216,3 +216,143 @@ async fn webhooks_turned_off_and_on_while_delivering_wait_in_no_cycle() {
         "transactions waited in a cycle: {cycles:?}"
     );
 }
+
+/// A batch the engine took before its webhook was edited, and holds while it waits for a slot,
+/// is not sent as it was read. Turned off (and on again), the webhook's deliveries it held stay
+/// cancelled and unsent; given a new url, they go to the new one; given a new secret, it signs
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_waiting_for_a_slot_follows_an_edit_of_its_webhook() {
+    for change in [Change::OffAndOn, Change::NewUrl, Change::NewSecret] {
+        let server = Server::start(&ONE_REQUEST_AT_A_TIME);
+        edit_while_a_batch_waits(change, &server, &server).await;
+    }
+}
+
+/// The same on PostgreSQL, with the edit made on another node than the one holding the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_waiting_for_a_slot_follows_an_edit_made_on_another_node() {
+    if common::postgres_admin_url().is_none() {
+        eprintln!(
+            "skipped: a cluster needs PostgreSQL (set HOOKRPC_TEST_DB, or run scripts/test-both)"
+        );
+        return;
+    }
+    for change in [Change::OffAndOn, Change::NewUrl, Change::NewSecret] {
+        let filter = "info,hookrpc::store::postgres=debug";
+        let server = Server::start_logging(&ONE_REQUEST_AT_A_TIME, filter);
+        let editor = Server::join(&server, &["--delivery-concurrency", "0"]);
+        edit_while_a_batch_waits(change, &server, &editor).await;
+    }
+}
+
+/// While the receiver holds the first request, the next waits in the engine for a slot.
+const ONE_REQUEST_AT_A_TIME: [&str; 3] = ["--allow-private-targets", "--delivery-concurrency", "1"];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Change {
+    OffAndOn,
+    NewUrl,
+    NewSecret,
+}
+
+/// `server` holds a batch of webhook "edited" waiting for a slot, `editor` (the same node or
+/// another) makes `change` to that webhook, and then the batch's turn comes.
+async fn edit_while_a_batch_waits(change: Change, server: &Server, editor: &Server) {
+    let receiver = Receiver::start().await;
+    receiver.set_workers(Some(0));
+    let busy = json!({"object": "contact", "event": "created", "url": receiver.url("/busy")});
+    server.ok("addWebhook", json!([server.key, busy])).await;
+    let edited = json!({"object": "contact", "event": "updated", "url": receiver.url("/old")});
+    let edited = server.ok("addWebhook", json!([server.key, edited])).await;
+    let created = json!({"object": "contact", "event": "created"});
+    server.ok("addEvent", json!([server.key, created])).await;
+    eventually("the first request held", WAIT, || async {
+        (receiver.received().len() == 1).then_some(())
+    })
+    .await;
+    let updated = json!({"object": "contact", "event": "updated"});
+    let waiting = server.ok("addEvent", json!([server.key, updated])).await;
+    let leased_past = now_ms() + 30_000;
+    let leased = format!(
+        "SELECT count(*) FROM deliveries WHERE webhook_id = {edited} AND due_ms > {leased_past}"
+    );
+    eventually(
+        "the second delivery in the engine's hands",
+        WAIT,
+        || async { (server.sql_number(&leased) == 1).then_some(()) },
+    )
+    .await;
+    let edits = match change {
+        Change::OffAndOn => vec![json!({"is_active": false}), json!({"is_active": true})],
+        Change::NewUrl => vec![json!({"url": receiver.url("/new")})],
+        Change::NewSecret => vec![],
+    };
+    for edit in &edits {
+        editor
+            .ok("editWebhook", json!([editor.key, edited, edit]))
+            .await;
+    }
+    let mut secret = Value::Null;
+    if change == Change::NewSecret {
+        secret = editor
+            .ok("rotateWebhookSecret", json!([editor.key, edited]))
+            .await;
+    }
+    let changes = edits.len().max(1);
+    if !std::ptr::eq(server, editor) {
+        // Another node's change is heard through the database, a moment after its commit.
+        let heard = format!("Webhooks([{edited}])");
+        eventually("the change heard", WAIT, || async {
+            (server.stderr().matches(&heard).count() == changes).then_some(())
+        })
+        .await;
+    }
+    let (path, expected) = match change {
+        // Published after the webhook is on again: it goes out after the held batch's turn.
+        Change::OffAndOn => (
+            "/old",
+            server.ok("addEvent", json!([server.key, updated])).await,
+        ),
+        Change::NewUrl => ("/new", waiting.clone()),
+        Change::NewSecret => ("/old", waiting.clone()),
+    };
+    receiver.let_through(100);
+    let request = eventually("the expected delivery received", WAIT, || async {
+        let received = receiver.received();
+        let mut sent = received.into_iter().filter(|r| r.path == path);
+        sent.find(|r| r.items().iter().any(|i| i["id"] == expected))
+    })
+    .await;
+    if change == Change::NewSecret {
+        let secret = secret.as_str().unwrap();
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(&request.body, &request.headers)
+            .expect("the new secret signs what was read before the rotation");
+        return;
+    }
+    let at_old: Vec<Value> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.path == "/old")
+        .flat_map(|r| r.items())
+        .collect();
+    assert!(
+        at_old.iter().all(|item| item["id"] != waiting),
+        "{change:?}: the batch read before the edit went out as read: {at_old:?}"
+    );
+    if change == Change::OffAndOn {
+        let delivery = server.delivery_of(&waiting).await;
+        let delivery = server
+            .ok("getDeliveryById", json!([server.key, delivery]))
+            .await;
+        assert_eq!(delivery["status"], "cancelled", "{delivery}");
+        assert_eq!(delivery["attempt_count"], 0, "{delivery}");
+    }
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.unwrap().as_millis() as i64
+}

@@ -11,14 +11,14 @@ pub mod signing;
 use crate::config::Config;
 use crate::metrics;
 use crate::model::{now_ms, now_secs, CircuitPolicy, Claim, Next, Offer, Outcome, Room};
-use crate::store::{Store, Taker, Waker};
+use crate::store::{Changed, Store, Taker, Waker};
 use retry::{AdaptiveLimit, Signal};
 use sender::{Attempt, Sender};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
 /// Most deliveries one claim takes.
@@ -61,6 +61,11 @@ struct Shared {
     room_wanted: AtomicBool,
     /// Batches finished (and room promised given back): what [`note_room_wanted`] looks at.
     room_made: AtomicUsize,
+    /// Webhook changes heard so far (see [`Taker::webhooks_changed`]): work is stamped with
+    /// the count before it is read, and a webhook's [`Flow::changed`] with the count after.
+    changes_heard: AtomicU64,
+    /// The count when every webhook was taken as changed ([`Changed::Any`]).
+    all_changed: AtomicU64,
     stopping: AtomicBool,
     idle: Notify,
 }
@@ -77,6 +82,8 @@ struct Flow {
     batches: usize,
     /// When its last batch finished.
     last_used: Instant,
+    /// [`Shared::changes_heard`] when its webhook last changed (0: not since it was known).
+    changed: u64,
 }
 
 impl Flow {
@@ -88,6 +95,7 @@ impl Flow {
             limit,
             batches: 0,
             last_used: Instant::now(),
+            changed: 0,
         }
     }
 
@@ -126,6 +134,8 @@ pub fn start(store: Store, config: Arc<Config>) -> Result<EngineHandle, reqwest:
         promised: AtomicUsize::new(0),
         room_wanted: AtomicBool::new(false),
         room_made: AtomicUsize::new(0),
+        changes_heard: AtomicU64::new(0),
+        all_changed: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         idle: Notify::new(),
         waker: store.waker(),
@@ -164,6 +174,7 @@ impl Taker for Hand {
             lease_end: now_ms() + shared.config.lease.as_millis() as i64,
             room: room(&shared),
             most,
+            changes_heard: shared.changes_heard.load(Ordering::SeqCst),
         })
     }
 
@@ -178,9 +189,54 @@ impl Taker for Hand {
             return; // stopped: the leases expire, and the work is claimed again
         };
         let claims = shared.store.open_claims(claims);
-        dispatch(&shared, claims, offer.lease_end);
+        let read = Read {
+            lease_end: offer.lease_end,
+            changes_heard: offer.changes_heard,
+        };
+        dispatch(&shared, claims, read);
         give_back(&shared, offer.most);
     }
+
+    fn webhooks_changed(&self, changed: Changed) {
+        if let Some(shared) = self.0.upgrade() {
+            note_changed(&shared, changed);
+        }
+    }
+}
+
+/// When claimed work was read, as a batch carries it.
+#[derive(Clone, Copy)]
+struct Read {
+    /// Its lease ends (epoch ms).
+    lease_end: i64,
+    /// [`Shared::changes_heard`] before it was read.
+    changes_heard: u64,
+}
+
+/// Counts a change heard, and stamps the webhooks it names with the new count (remembering
+/// them, if they were not: a claim under way may bring work for them).
+fn note_changed(shared: &Shared, changed: Changed) {
+    let mut flows = lock(&shared.flows);
+    let count = shared.changes_heard.fetch_add(1, Ordering::SeqCst) + 1;
+    match changed {
+        Changed::Any => shared.all_changed.store(count, Ordering::SeqCst),
+        Changed::Webhooks(ids) => {
+            for id in ids {
+                let flow = flows
+                    .entry(id)
+                    .or_insert_with(|| Flow::new(shared.config.webhook_concurrency));
+                flow.changed = count;
+                flow.last_used = Instant::now(); // not forgotten before the claim under way ends
+            }
+        }
+    }
+}
+
+/// Whether the webhook changed after the work was read, so that it must not be sent as read.
+fn changed_since(shared: &Shared, webhook_id: i64, read: Read) -> bool {
+    let flows = lock(&shared.flows);
+    let changed = flows.get(&webhook_id).map_or(0, |flow| flow.changed);
+    changed.max(shared.all_changed.load(Ordering::SeqCst)) > read.changes_heard
 }
 
 /// Room promised and not used (or now in hand) is free again.
@@ -299,8 +355,12 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
         }
         let limit = CLAIM_LIMIT.min(max_held - held);
         let lease_ms = shared.config.lease.as_millis() as i64;
-        // Taken before the claim, so it ends no later than the lease the store gives.
-        let lease_end = now_ms() + lease_ms;
+        // Taken before the claim: its lease ends no later than the one the store gives, and a
+        // change heard while it reads is taken to have come before.
+        let read = Read {
+            lease_end: now_ms() + lease_ms,
+            changes_heard: shared.changes_heard.load(Ordering::SeqCst),
+        };
         // Promised while the claim is under way, so that offers to the intake meanwhile
         // leave room for what it brings.
         shared.promised.fetch_add(limit, Ordering::SeqCst);
@@ -318,7 +378,7 @@ async fn fill(shared: &Arc<Shared>) -> Fill {
         };
         note_room_wanted(shared, made, claimed.passed_by || claimed.truncated);
         let count: usize = claimed.claims.iter().map(|c| c.deliveries.len()).sum();
-        dispatch(shared, claimed.claims, lease_end);
+        dispatch(shared, claimed.claims, read);
         // Not given back as room made: what the claim took is in hand now.
         shared.promised.fetch_sub(limit, Ordering::SeqCst);
         // Stopped at the most webhooks one claim visits, having taken some: claim on.
@@ -349,11 +409,11 @@ fn note_room_made(shared: &Shared) {
 }
 
 /// Starts a task per batch of leased work.
-fn dispatch(shared: &Arc<Shared>, claims: Vec<Claim>, lease_end: i64) {
+fn dispatch(shared: &Arc<Shared>, claims: Vec<Claim>, read: Read) {
     for claim in claims {
         lock(&shared.in_hand).extend(claim.deliveries.iter().map(|d| d.id));
         let slots = take_batch(shared, claim.target.webhook_id);
-        tokio::spawn(deliver(shared.clone(), claim, slots, lease_end));
+        tokio::spawn(deliver(shared.clone(), claim, slots, read));
     }
 }
 
@@ -426,14 +486,23 @@ fn in_flight(shared: &Shared, webhook_id: i64) -> usize {
     })
 }
 
-/// A batch is done: its slot goes back (or is retired after a cut) and the limit learns from
-/// the answer.
-fn finish_batch(
-    shared: &Shared,
-    webhook_id: i64,
-    permit: Option<OwnedSemaphorePermit>,
+/// A batch's turn to send: the slots it took (none if the engine is stopping), and what its
+/// answer said.
+struct Turn<'a> {
+    global: Option<SemaphorePermit<'a>>,
+    slot: Option<OwnedSemaphorePermit>,
     answer: Option<Answer>,
-) {
+}
+
+/// A batch is done: its slots go back (its webhook's may be retired after a cut) and the
+/// limit learns from the answer.
+fn finish_batch(shared: &Shared, webhook_id: i64, turn: Turn) {
+    let Turn {
+        global,
+        slot,
+        answer,
+    } = turn;
+    drop(global);
     let mut flows = lock(&shared.flows);
     let Some(flow) = flows.get_mut(&webhook_id) else {
         return;
@@ -444,8 +513,8 @@ fn finish_batch(
             .observe(answer.sent, answer.in_flight, answer.signal);
         flow.follow_limit();
     }
-    if let Some(permit) = permit {
-        flow.give_back(permit);
+    if let Some(slot) = slot {
+        flow.give_back(slot);
     }
     flow.last_used = Instant::now();
 }
@@ -468,10 +537,10 @@ async fn release(shared: &Shared, claim: &Claim) {
     }
 }
 
-/// One batch: wait for a slot (its webhook's, then a global one), send, record. Stopping, it
-/// hands the batch back instead.
-async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease_end: i64) {
-    let webhook_id = claim.target.webhook_id;
+/// One batch: wait for a slot (its webhook's, then a global one), send, record. Stopping, or
+/// its webhook changed since it was read, it hands the batch back instead.
+async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, read: Read) {
+    let (webhook_id, lease_end) = (claim.target.webhook_id, read.lease_end);
     let span = tracing::info_span!("delivery", webhook_id, deliveries = claim.deliveries.len());
     let succeeded = async {
         let slot = slots.acquire_owned().await.ok();
@@ -484,9 +553,13 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
         // lease set shorter than twice the attempt timeout leaves half of it for the wait.)
         let lease_ms = shared.config.lease.as_millis() as i64;
         let needed_ms = (shared.config.attempt_timeout.as_millis() as i64).min(lease_ms / 2);
+        // A batch read before its webhook changed goes back too: turned off or deleted, its
+        // deliveries are cancelled and stay unsent; edited, they are claimed again as it is now
+        // (its url, its secrets).
         let sendable = global.is_some()
             && !shared.stopping.load(Ordering::SeqCst)
-            && now_ms() + needed_ms < lease_end;
+            && now_ms() + needed_ms < lease_end
+            && !changed_since(&shared, webhook_id, read);
         let (mut attempt, mut answer) = (None, None);
         if sendable {
             let (sent, in_flight) = (Instant::now(), in_flight(&shared, webhook_id));
@@ -503,9 +576,22 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
         }
         // The receiver is done with the request: its slots go to the next batch while this one
         // is recorded (a commit is a round trip to the database, and on PostgreSQL a flush of
-        // its log). The deliveries stay leased, and in hand, until recorded.
-        drop(global);
-        finish_batch(&shared, webhook_id, slot, answer);
+        // its log). The deliveries stay leased, and in hand, until recorded. Not after a 410
+        // Gone: its record turns the webhook off, and the next batch must not take a slot
+        // before that is done and heard of, or it would be sent.
+        let turn = Turn {
+            global,
+            slot,
+            answer,
+        };
+        let gone = attempt.as_ref().is_some_and(|attempt| attempt.gone);
+        let turn = match gone {
+            true => Some(turn),
+            false => {
+                finish_batch(&shared, webhook_id, turn);
+                None
+            }
+        };
         let succeeded = matches!(&attempt, Some(attempt) if attempt.error.is_none());
         match attempt {
             Some(attempt) => Box::pin(record(&shared, &claim, attempt, lease_end)).await,
@@ -513,6 +599,10 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, lease
             // lease to end (past it, another claim may hold it: leave that one alone).
             None if now_ms() < lease_end => Box::pin(release(&shared, &claim)).await,
             None => {}
+        }
+        if let Some(turn) = turn {
+            note_changed(&shared, Changed::Webhooks(vec![webhook_id]));
+            finish_batch(&shared, webhook_id, turn);
         }
         settle(&shared, &claim);
         succeeded

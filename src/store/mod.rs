@@ -99,6 +99,15 @@ impl Waker {
         *self.taker.lock().unwrap_or_else(|p| p.into_inner()) = Some(taker);
     }
 
+    /// After the commit of a change to webhooks: work for them that the engine read before it
+    /// must not go out as read (see [`Taker::webhooks_changed`]).
+    pub fn webhooks_changed(&self, changed: Changed) {
+        let taker = self.taker.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(taker) = taker {
+            taker.webhooks_changed(changed);
+        }
+    }
+
     /// What the engine takes now, if it takes anything (see [`Taker::offer`]).
     pub fn offer(&self) -> Option<Handoff> {
         let taker = self
@@ -127,6 +136,19 @@ pub trait Taker: Send + Sync {
     /// The deliveries leased under `offer` (none if the write failed), secrets still sealed;
     /// the room it still holds is free again.
     fn take(&self, offer: Offer, claims: Vec<Claim>);
+    /// Webhooks changed (edited, rotated, turned off or on, deleted), and the change is
+    /// committed: work for them read before it may be out of date (the url, the secrets) or
+    /// no longer wanted (its deliveries cancelled). The engine sends none of it as it was read.
+    fn webhooks_changed(&self, changed: Changed);
+}
+
+/// Which webhooks changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    Webhooks(Vec<i64>),
+    /// Any of them may have: changes could have been missed (on PostgreSQL, while the
+    /// connection that hears other nodes' changes was lost).
+    Any,
 }
 
 /// An offer being used: hand the work over with [`Handoff::hand`]; dropped unused (the write
@@ -281,6 +303,32 @@ impl Store {
     }
 }
 
+/// Changes to webhooks that work in the engine's hands must follow (see
+/// [`Taker::webhooks_changed`]; edits and rotations, which carry secrets, are in secrets.rs).
+impl Store {
+    /// Soft delete; its pending deliveries are cancelled.
+    pub async fn delete_webhook(&self, account_id: i64, id: i64) -> Result<(), ApiError> {
+        on_backend!(self, b => b.delete_webhook(account_id, id).await)?;
+        self.webhooks_changed(vec![id]);
+        Ok(())
+    }
+
+    /// Deletes these webhooks as `deleteWebhook` does, whatever their account.
+    pub async fn retire_webhooks(&self, ids: Vec<i64>) -> Result<(), ApiError> {
+        on_backend!(self, b => b.retire_webhooks(ids.clone()).await)?;
+        self.webhooks_changed(ids);
+        Ok(())
+    }
+
+    /// After the commit of a change to webhooks `ids`: this node's engine hears of it before
+    /// the call that made it is answered, so from then on it sends nothing it read before it.
+    /// (On PostgreSQL, the other nodes' engines hear of it through the database: see
+    /// `postgres::announce_change`.)
+    fn webhooks_changed(&self, ids: Vec<i64>) {
+        self.waker().webhooks_changed(Changed::Webhooks(ids));
+    }
+}
+
 /// Methods that every backend has with the same signature, passed to the backend in use.
 macro_rules! delegate {
     ($( $(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
@@ -311,13 +359,9 @@ delegate! {
     /// Who holds the key with this hash (300 for an unknown or revoked one).
     fn authenticate(&self, hash: &str) -> Result<Caller, ApiError>;
 
-    /// Soft delete; its pending deliveries are cancelled.
-    fn delete_webhook(&self, account_id: i64, id: i64) -> Result<(), ApiError>;
     fn count_webhooks(&self, account_id: i64, criteria: Criteria) -> Result<i64, ApiError>;
     /// Every live webhook's id, object and events, in all accounts.
     fn live_webhook_events(&self) -> Result<Vec<(i64, String, Events)>, ApiError>;
-    /// Deletes these webhooks as `deleteWebhook` does, whatever their account.
-    fn retire_webhooks(&self, ids: Vec<i64>) -> Result<(), ApiError>;
 
     /// Stores events and fans them out, all or nothing; returns their ids.
     fn add_events(&self, account_id: i64, events: Vec<NewEvent>) -> Result<Vec<i64>, ApiError>;

@@ -337,6 +337,7 @@ impl Store {
             .sealer
             .seal(&secret, &secret_context(account_id));
         on_backend!(self, b => b.rotate_secret(account_id, id, sealed).await)?;
+        self.webhooks_changed(vec![id]);
         Ok(secret)
     }
 
@@ -353,7 +354,9 @@ impl Store {
             let merged = merge(opened.clone())?;
             Ok(secrets.reseal(account_id, &stored, &opened, merged))
         };
-        on_backend!(self, b => b.edit_webhook(account_id, id, sealed_merge).await)
+        on_backend!(self, b => b.edit_webhook(account_id, id, sealed_merge).await)?;
+        self.webhooks_changed(vec![id]);
+        Ok(())
     }
 
     /// The engine's claim: up to `limit` due deliveries, leased, in batches per webhook, opened

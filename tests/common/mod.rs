@@ -676,6 +676,15 @@ impl Receiver {
         *self.workers.lock().unwrap() = count.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     }
 
+    /// Lets `count` more requests be worked on at once, past what `set_workers` allowed
+    /// (requests already waiting included): `set_workers(Some(0))` holds every request until
+    /// let through.
+    pub fn let_through(&self, count: usize) {
+        if let Some(workers) = &*self.workers.lock().unwrap() {
+            workers.add_permits(count);
+        }
+    }
+
     pub fn set_reply(&self, reply: Reply) {
         *self.reply.lock().unwrap() = reply;
     }
@@ -745,6 +754,16 @@ impl Server {
         })
         .await;
         (webhook, events)
+    }
+
+    /// Deliveries of `webhook` that an engine holds: leased (due when a lease taken in the
+    /// last half minute ends; the default lease is 60 s).
+    pub fn leased(&self, webhook: &Value) -> i64 {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let past = since_epoch.unwrap().as_millis() as i64 + 30_000;
+        self.sql_number(&format!(
+            "SELECT count(*) FROM deliveries WHERE webhook_id = {webhook} AND due_ms > {past}"
+        ))
     }
 
     /// The only delivery of event `event_id`.

@@ -32,7 +32,7 @@ mod secrets;
 mod stats;
 mod webhooks;
 
-use super::Waker;
+use super::{Changed, Waker};
 use crate::error::ApiError;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::sync::atomic::Ordering;
@@ -44,6 +44,9 @@ use tokio_postgres::{AsyncMessage, Config, NoTls, Row};
 
 /// The channel on which a commit that queued work tells every node's engine.
 const WORK_CHANNEL: &str = "hookrpc_work";
+/// The channel on which a commit that changed a webhook tells every node's engine which one
+/// (see [`announce_change`]).
+const CHANGES_CHANNEL: &str = "hookrpc_webhook_changes";
 /// Connections per node for API calls.
 const POOL_SIZE: usize = 12;
 /// Connections per node for the engine's records (a node that serves the API only opens none),
@@ -198,15 +201,34 @@ impl Postgres {
     }
 }
 
-/// Keeps one connection that `LISTEN`s for other nodes' work, ringing `waker` on each of their
-/// notifications, and sends theirs: one `NOTIFY` whenever this node's commits queued work
-/// since the last. Notifying from the committing transactions themselves would serialise
+/// Tells every node's engine that webhook `id` changed, once this transaction commits (see
+/// `Taker::webhooks_changed`; this node's engine is told before the call is answered, by the
+/// store). Sent by the changing transaction itself, unlike work's notifications: no node hears
+/// of a change that was rolled back, and changes are too rare for the notification queue's lock
+/// at their commit to matter.
+async fn announce_change(c: &impl GenericClient, id: i64) -> Result<(), ApiError> {
+    let sql = format!("SELECT pg_notify('{CHANGES_CHANNEL}', $1::bigint::text)");
+    exec(c, &sql, &[&id]).await?;
+    Ok(())
+}
+
+/// What a notification says: work queued, or a webhook changed (`None`: neither).
+fn heard(channel: &str, payload: &str) -> Option<Changed> {
+    match channel {
+        CHANGES_CHANNEL => payload.parse().ok().map(|id| Changed::Webhooks(vec![id])),
+        _ => None,
+    }
+}
+
+/// Keeps one connection that `LISTEN`s for other nodes' work and webhook changes, ringing
+/// `waker` on each of their notifications, and sends theirs: one `NOTIFY` whenever this node's
+/// commits queued work since the last. Notifying from the committing transactions themselves would serialise
 /// them: PostgreSQL holds a global lock on its notification queue through the commit of every
 /// transaction that notifies, so their commits could not share a flush (`addEvent` from 32
 /// callers: 2,000/s instead of 11,000/s). A node that dies between a commit and its `NOTIFY`
 /// leaves work that its own engine had been woken for; the others find it at their next look
-/// at the queue. Once (re)connected it rings once: work queued while nobody listened is not
-/// lost on anyone.
+/// at the queue. Once (re)connected it rings once, and has the engine take any webhook as
+/// changed: neither work queued nor a change made while nobody listened is lost on anyone.
 async fn keep_in_touch(config: Config, waker: Waker, outbox: Arc<Notify>) {
     loop {
         match config.connect(NoTls).await {
@@ -217,10 +239,17 @@ async fn keep_in_touch(config: Config, waker: Waker, outbox: Arc<Notify>) {
                         std::future::poll_fn(|cx| connection.poll_message(cx)).await
                     {
                         match message {
-                            Ok(AsyncMessage::Notification(n))
-                                if n.process_id() != own_pid.load(Ordering::Relaxed) =>
-                            {
-                                waker.wake()
+                            Ok(AsyncMessage::Notification(n)) => {
+                                match heard(n.channel(), n.payload()) {
+                                    Some(changed) => {
+                                        tracing::debug!(?changed, "heard of a change to webhooks");
+                                        waker.webhooks_changed(changed)
+                                    }
+                                    None if n.process_id() != own_pid.load(Ordering::Relaxed) => {
+                                        waker.wake()
+                                    }
+                                    None => {}
+                                }
                             }
                             Ok(_) => {}
                             Err(e) => return e.to_string(),
@@ -229,7 +258,7 @@ async fn keep_in_touch(config: Config, waker: Waker, outbox: Arc<Notify>) {
                     "connection closed".to_owned()
                 };
                 let talking = async {
-                    let listen = format!("LISTEN {WORK_CHANNEL}");
+                    let listen = format!("LISTEN {WORK_CHANNEL}; LISTEN {CHANGES_CHANNEL}");
                     client.batch_execute(&listen).await?;
                     let pid: i32 = client
                         .query_one("SELECT pg_backend_pid()", &[])
@@ -237,6 +266,7 @@ async fn keep_in_touch(config: Config, waker: Waker, outbox: Arc<Notify>) {
                         .try_get(0)?;
                     own_pid.store(pid, Ordering::Relaxed);
                     waker.wake();
+                    waker.webhooks_changed(Changed::Any);
                     let notify = format!("NOTIFY {WORK_CHANNEL}");
                     loop {
                         outbox.notified().await;

@@ -378,6 +378,7 @@ async fn record_failure(
     .await?;
     if f.deactivate {
         super::webhooks::cancel_pending(c, o.webhook_id).await?;
+        super::announce_change(c, o.webhook_id).await?;
     } else if let Some(probe_ms) = f.probe_ms {
         // Open (or kept open): everything waits for the next probe.
         exec(

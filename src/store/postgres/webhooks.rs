@@ -1,7 +1,7 @@
 //! The SQL of the `webhooks` table. A read-merge-write (an edit, a rotation) locks the row it
 //! read (`FOR NO KEY UPDATE`), so a call racing it on any node waits instead of being undone.
 
-use super::{exec, row, row_opt, rows, Postgres};
+use super::{announce_change, exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
@@ -224,7 +224,8 @@ async fn retire(c: &impl GenericClient, id: i64) -> Result<(), ApiError> {
     )
     .await?;
     unindex_events(c, id).await?;
-    cancel_pending(c, id).await
+    cancel_pending(c, id).await?;
+    announce_change(c, id).await
 }
 
 impl Postgres {
@@ -310,6 +311,7 @@ impl Postgres {
         } else if reactivated {
             restart_circuit(&tx, id).await?;
         }
+        announce_change(&tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -332,8 +334,10 @@ impl Postgres {
         secret: String,
     ) -> Result<String, ApiError> {
         let now = now_secs();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         let rotated = exec(
-            &self.client().await?,
+            &tx,
             "UPDATE webhooks SET previous_secret = secret, previous_secret_until = $3,
                secret = $4, last_modified_time = $5
              WHERE id = $1 AND account_id = $2 AND deleted_time IS NULL",
@@ -346,10 +350,12 @@ impl Postgres {
             ],
         )
         .await?;
-        match rotated {
-            0 => Err(ApiError::WebhookNotFound),
-            _ => Ok(secret),
+        if rotated == 0 {
+            return Err(ApiError::WebhookNotFound);
         }
+        announce_change(&tx, id).await?;
+        tx.commit().await?;
+        Ok(secret)
     }
 
     pub async fn search_webhooks(
