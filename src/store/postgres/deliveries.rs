@@ -123,15 +123,23 @@ impl Postgres {
         let mut leading = Bound::default();
         leading.push(Box::new(account_id));
         leading.push(Box::new(now_ms()));
-        let sql = format!(
-            "UPDATE deliveries SET status = 'pending', due_ms = $2, schedule_start = attempt_count,
-               final_time = NULL
-             WHERE account_id = $1 AND status IN ({statuses})
-               AND webhook_id IN (SELECT id FROM webhooks WHERE is_active AND deleted_time IS NULL)"
+        // The rows are locked in id order, as every writer of many deliveries locks them
+        // (a record may be writing some of them: a cancelled delivery's late answer).
+        let head = format!(
+            "UPDATE deliveries d SET status = 'pending', due_ms = $2,
+               schedule_start = attempt_count, final_time = NULL
+             FROM (SELECT id FROM deliveries
+                   WHERE account_id = $1 AND status IN ({statuses})
+                     AND webhook_id IN
+                       (SELECT id FROM webhooks WHERE is_active AND deleted_time IS NULL)"
+        );
+        let tail = format!(
+            " ORDER BY id FOR NO KEY UPDATE) picked
+             WHERE d.id = picked.id AND d.status IN ({statuses})"
         );
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let queued = super::filter::update(&tx, &sql, leading, &criteria).await?;
+        let queued = super::filter::update(&tx, (&head, &tail), leading, &criteria).await?;
         tx.commit().await?;
         if queued > 0 {
             self.work_queued();

@@ -138,17 +138,18 @@ pub(super) async fn search(
     Ok(c.query(sql.as_str(), &params.refs()).await?)
 }
 
-/// Runs `sql` (an UPDATE whose WHERE ends with its own conditions, numbered `$1…` from
-/// `leading`) with the criteria's conditions appended. Returns how many rows it changed.
+/// Runs `head`, the criteria's conditions and `tail` as one statement: an UPDATE whose `head`
+/// ends with conditions of its own (numbered `$1…` from `leading`), and whose `tail` may end a
+/// subquery that picks the rows. Returns how many rows it changed.
 pub(super) async fn update(
     c: &impl GenericClient,
-    sql: &str,
+    (head, tail): (&str, &str),
     leading: Bound,
     criteria: &Criteria,
 ) -> Result<u64, ApiError> {
     let mut params = leading;
     let and = conditions(criteria, &mut params);
-    let sql = format!("{sql}{and}");
+    let sql = format!("{head}{and}{tail}");
     Ok(c.execute(sql.as_str(), &params.refs()).await?)
 }
 
