@@ -33,10 +33,11 @@ async fn burst(server: &Server, receiver: &Receiver, count: usize) -> Vec<Receiv
     .await
 }
 
-async fn one_request_per_event(server: &Server, receiver: &Receiver) {
+/// A webhook of contacts `created` at `receiver`, one event per request; returns its id.
+async fn one_request_per_event(server: &Server, receiver: &Receiver) -> serde_json::Value {
     let details = json!({"object": "contact", "event": "created", "url": receiver.url("/"),
         "batch_size": 1});
-    server.ok("addWebhook", json!([server.key, details])).await;
+    server.ok("addWebhook", json!([server.key, details])).await
 }
 
 fn most_in_flight(requests: &[Received]) -> usize {
@@ -117,4 +118,31 @@ async fn a_receiver_whose_time_varies_by_itself_is_not_held_back() {
     let answered = burst(&server, &receiver, 600).await;
     let most = most_in_flight(&answered[300..]);
     assert!(most > 8, "its requests are not cut back: {most} at most");
+}
+
+/// A webhook is given no more work than it may send at once (4 requests at first): the rest
+/// stays in the queue, not in the server's memory, while the receiver holds what it has.
+/// Counted by the deliveries leased, for a call that brings more than that and for one that
+/// comes while the webhook has no room at all.
+#[tokio::test]
+async fn a_webhook_is_given_no_more_work_than_it_may_send_at_once() {
+    let server = server();
+    let receiver = Receiver::start().await;
+    receiver.set_workers(Some(0));
+    let hook = one_request_per_event(&server, &receiver).await;
+    let event = json!({"object": "contact", "event": "created"});
+    for call in [20, 5] {
+        let events = vec![event.clone(); call];
+        server.ok("addEvents", json!([server.key, events])).await;
+        eventually("four requests held", WAIT, || async {
+            (receiver.received().len() == 4).then_some(())
+        })
+        .await;
+        assert_eq!(server.leased(&hook), 4, "after a call of {call} events");
+    }
+    receiver.let_through(1000);
+    eventually("all delivered", WAIT, || async {
+        (receiver.received().len() == 25).then_some(())
+    })
+    .await;
 }
