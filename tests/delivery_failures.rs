@@ -285,69 +285,71 @@ async fn deliveries_the_receiver_took_after_a_deactivation_succeed() {
 }
 
 /// Batches waiting in the engine for their turn when the receiver answers 410 Gone are not
-/// sent: the answer turned the webhook off and cancelled them.
+/// sent: the answer turned the webhook off and cancelled them. The slot a waiting batch gets
+/// may be the one the 410's request gave back (one request out at a time), or one another
+/// webhook's request gave back while the 410 was being recorded (two at a time).
 #[tokio::test]
 async fn batches_waiting_when_a_410_comes_are_not_sent() {
-    // One request out at a time: while the receiver holds the first, the others wait.
-    let server = Server::start(&["--allow-private-targets", "--delivery-concurrency", "1"]);
-    let receiver = Receiver::start().await;
-    receiver.set_workers(Some(0));
-    receiver.set_reply(Reply::Status(410));
-    let gone = json!({"object": "contact", "event": "created", "url": receiver.url("/gone"),
-        "batch_size": 1});
-    let gone = server.ok("addWebhook", json!([server.key, gone])).await;
-    let other = json!({"object": "contact", "event": "updated", "url": receiver.url("/other")});
-    server.ok("addWebhook", json!([server.key, other])).await;
-    let created = json!({"object": "contact", "event": "created"});
-    let events = server
-        .ok(
-            "addEvents",
-            json!([server.key, [created, created, created]]),
-        )
-        .await;
-    eventually("the first request held", WAIT, || async {
-        (receiver.received().len() == 1).then_some(())
-    })
-    .await;
-    eventually("all three in the engine's hands", WAIT, || async {
-        (server.leased(&gone) == 3).then_some(())
-    })
-    .await;
-    // Its turn comes after the two waiting batches': when it is sent, they have had theirs.
-    let updated = json!({"object": "contact", "event": "updated"});
-    server.ok("addEvent", json!([server.key, updated])).await;
-    receiver.let_through(100);
-    eventually("the other webhook's request", WAIT, || async {
-        receiver
-            .received()
-            .iter()
-            .any(|r| r.path == "/other")
-            .then_some(())
-    })
-    .await;
-    let to_gone = receiver
-        .received()
-        .iter()
-        .filter(|r| r.path == "/gone")
-        .count();
-    assert_eq!(to_gone, 1, "only the request that got the 410");
-    let mut statuses = Vec::new();
-    for event in events.as_array().unwrap() {
-        let delivery = server.delivery_of(event).await;
-        let d = server
-            .ok("getDeliveryById", json!([server.key, delivery]))
+    for freed_by_another in [false, true] {
+        let at_once = if freed_by_another { "2" } else { "1" };
+        let server = Server::start(&["--allow-private-targets", "--delivery-concurrency", at_once]);
+        let (gone_receiver, other_receiver) = (Receiver::start().await, Receiver::start().await);
+        gone_receiver.set_workers(Some(0));
+        gone_receiver.set_reply(Reply::Status(410));
+        let gone = json!({"object": "contact", "event": "created",
+            "url": gone_receiver.url("/"), "batch_size": 1});
+        let gone = server.ok("addWebhook", json!([server.key, gone])).await;
+        let other = json!({"object": "contact", "event": "updated",
+            "url": other_receiver.url("/")});
+        server.ok("addWebhook", json!([server.key, other])).await;
+        let updated = json!({"object": "contact", "event": "updated"});
+        if freed_by_another {
+            // Holds the other of the two slots until the 410 has come.
+            other_receiver.set_workers(Some(0));
+            server.ok("addEvent", json!([server.key, updated])).await;
+            eventually("the other webhook's request held", WAIT, || async {
+                (other_receiver.received().len() == 1).then_some(())
+            })
             .await;
-        statuses.push((d["status"].clone(), d["attempt_count"].clone()));
+        }
+        let created = json!({"object": "contact", "event": "created"});
+        let three = json!([server.key, [created, created, created]]);
+        let events = server.ok("addEvents", three).await;
+        eventually("the first request held", WAIT, || async {
+            (gone_receiver.received().len() == 1).then_some(())
+        })
+        .await;
+        eventually("all three in the engine's hands", WAIT, || async {
+            (server.leased(&gone) == 3).then_some(())
+        })
+        .await;
+        gone_receiver.let_through(100);
+        other_receiver.let_through(100);
+        // Its turn comes after the two waiting batches': when it is sent, they have had theirs.
+        server.ok("addEvent", json!([server.key, updated])).await;
+        let expected = if freed_by_another { 2 } else { 1 };
+        eventually("the other webhook's request after them", WAIT, || async {
+            (other_receiver.received().len() == expected).then_some(())
+        })
+        .await;
+        let to_gone = gone_receiver.received().len();
+        assert_eq!(
+            to_gone, 1,
+            "only the request that got the 410 ({at_once} at once)"
+        );
+        let mut statuses = Vec::new();
+        for event in events.as_array().unwrap() {
+            let delivery = server.delivery_of(event).await;
+            let d = server
+                .ok("getDeliveryById", json!([server.key, delivery]))
+                .await;
+            statuses.push((d["status"].clone(), d["attempt_count"].clone()));
+        }
+        statuses.sort_by_key(|s| s.0.to_string());
+        let cancelled = (json!("cancelled"), json!(0));
+        let failed = (json!("failed"), json!(1));
+        assert_eq!(statuses, [cancelled.clone(), cancelled, failed]);
     }
-    statuses.sort_by_key(|s| s.0.to_string());
-    assert_eq!(
-        statuses,
-        [
-            (json!("cancelled"), json!(0)),
-            (json!("cancelled"), json!(0)),
-            (json!("failed"), json!(1))
-        ]
-    );
 }
 
 #[tokio::test]

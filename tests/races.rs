@@ -220,10 +220,15 @@ async fn webhooks_turned_off_and_on_while_delivering_wait_in_no_cycle() {
 /// A batch the engine took before its webhook was edited, and holds while it waits for a slot,
 /// is not sent as it was read. Turned off (and on again), the webhook's deliveries it held stay
 /// cancelled and unsent; given a new url, they go to the new one; given a new secret, it signs
-/// them.
+/// them. An edit that changes nothing the receiver sees (a description) leaves it in its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn work_waiting_for_a_slot_follows_an_edit_of_its_webhook() {
-    for change in [Change::OffAndOn, Change::NewUrl, Change::NewSecret] {
+    for change in [
+        Change::OffAndOn,
+        Change::NewUrl,
+        Change::NewSecret,
+        Change::Description,
+    ] {
         let server = Server::start(&ONE_REQUEST_AT_A_TIME);
         edit_while_a_batch_waits(change, &server, &server).await;
     }
@@ -238,7 +243,12 @@ async fn work_waiting_for_a_slot_follows_an_edit_made_on_another_node() {
         );
         return;
     }
-    for change in [Change::OffAndOn, Change::NewUrl, Change::NewSecret] {
+    for change in [
+        Change::OffAndOn,
+        Change::NewUrl,
+        Change::NewSecret,
+        Change::Description,
+    ] {
         let filter = "info,hookrpc::store::postgres=debug";
         let server = Server::start_logging(&ONE_REQUEST_AT_A_TIME, filter);
         let editor = Server::join(&server, &["--delivery-concurrency", "0"]);
@@ -254,6 +264,7 @@ enum Change {
     OffAndOn,
     NewUrl,
     NewSecret,
+    Description,
 }
 
 /// `server` holds a batch of webhook "edited" waiting for a slot, `editor` (the same node or
@@ -287,6 +298,8 @@ async fn edit_while_a_batch_waits(change: Change, server: &Server, editor: &Serv
         Change::OffAndOn => vec![json!({"is_active": false}), json!({"is_active": true})],
         Change::NewUrl => vec![json!({"url": receiver.url("/new")})],
         Change::NewSecret => vec![],
+        Change::Description => vec![json!({"description": "now described", "name": "renamed",
+            "metadata": {"team": "billing"}})],
     };
     for edit in &edits {
         editor
@@ -300,7 +313,7 @@ async fn edit_while_a_batch_waits(change: Change, server: &Server, editor: &Serv
             .await;
     }
     let changes = edits.len().max(1);
-    if !std::ptr::eq(server, editor) {
+    if !std::ptr::eq(server, editor) && change != Change::Description {
         // Another node's change is heard through the database, a moment after its commit.
         let heard = format!("Webhooks([{edited}])");
         eventually("the change heard", WAIT, || async {
@@ -315,8 +328,13 @@ async fn edit_while_a_batch_waits(change: Change, server: &Server, editor: &Serv
             server.ok("addEvent", json!([server.key, updated])).await,
         ),
         Change::NewUrl => ("/new", waiting.clone()),
-        Change::NewSecret => ("/old", waiting.clone()),
+        Change::NewSecret | Change::Description => ("/old", waiting.clone()),
     };
+    if change == Change::Description {
+        // Queued behind the held batch: it must still go out first.
+        let created = json!({"object": "contact", "event": "created"});
+        server.ok("addEvent", json!([server.key, created])).await;
+    }
     receiver.let_through(100);
     let request = eventually("the expected delivery received", WAIT, || async {
         let received = receiver.received();
@@ -324,6 +342,15 @@ async fn edit_while_a_batch_waits(change: Change, server: &Server, editor: &Serv
         sent.find(|r| r.items().iter().any(|i| i["id"] == expected))
     })
     .await;
+    if change == Change::Description {
+        let paths: Vec<String> = receiver.received().into_iter().map(|r| r.path).collect();
+        assert_eq!(
+            paths[..2],
+            ["/busy", "/old"],
+            "the held batch kept its place"
+        );
+        return;
+    }
     if change == Change::NewSecret {
         let secret = secret.as_str().unwrap();
         standardwebhooks::Webhook::new(secret)

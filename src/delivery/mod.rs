@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 /// Most deliveries one claim takes.
@@ -66,6 +66,8 @@ struct Shared {
     changes_heard: AtomicU64,
     /// The count when every webhook was taken as changed ([`Changed::Any`]).
     all_changed: AtomicU64,
+    /// Rung when a webhook's failed attempts are all recorded (see [`failures_recorded`]).
+    failures_settled: Notify,
     stopping: AtomicBool,
     idle: Notify,
 }
@@ -84,6 +86,8 @@ struct Flow {
     last_used: Instant,
     /// [`Shared::changes_heard`] when its webhook last changed (0: not since it was known).
     changed: u64,
+    /// Failed attempts being recorded (see [`failures_recorded`]).
+    failures_recording: usize,
 }
 
 impl Flow {
@@ -96,6 +100,7 @@ impl Flow {
             batches: 0,
             last_used: Instant::now(),
             changed: 0,
+            failures_recording: 0,
         }
     }
 
@@ -136,6 +141,7 @@ pub fn start(store: Store, config: Arc<Config>) -> Result<EngineHandle, reqwest:
         room_made: AtomicUsize::new(0),
         changes_heard: AtomicU64::new(0),
         all_changed: AtomicU64::new(0),
+        failures_settled: Notify::new(),
         stopping: AtomicBool::new(false),
         idle: Notify::new(),
         waker: store.waker(),
@@ -229,6 +235,39 @@ fn note_changed(shared: &Shared, changed: Changed) {
                 flow.last_used = Instant::now(); // not forgotten before the claim under way ends
             }
         }
+    }
+}
+
+/// Counts a failed attempt of the webhook into (`1`) or out of (`-1`) its record.
+fn count_failure_recording(shared: &Shared, webhook_id: i64, step: isize) {
+    let mut flows = lock(&shared.flows);
+    let Some(flow) = flows.get_mut(&webhook_id) else {
+        return;
+    };
+    flow.failures_recording = flow.failures_recording.saturating_add_signed(step);
+    if flow.failures_recording == 0 {
+        shared.failures_settled.notify_waiters();
+    }
+}
+
+/// Waits until no failed attempt of the webhook is being recorded. A failure may turn the
+/// webhook off (a 410, a circuit open too long), and the batch about to be sent must know
+/// whether it did ([`changed_since`]): taking a slot that any batch gave back (its webhook's
+/// or, behind `--delivery-concurrency`, another webhook's) while the record ran, it would
+/// otherwise go out after the webhook was turned off. A webhook that fails waits for a
+/// commit between such batches; one that answers well never waits.
+async fn failures_recorded(shared: &Shared, webhook_id: i64) {
+    loop {
+        let settled = shared.failures_settled.notified();
+        tokio::pin!(settled);
+        settled.as_mut().enable(); // before the count is read: a ring after it is not missed
+        let recording = lock(&shared.flows)
+            .get(&webhook_id)
+            .map_or(0, |flow| flow.failures_recording);
+        if recording == 0 {
+            return;
+        }
+        settled.await;
     }
 }
 
@@ -486,23 +525,14 @@ fn in_flight(shared: &Shared, webhook_id: i64) -> usize {
     })
 }
 
-/// A batch's turn to send: the slots it took (none if the engine is stopping), and what its
-/// answer said.
-struct Turn<'a> {
-    global: Option<SemaphorePermit<'a>>,
-    slot: Option<OwnedSemaphorePermit>,
+/// A batch is done: its slot goes back (or is retired after a cut) and the limit learns from
+/// the answer.
+fn finish_batch(
+    shared: &Shared,
+    webhook_id: i64,
+    permit: Option<OwnedSemaphorePermit>,
     answer: Option<Answer>,
-}
-
-/// A batch is done: its slots go back (its webhook's may be retired after a cut) and the
-/// limit learns from the answer.
-fn finish_batch(shared: &Shared, webhook_id: i64, turn: Turn) {
-    let Turn {
-        global,
-        slot,
-        answer,
-    } = turn;
-    drop(global);
+) {
     let mut flows = lock(&shared.flows);
     let Some(flow) = flows.get_mut(&webhook_id) else {
         return;
@@ -513,8 +543,8 @@ fn finish_batch(shared: &Shared, webhook_id: i64, turn: Turn) {
             .observe(answer.sent, answer.in_flight, answer.signal);
         flow.follow_limit();
     }
-    if let Some(slot) = slot {
-        flow.give_back(slot);
+    if let Some(permit) = permit {
+        flow.give_back(permit);
     }
     flow.last_used = Instant::now();
 }
@@ -548,6 +578,7 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, read:
             Some(_) => shared.global.acquire().await.ok(),
             None => None,
         };
+        failures_recorded(&shared, webhook_id).await;
         // A batch whose lease would end before its request surely has (it waited long for a
         // slot) goes back to the queue unsent: past its lease, another claim may take it. (A
         // lease set shorter than twice the attempt timeout leaves half of it for the wait.)
@@ -574,35 +605,33 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, read:
             });
             attempt = Some(sent_attempt);
         }
+        // A failure may turn the webhook off (a 410, a circuit open too long): until its record
+        // says whether it did, the webhook's other batches wait (see `failures_recorded`).
+        let succeeded = matches!(&attempt, Some(attempt) if attempt.error.is_none());
+        let failed = matches!(&attempt, Some(attempt) if attempt.error.is_some());
+        if failed {
+            count_failure_recording(&shared, webhook_id, 1);
+        }
         // The receiver is done with the request: its slots go to the next batch while this one
         // is recorded (a commit is a round trip to the database, and on PostgreSQL a flush of
-        // its log). The deliveries stay leased, and in hand, until recorded. Not after a 410
-        // Gone: its record turns the webhook off, and the next batch must not take a slot
-        // before that is done and heard of, or it would be sent.
-        let turn = Turn {
-            global,
-            slot,
-            answer,
-        };
-        let gone = attempt.as_ref().is_some_and(|attempt| attempt.gone);
-        let turn = match gone {
-            true => Some(turn),
-            false => {
-                finish_batch(&shared, webhook_id, turn);
-                None
-            }
-        };
-        let succeeded = matches!(&attempt, Some(attempt) if attempt.error.is_none());
-        match attempt {
+        // its log). The deliveries stay leased, and in hand, until recorded.
+        drop(global);
+        finish_batch(&shared, webhook_id, slot, answer);
+        let deactivated = match attempt {
             Some(attempt) => Box::pin(record(&shared, &claim, attempt, lease_end)).await,
             // Not sent: hand it back while it is still ours, so that it need not wait for the
             // lease to end (past it, another claim may hold it: leave that one alone).
-            None if now_ms() < lease_end => Box::pin(release(&shared, &claim)).await,
-            None => {}
+            None if now_ms() < lease_end => {
+                Box::pin(release(&shared, &claim)).await;
+                false
+            }
+            None => false,
+        };
+        if deactivated {
+            note_changed(&shared, Changed::Webhooks(vec![webhook_id])); // before the waiters go
         }
-        if let Some(turn) = turn {
-            note_changed(&shared, Changed::Webhooks(vec![webhook_id]));
-            finish_batch(&shared, webhook_id, turn);
+        if failed {
+            count_failure_recording(&shared, webhook_id, -1);
         }
         settle(&shared, &claim);
         succeeded
@@ -618,7 +647,8 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, read:
     note_room_made(&shared);
 }
 
-async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64) {
+/// Records the attempt; returns whether that turned the webhook off.
+async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64) -> bool {
     let now = now_ms();
     let next = claim
         .deliveries
@@ -660,25 +690,26 @@ async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64
         deactivate: attempt.gone,
         activation: claim.target.activation,
     };
-    store_outcome(shared, outcome, lease_end).await;
+    store_outcome(shared, outcome, lease_end).await
 }
 
 /// A write can fail for a while (another process holding the database lock, say): keep the
 /// outcome and try again while the lease holds, so the attempt's record is not lost. Past the
 /// lease the work is claimed again anyway: at-least-once holds either way.
-async fn store_outcome(shared: &Shared, outcome: Outcome, lease_end: i64) {
+async fn store_outcome(shared: &Shared, outcome: Outcome, lease_end: i64) -> bool {
     let mut pause = Duration::from_millis(50);
     loop {
-        let Err(e) = shared
+        let e = match shared
             .store
             .record_outcome(outcome.clone(), shared.circuit)
             .await
-        else {
-            return;
+        {
+            Ok(deactivated) => return deactivated,
+            Err(e) => e,
         };
         if now_ms() + pause.as_millis() as i64 >= lease_end {
             tracing::error!(error = %e, "recording an attempt failed; the lease will expire");
-            return;
+            return false;
         }
         tracing::warn!(error = %e, "recording an attempt failed; trying again");
         tokio::time::sleep(pause).await;

@@ -3,8 +3,20 @@
 //! webhook, and how a failure is described. Each backend's `queue.rs` (claims) and `record.rs`
 //! (outcomes) apply them with its own SQL.
 
-use crate::model::{latency_class, AttemptTally, CircuitPolicy, Next, Outcome};
+use crate::model::{latency_class, AttemptTally, CircuitPolicy, Next, Outcome, WebhookSettings};
 use std::time::Duration;
+
+/// Whether an edit changes the requests a webhook is sent, or whether it is sent any: work read
+/// before such an edit must not go out as read (see `store::Taker::webhooks_changed`). A name,
+/// description, metadata, events or batch size changed alone leaves work already read as it
+/// is: handing it back would only put it at the end of the line.
+pub(crate) fn changes_requests(old: &WebhookSettings, new: &WebhookSettings) -> bool {
+    old.url != new.url
+        || old.headers != new.headers
+        || old.auth != new.auth
+        || old.secret != new.secret
+        || old.is_active != new.is_active
+}
 
 /// What a claim takes of one webhook's due work.
 pub(crate) struct Share {
@@ -84,6 +96,23 @@ pub(crate) enum AfterFailure {
     /// 410 Gone, or a circuit open longer than `--disable-after`: the webhook becomes inactive
     /// and its pending work is cancelled. `reason` says why, in words.
     Deactivate { reason: String },
+}
+
+/// What recording an outcome did besides settling its deliveries.
+pub(crate) struct Recorded {
+    /// It queued deliveries (a circuit closed, operational events published).
+    pub queued: bool,
+    /// It turned the webhook off ([`AfterFailure::Deactivate`]).
+    pub deactivated: bool,
+}
+
+impl Recorded {
+    pub fn of(after: Option<&AfterFailure>, queued: bool) -> Recorded {
+        Recorded {
+            queued,
+            deactivated: matches!(after, Some(AfterFailure::Deactivate { .. })),
+        }
+    }
 }
 
 pub(crate) fn after_failure(

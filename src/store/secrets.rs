@@ -354,8 +354,9 @@ impl Store {
             let merged = merge(opened.clone())?;
             Ok(secrets.reseal(account_id, &stored, &opened, merged))
         };
-        on_backend!(self, b => b.edit_webhook(account_id, id, sealed_merge).await)?;
-        self.webhooks_changed(vec![id]);
+        if on_backend!(self, b => b.edit_webhook(account_id, id, sealed_merge).await)? {
+            self.webhooks_changed(vec![id]);
+        }
         Ok(())
     }
 

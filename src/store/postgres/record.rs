@@ -8,19 +8,19 @@ use crate::error::ApiError;
 use crate::model::AttemptTally;
 use crate::model::{now_ms, CircuitPolicy, Outcome};
 use crate::store::operational::{self, FailedDelivery};
-use crate::store::rules::{self, AfterFailure, Failure, Settled, WebhookNow};
+use crate::store::rules::{self, AfterFailure, Failure, Recorded, Settled, WebhookNow};
 use deadpool_postgres::GenericClient;
 use std::collections::{HashMap, HashSet};
 use tokio_postgres::Row;
 
 /// Records an attempt, and publishes what it tells the account (operational events) in the
 /// same transaction; returns whether that queued deliveries (closing a circuit makes the
-/// deliveries that waited for it due now).
+/// deliveries that waited for it due now) and whether it turned the webhook off.
 async fn record(
     c: &impl GenericClient,
     o: &Outcome,
     circuit: CircuitPolicy,
-) -> Result<bool, ApiError> {
+) -> Result<Recorded, ApiError> {
     // Every writer takes a webhook's row before its deliveries (failures, edits, deletes, an
     // open circuit's claim), so that no two wait for each other in a cycle. A failure locks
     // the row first: failures of one webhook (from any node) are recorded one at a time. A
@@ -67,12 +67,13 @@ async fn record(
     };
     let told = operational::told(o, &was, &failed, after.as_ref(), closed);
     if told.is_empty() {
-        return Ok(closed);
+        return Ok(Recorded::of(after.as_ref(), closed));
     }
     // An event is told to receivers, which keep its id: its commit must reach the disk first
     // (lost in a crash of the database server, its id could be given again to another).
     exec(c, "SET LOCAL synchronous_commit = on", &[]).await?;
-    Ok(super::events::publish(c, was.account_id, &told).await? || closed)
+    let queued = super::events::publish(c, was.account_id, &told).await? || closed;
+    Ok(Recorded::of(after.as_ref(), queued))
 }
 
 /// The statement that reads a webhook as an outcome finds it, ending with `$condition`.
@@ -424,24 +425,24 @@ async fn record_plain_successes(
 
 impl Postgres {
     /// Records one attempt for all the deliveries it carried, and what the webhook learnt, in
-    /// a transaction of its own.
+    /// a transaction of its own; returns whether it turned the webhook off.
     pub(super) async fn record_one(
         &self,
         outcome: &Outcome,
         circuit: CircuitPolicy,
-    ) -> Result<(), ApiError> {
-        let queued = super::retry_on_deadlock(|| async {
+    ) -> Result<bool, ApiError> {
+        let recorded = super::retry_on_deadlock(|| async {
             let mut client = self.engine_client().await?;
             let tx = client.transaction().await?;
-            let queued = record(&tx, outcome, circuit).await?;
+            let recorded = record(&tx, outcome, circuit).await?;
             tx.commit().await?;
-            Ok(queued)
+            Ok(recorded)
         })
         .await?;
-        if queued {
+        if recorded.queued {
             self.work_queued();
         }
-        Ok(())
+        Ok(recorded.deactivated)
     }
 
     /// Records together, in one transaction, those of `outcomes` that are plain successes

@@ -19,7 +19,8 @@ use tokio::task::JoinSet;
 pub(super) struct Job {
     outcome: Outcome,
     circuit: CircuitPolicy,
-    done: oneshot::Sender<Result<(), ApiError>>,
+    /// Whether the record turned the webhook off.
+    done: oneshot::Sender<Result<bool, ApiError>>,
 }
 
 pub(super) type Recorder = Inbox<Job>;
@@ -72,7 +73,7 @@ async fn write(pg: &Postgres, batch: Vec<Job>) {
     let mut rest: BTreeMap<i64, Vec<Job>> = BTreeMap::new();
     for (job, recorded) in batch.into_iter().zip(recorded) {
         if recorded {
-            drop(job.done.send(Ok(())));
+            drop(job.done.send(Ok(false))); // a plain success turns nothing off
         } else {
             rest.entry(job.outcome.webhook_id).or_default().push(job);
         }
@@ -97,7 +98,7 @@ impl Postgres {
         &self,
         outcome: Outcome,
         circuit: CircuitPolicy,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let (done, recorded) = oneshot::channel();
         let stopped = || ApiError::Internal("postgres: the recorder has stopped".into());
         self.recorder

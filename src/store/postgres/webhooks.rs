@@ -5,6 +5,7 @@ use super::{announce_change, exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
 use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
+use crate::store::rules;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
@@ -274,8 +275,14 @@ impl Postgres {
     /// also validates the result) and stores it, in one transaction, so a call racing this
     /// one on any node (a rotation, another edit, a 410 deactivation) is never undone by a
     /// stale read. A webhook that becomes inactive has its pending work cancelled. A new
-    /// `secret` given by edit is a rotation too: the old one keeps signing for 24 h.
-    pub async fn edit_webhook<F>(&self, account_id: i64, id: i64, merge: F) -> Result<(), ApiError>
+    /// `secret` given by edit is a rotation too: the old one keeps signing for 24 h. Returns
+    /// whether the edit changes the requests the webhook is sent ([`rules::changes_requests`]).
+    pub async fn edit_webhook<F>(
+        &self,
+        account_id: i64,
+        id: i64,
+        merge: F,
+    ) -> Result<bool, ApiError>
     where
         F: FnOnce(WebhookSettings) -> Result<WebhookSettings, ApiError> + Send + 'static,
     {
@@ -283,7 +290,7 @@ impl Postgres {
         let tx = client.transaction().await?;
         let old = load(&tx, account_id, id, true).await?.settings;
         let reactivated = !old.is_active;
-        let s = merge(old)?;
+        let s = merge(old.clone())?;
         // The webhook's row first, then the account's: the order a delete takes them in.
         lock_account(&tx, account_id).await?;
         refuse_overlap(&tx, account_id, id, &s).await?;
@@ -311,9 +318,12 @@ impl Postgres {
         } else if reactivated {
             restart_circuit(&tx, id).await?;
         }
-        announce_change(&tx, id).await?;
+        let changes_requests = rules::changes_requests(&old, &s);
+        if changes_requests {
+            announce_change(&tx, id).await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(changes_requests)
     }
 
     /// Soft delete: the row stays so its deliveries keep pointing at something.

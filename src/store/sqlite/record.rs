@@ -6,13 +6,13 @@ use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_ms, CircuitPolicy, Outcome};
 use crate::store::operational::{self, FailedDelivery};
-use crate::store::rules::{self, AfterFailure, Failure, Settled, WebhookNow};
+use crate::store::rules::{self, AfterFailure, Failure, Recorded, Settled, WebhookNow};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Records an attempt, and publishes what it tells the account (operational events) in the
 /// same transaction; returns whether that queued deliveries (closing a circuit makes the
 /// deliveries that waited for it due now).
-fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<bool, ApiError> {
+fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<Recorded, ApiError> {
     conn.prepare_cached(
         "INSERT INTO attempts (webhook_id, time, duration_ms, status_code, error, response_body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -72,7 +72,8 @@ fn record(conn: &Connection, o: &Outcome, circuit: CircuitPolicy) -> Result<bool
         Some(error) => (Some(record_failure(conn, o, error, &was, circuit)?), false),
     };
     let told = operational::told(o, &was, &failed, after.as_ref(), closed);
-    Ok(super::events::publish(conn, was.account_id, &told)? || closed)
+    let queued = super::events::publish(conn, was.account_id, &told)? || closed;
+    Ok(Recorded::of(after.as_ref(), queued))
 }
 
 fn webhook_now(conn: &Connection, webhook_id: i64) -> Result<WebhookNow, ApiError> {
@@ -181,13 +182,13 @@ impl Sqlite {
         &self,
         outcome: Outcome,
         circuit: CircuitPolicy,
-    ) -> Result<(), ApiError> {
-        let queued = self
+    ) -> Result<bool, ApiError> {
+        let recorded = self
             .write(move |conn| record(conn, &outcome, circuit))
             .await?;
-        if queued {
+        if recorded.queued {
             self.waker.wake();
         }
-        Ok(())
+        Ok(recorded.deactivated)
     }
 }

@@ -4,6 +4,7 @@ use super::Sqlite;
 use crate::error::ApiError;
 use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
+use crate::store::rules;
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
@@ -214,15 +215,21 @@ impl Sqlite {
     /// result) and stores it, all in one write transaction, so a call racing this one (a
     /// rotation, another edit, a 410 deactivation) is never undone by a stale read. A webhook
     /// that becomes inactive has its pending work cancelled. A new `secret` given by edit is a
-    /// rotation too: the old one keeps signing for 24 h.
-    pub async fn edit_webhook<F>(&self, account_id: i64, id: i64, merge: F) -> Result<(), ApiError>
+    /// rotation too: the old one keeps signing for 24 h. Returns whether the edit changes the
+    /// requests the webhook is sent ([`rules::changes_requests`]).
+    pub async fn edit_webhook<F>(
+        &self,
+        account_id: i64,
+        id: i64,
+        merge: F,
+    ) -> Result<bool, ApiError>
     where
         F: FnOnce(WebhookSettings) -> Result<WebhookSettings, ApiError> + Send + 'static,
     {
         self.write(move |conn| {
             let old = load(conn, account_id, id)?.settings;
             let reactivated = !old.is_active;
-            let s = merge(old)?;
+            let s = merge(old.clone())?;
             refuse_overlap(conn, account_id, id, &s)?;
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?3, description = ?4, object = ?5, events = ?6, list_id = ?7,
@@ -245,7 +252,7 @@ impl Sqlite {
             } else if reactivated {
                 restart_circuit(conn, id)?;
             }
-            Ok(())
+            Ok(rules::changes_requests(&old, &s))
         })
         .await
     }
