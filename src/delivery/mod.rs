@@ -66,7 +66,7 @@ struct Shared {
     changes_heard: AtomicU64,
     /// The count when every webhook was taken as changed ([`Changed::Any`]).
     all_changed: AtomicU64,
-    /// Rung when a webhook's failed attempts are all recorded (see [`failures_recorded`]).
+    /// Rung when a webhook's failed attempts are all recorded (see [`still_as_read`]).
     failures_settled: Notify,
     stopping: AtomicBool,
     idle: Notify,
@@ -86,7 +86,7 @@ struct Flow {
     last_used: Instant,
     /// [`Shared::changes_heard`] when its webhook last changed (0: not since it was known).
     changed: u64,
-    /// Failed attempts being recorded (see [`failures_recorded`]).
+    /// Failed attempts being recorded (see [`still_as_read`]).
     failures_recording: usize,
 }
 
@@ -250,32 +250,27 @@ fn count_failure_recording(shared: &Shared, webhook_id: i64, step: isize) {
     }
 }
 
-/// Waits until no failed attempt of the webhook is being recorded. A failure may turn the
-/// webhook off (a 410, a circuit open too long), and the batch about to be sent must know
-/// whether it did ([`changed_since`]): taking a slot that any batch gave back (its webhook's
-/// or, behind `--delivery-concurrency`, another webhook's) while the record ran, it would
-/// otherwise go out after the webhook was turned off. A webhook that fails waits for a
-/// commit between such batches; one that answers well never waits.
-async fn failures_recorded(shared: &Shared, webhook_id: i64) {
+/// Whether the batch may still be sent as it was read: its webhook has not changed since
+/// ([`Read::changes_heard`]). First waits until no failed attempt of the webhook is being
+/// recorded: a failure may turn the webhook off (a 410, a circuit open too long), and a batch
+/// that took a slot while the record ran (its webhook's or, behind `--delivery-concurrency`,
+/// another webhook's) would otherwise go out after the webhook was turned off. A webhook that
+/// fails waits for a commit between such batches; one that answers well never waits.
+async fn still_as_read(shared: &Shared, webhook_id: i64, read: Read) -> bool {
     loop {
+        // Made before the count is read, it hears any ring after that.
         let settled = shared.failures_settled.notified();
-        tokio::pin!(settled);
-        settled.as_mut().enable(); // before the count is read: a ring after it is not missed
-        let recording = lock(&shared.flows)
-            .get(&webhook_id)
-            .map_or(0, |flow| flow.failures_recording);
-        if recording == 0 {
-            return;
+        {
+            let flows = lock(&shared.flows);
+            let flow = flows.get(&webhook_id);
+            if flow.is_none_or(|flow| flow.failures_recording == 0) {
+                let changed = flow.map_or(0, |flow| flow.changed);
+                return changed.max(shared.all_changed.load(Ordering::SeqCst))
+                    <= read.changes_heard;
+            }
         }
         settled.await;
     }
-}
-
-/// Whether the webhook changed after the work was read, so that it must not be sent as read.
-fn changed_since(shared: &Shared, webhook_id: i64, read: Read) -> bool {
-    let flows = lock(&shared.flows);
-    let changed = flows.get(&webhook_id).map_or(0, |flow| flow.changed);
-    changed.max(shared.all_changed.load(Ordering::SeqCst)) > read.changes_heard
 }
 
 /// Room promised and not used (or now in hand) is free again.
@@ -578,7 +573,6 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, read:
             Some(_) => shared.global.acquire().await.ok(),
             None => None,
         };
-        failures_recorded(&shared, webhook_id).await;
         // A batch whose lease would end before its request surely has (it waited long for a
         // slot) goes back to the queue unsent: past its lease, another claim may take it. (A
         // lease set shorter than twice the attempt timeout leaves half of it for the wait.)
@@ -590,7 +584,7 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, read:
         let sendable = global.is_some()
             && !shared.stopping.load(Ordering::SeqCst)
             && now_ms() + needed_ms < lease_end
-            && !changed_since(&shared, webhook_id, read);
+            && still_as_read(&shared, webhook_id, read).await;
         let (mut attempt, mut answer) = (None, None);
         if sendable {
             let (sent, in_flight) = (Instant::now(), in_flight(&shared, webhook_id));
@@ -606,7 +600,7 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, read:
             attempt = Some(sent_attempt);
         }
         // A failure may turn the webhook off (a 410, a circuit open too long): until its record
-        // says whether it did, the webhook's other batches wait (see `failures_recorded`).
+        // says whether it did, the webhook's other batches wait (see `still_as_read`).
         let succeeded = matches!(&attempt, Some(attempt) if attempt.error.is_none());
         let failed = matches!(&attempt, Some(attempt) if attempt.error.is_some());
         if failed {
