@@ -212,7 +212,7 @@ async fn announce_change(c: &impl GenericClient, id: i64) -> Result<(), ApiError
     Ok(())
 }
 
-/// What a notification says: work queued, or a webhook changed (`None`: neither).
+/// The webhook change a notification tells of (`None`: it tells of work queued).
 fn heard(channel: &str, payload: &str) -> Option<Changed> {
     match channel {
         CHANGES_CHANNEL => payload.parse().ok().map(|id| Changed::Webhooks(vec![id])),
@@ -222,8 +222,8 @@ fn heard(channel: &str, payload: &str) -> Option<Changed> {
 
 /// Keeps one connection that `LISTEN`s for other nodes' work and webhook changes, ringing
 /// `waker` on each of their notifications, and sends theirs: one `NOTIFY` whenever this node's
-/// commits queued work since the last. Notifying from the committing transactions themselves would serialise
-/// them: PostgreSQL holds a global lock on its notification queue through the commit of every
+/// commits queued work since the last. Notifying of work from the committing transactions
+/// themselves would serialise them: PostgreSQL holds a global lock on its notification queue through the commit of every
 /// transaction that notifies, so their commits could not share a flush (`addEvent` from 32
 /// callers: 2,000/s instead of 11,000/s). A node that dies between a commit and its `NOTIFY`
 /// leaves work that its own engine had been woken for; the others find it at their next look
