@@ -352,6 +352,98 @@ async fn batches_waiting_when_a_410_comes_are_not_sent() {
     }
 }
 
+/// A probe that fails after the circuit has been open longer than `--disable-after` turns the
+/// webhook off; the next probe, waiting in the engine for its turn, is not sent.
+#[tokio::test]
+async fn the_next_probe_waiting_when_a_webhook_is_disabled_is_not_sent() {
+    let server = Server::start(&[
+        "--allow-private-targets",
+        "--delivery-concurrency",
+        "1",
+        "--circuit-threshold",
+        "1",
+        "--circuit-probe-interval",
+        "100ms",
+        "--disable-after",
+        "1s",
+        "--retry-schedule",
+        "10s",
+    ]);
+    let (down, other) = (Receiver::start().await, Receiver::start().await);
+    down.set_workers(Some(0));
+    down.set_reply(Reply::Status(500));
+    other.set_workers(Some(0));
+    let hook = |event: &str, receiver: &Receiver| json!({"object": "contact", "event": event, "url": receiver.url("/"), "batch_size": 1});
+    let failing = server
+        .ok("addWebhook", json!([server.key, hook("created", &down)]))
+        .await;
+    let busy = server
+        .ok("addWebhook", json!([server.key, hook("updated", &other)]))
+        .await;
+    let publish = |event: &'static str| {
+        let server = &server;
+        async move {
+            let event = json!({"object": "contact", "event": event});
+            server.ok("addEvent", json!([server.key, event])).await
+        }
+    };
+    // The first attempt fails and opens the circuit; meanwhile the other webhook's request
+    // takes the one slot, and keeps it while the circuit stays open past --disable-after.
+    publish("created").await;
+    eventually("the first attempt out", WAIT, || async {
+        (down.received().len() == 1).then_some(())
+    })
+    .await;
+    publish("updated").await;
+    eventually("the other request waiting", WAIT, || async {
+        (server.leased(&busy) == 1).then_some(())
+    })
+    .await;
+    down.let_through(1);
+    circuit_becomes(&server, &failing, "open").await;
+    eventually("the other request held", WAIT, || async {
+        (other.received().len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await; // open for more than 1 s
+                                                           // Two probes wait for the slot, the other webhook's second request between them.
+    let probe = publish("created").await;
+    eventually("a probe waiting", WAIT, || async {
+        (server.leased(&failing) == 1).then_some(())
+    })
+    .await;
+    publish("updated").await;
+    eventually("the other's second request waiting", WAIT, || async {
+        (server.leased(&busy) == 2).then_some(())
+    })
+    .await;
+    let next_probe = publish("created").await;
+    eventually("the next probe waiting", WAIT, || async {
+        (server.leased(&failing) == 2).then_some(())
+    })
+    .await;
+    other.let_through(100);
+    down.let_through(100);
+    // Its turn comes after the next probe's: when it is sent, that one has had its turn.
+    publish("updated").await;
+    eventually("the other's third request", WAIT, || async {
+        (other.received().len() == 3).then_some(())
+    })
+    .await;
+    let w = server
+        .ok("getWebhookById", json!([server.key, failing]))
+        .await;
+    assert_eq!(w["is_active"], false, "{w}");
+    assert_eq!(down.received().len(), 2, "the first attempt and one probe");
+    for (event, status) in [(probe, "cancelled"), (next_probe, "cancelled")] {
+        let delivery = server.delivery_of(&event).await;
+        let d = server
+            .ok("getDeliveryById", json!([server.key, delivery]))
+            .await;
+        assert_eq!(d["status"], status, "{d}");
+    }
+}
+
 #[tokio::test]
 async fn deliveries_cancelled_in_flight_still_count_their_attempt() {
     let server = Server::start(RETRY_TWICE);
