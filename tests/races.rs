@@ -284,14 +284,10 @@ async fn edit_while_a_batch_waits(change: Change, server: &Server, editor: &Serv
     .await;
     let updated = json!({"object": "contact", "event": "updated"});
     let waiting = server.ok("addEvent", json!([server.key, updated])).await;
-    let leased_past = now_ms() + 30_000;
-    let leased = format!(
-        "SELECT count(*) FROM deliveries WHERE webhook_id = {edited} AND due_ms > {leased_past}"
-    );
     eventually(
         "the second delivery in the engine's hands",
         WAIT,
-        || async { (server.sql_number(&leased) == 1).then_some(()) },
+        || async { (server.leased(&edited) == 1).then_some(()) },
     )
     .await;
     let edits = match change {
@@ -377,9 +373,4 @@ async fn edit_while_a_batch_waits(change: Change, server: &Server, editor: &Serv
         assert_eq!(delivery["status"], "cancelled", "{delivery}");
         assert_eq!(delivery["attempt_count"], 0, "{delivery}");
     }
-}
-
-fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since_epoch.unwrap().as_millis() as i64
 }

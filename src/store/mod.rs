@@ -143,7 +143,7 @@ pub trait Taker: Send + Sync {
 }
 
 /// Which webhooks changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Changed {
     Webhooks(Vec<i64>),
     /// Any of them may have: changes could have been missed (on PostgreSQL, while the
