@@ -110,14 +110,10 @@ async fn every_acknowledged_event_arrives_when_a_node_is_killed_mid_burst() {
     assert!(acknowledged.iter().all(|id| seen[id] >= 1));
 }
 
-#[tokio::test]
-async fn a_node_delivers_what_another_node_was_given_without_polling() {
-    if skipped("a_node_delivers_what_another_node_was_given") {
-        return;
-    }
-    let receiver = Receiver::start().await;
+/// A node that delivers, and one beside it that only answers calls (whatever is delivered, the
+/// first node delivered), with a webhook to `receiver`.
+async fn delivering_and_api_only(receiver: &Receiver) -> (Server, Server) {
     let delivering = Server::start(FAST);
-    // This node only answers calls: whatever is delivered, the other node delivered.
     let api_only = Server::join(
         &delivering,
         &[FAST, &["--delivery-concurrency", "0"]].concat(),
@@ -128,18 +124,79 @@ async fn a_node_delivers_what_another_node_was_given_without_polling() {
             json!([delivering.key, webhook(&receiver.url("/a"))]),
         )
         .await;
+    (delivering, api_only)
+}
+
+/// Checks that an event published on `api_only` wakes the delivering node through PostgreSQL.
+async fn woken_by_the_other_node(api_only: &Server, receiver: &Receiver) {
     // Let the delivering node's engine fall asleep with nothing due: unwoken, it would look
     // at the queue again only after 5 s.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    api_only
-        .ok("addEvent", json!([api_only.key, contact_event(1)]))
+    let id = api_only
+        .ok("addEvent", json!([api_only.key, contact_event(0)]))
         .await;
     eventually(
         "the event, woken by the other node's NOTIFY",
         Duration::from_secs(1),
-        || async { (!receiver.received().is_empty()).then_some(()) },
+        || async {
+            received_events(receiver)
+                .contains_key(&id.as_i64()?)
+                .then_some(())
+        },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_node_delivers_what_another_node_was_given_without_polling() {
+    if skipped("a_node_delivers_what_another_node_was_given") {
+        return;
+    }
+    let receiver = Receiver::start().await;
+    let (_delivering, api_only) = delivering_and_api_only(&receiver).await;
+    woken_by_the_other_node(&api_only, &receiver).await;
+}
+
+/// What a restart or a failover of PostgreSQL looks like to a node: every connection it holds
+/// is cut. A call meanwhile may fail (100: the node cannot know whether it committed); then
+/// both nodes answer calls again, deliver everything they acknowledged, and hear each other
+/// again.
+#[tokio::test]
+async fn nodes_carry_on_when_postgresql_cuts_every_connection() {
+    if skipped("nodes_carry_on_when_postgresql_cuts_every_connection") {
+        return;
+    }
+    let receiver = Receiver::start().await;
+    let (delivering, api_only) = delivering_and_api_only(&receiver).await;
+    let nodes = [&delivering, &api_only];
+    let mut acknowledged = publish_round_robin(&nodes, 10, 0).await;
+    let cut = psql(
+        delivering.db(),
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    // Each node's listener and at least one pooled connection.
+    assert!(cut.parse::<usize>().unwrap() >= 4, "cut {cut}");
+    for (n, node) in nodes.iter().enumerate() {
+        let id = eventually("calls answered again", WAIT, || async {
+            let reply = node
+                .rpc("addEvent", json!([node.key, contact_event(10 + n)]))
+                .await;
+            reply["result"].as_i64()
+        })
+        .await;
+        acknowledged.push(id);
+    }
+    acknowledged.extend(publish_round_robin(&nodes, 10, 20).await);
+    eventually("every acknowledged event delivered", WAIT, || async {
+        let seen = received_events(&receiver);
+        acknowledged
+            .iter()
+            .all(|id| seen.contains_key(id))
+            .then_some(())
+    })
+    .await;
+    woken_by_the_other_node(&api_only, &receiver).await;
 }
 
 #[tokio::test]
