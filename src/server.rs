@@ -150,18 +150,23 @@ async fn call<S>(front: Front, mut inner: S, req: HttpRequest) -> Result<HttpRes
 where
     S: Service<HttpRequest, Response = HttpResponse, Error = BoxError>,
 {
-    let declared_too_large = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|len| len > front.max_body);
-    if declared_too_large {
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let (mut parts, mut body) = req.into_parts();
+    if declared.is_some_and(|len| len > front.max_body as u64) {
+        if declared.is_some_and(|len| len <= DISCARD_LIMIT) {
+            discard(&mut body).await;
+        }
         return Ok(too_large(front.max_body));
     }
-    let (mut parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, front.max_body).collect().await {
+    let bytes = match Limited::new(&mut body, front.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return Ok(too_large(front.max_body)),
+        Err(_) => {
+            discard(&mut body).await;
+            return Ok(too_large(front.max_body));
+        }
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     // jsonrpsee answers anything but a few spellings of application/json with 415.
@@ -199,6 +204,23 @@ where
             // others treat a 204 as a failed call.
             let bytes = dialect::finish(&reply, &plan).unwrap_or_default();
             Ok(json_response(StatusCode::OK, bytes))
+        }
+    }
+}
+
+/// Most of an oversized body read (and thrown away) before the 413 is sent. Most clients send
+/// their whole body before they read a reply; were the server to close the connection with the
+/// body unread, the kernel would reset it and such a client would see a broken pipe instead of
+/// the 413. Past this much the connection is closed under the client after all.
+const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Reads what is left of `body`, up to [`DISCARD_LIMIT`] bytes, keeping none of it.
+async fn discard(body: &mut HttpBody) {
+    let mut read = 0u64;
+    while read <= DISCARD_LIMIT {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len() as u64),
+            _ => return,
         }
     }
 }
