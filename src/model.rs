@@ -494,6 +494,13 @@ pub struct Outcome {
     /// request claimed before its webhook was turned on again says nothing about the webhook as
     /// it is now.
     pub activation: i64,
+    /// Drawn at random for each request, and kept with its deliveries by the record: a record
+    /// tried again finds by it whether the try that failed had committed after all.
+    pub key: i64,
+    /// Whether a try to record this outcome failed before. On PostgreSQL, a commit whose
+    /// answer was lost with its connection may have gone through. (SQLite answers in-process:
+    /// a commit that failed did not happen.)
+    pub tried_before: bool,
 }
 
 /// How many more batches the engine can take for each webhook now: what it already holds

@@ -3,9 +3,11 @@
 //! `scripts/test-both` sets it) and say they were skipped otherwise.
 
 mod common;
+use common::commit_cutter::{CommitCutter, Cut};
 use common::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -197,6 +199,99 @@ async fn nodes_carry_on_when_postgresql_cuts_every_connection() {
     })
     .await;
     woken_by_the_other_node(&api_only, &receiver).await;
+}
+
+/// Publishes `event` on `api_only`, with the connection of the next record of `delivering`
+/// (which reaches PostgreSQL through `cutter`) cut at its commit, `when`, and waits for its
+/// delivery to end as `end`. Then stops `delivering`, which it does only after its records,
+/// including one tried again after a pause. Returns how many attempts the delivery shows.
+async fn delivered_with_a_record_cut(
+    api_only: &Server,
+    delivering: &mut Server,
+    (cutter, when): (&CommitCutter, Cut),
+    event: Value,
+    end: &str,
+) -> i64 {
+    let cuts = cutter.cuts();
+    cutter.arm(when);
+    let id = api_only.ok("addEvent", json!([api_only.key, event])).await;
+    let delivery = api_only.delivery_of(&id).await;
+    api_only.delivery_with_status(&delivery, end).await;
+    delivering.stop();
+    assert_eq!(cutter.cuts(), cuts + 1, "a record was cut");
+    let delivery = api_only
+        .ok("getDeliveryById", json!([api_only.key, delivery]))
+        .await;
+    let attempts = delivery["attempts"].as_array().unwrap().len() as i64;
+    assert_eq!(delivery["attempt_count"], attempts, "{delivery}");
+    attempts
+}
+
+/// When a record's commit goes through but its answer is lost with the connection (PostgreSQL
+/// restarting, the network failing at that moment), the engine cannot tell it from a record
+/// that failed, and records the attempt again. That second record must find the first and
+/// write nothing: one request is one attempt, counted once. A success (recorded together with
+/// others) and a failure (on its own, with what its webhook learns) go through both ways of
+/// recording; and a record whose commit never reached the server must still be written.
+#[tokio::test]
+async fn an_attempt_whose_record_committed_but_went_unanswered_is_recorded_once() {
+    if skipped("an_attempt_whose_record_committed_but_went_unanswered_is_recorded_once") {
+        return;
+    }
+    let (receiver, failing) = (Receiver::start().await, Receiver::start().await);
+    failing.set_reply(Reply::Status(500));
+    let api_only = Server::start(&[FAST, &["--delivery-concurrency", "0"]].concat());
+    let cutter = CommitCutter::start(api_only.database.server_addr(), "INSERT INTO attempts");
+    // The only node that delivers, and so records, reaches PostgreSQL through the cutter.
+    let through_cutter = Arc::new(api_only.database.via(cutter.addr));
+    let mut delivering = Server::start_on(through_cutter, &api_only.key, FAST);
+    let key = &api_only.key;
+    let up = json!({"object": "contact", "event": "subscribed", "url": receiver.url("/up")});
+    let down = json!({"object": "list", "event": "created", "url": failing.url("/down")});
+    let up = api_only.ok("addWebhook", json!([key, up])).await;
+    let down = api_only.ok("addWebhook", json!([key, down])).await;
+
+    let lost_answer = (&cutter, Cut::AfterCommit);
+    let event = contact_event(1);
+    let attempts =
+        delivered_with_a_record_cut(&api_only, &mut delivering, lost_answer, event, "succeeded")
+            .await;
+    assert_eq!((attempts, receiver.received().len()), (1, 1));
+    delivering.restart();
+    // A failure counted twice would also cut the schedule short by a request.
+    let event = json!({"object": "list", "event": "created", "data": {}});
+    let attempts =
+        delivered_with_a_record_cut(&api_only, &mut delivering, lost_answer, event, "failed").await;
+    assert_eq!(
+        (attempts, failing.received().len()),
+        (4, 4),
+        "FAST's schedule: the first request and three retries, each one attempt"
+    );
+    // A record whose commit never happened is written by the next try.
+    delivering.restart();
+    let lost_commit = (&cutter, Cut::BeforeCommit);
+    let event = contact_event(2);
+    let attempts =
+        delivered_with_a_record_cut(&api_only, &mut delivering, lost_commit, event, "succeeded")
+            .await;
+    assert_eq!((attempts, receiver.received().len()), (1, 2));
+
+    // Counted once each in the statistics too.
+    for (webhook_id, attempts) in [(up, 2), (down, 4), (json!(0), 6)] {
+        let stats = api_only
+            .ok(
+                "getDeliveryStats",
+                json!({"api_key": key, "webhook_id": webhook_id}),
+            )
+            .await;
+        let counted: i64 = stats
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|bucket| bucket["attempts"].as_i64().unwrap())
+            .sum();
+        assert_eq!(counted, attempts, "{stats}");
+    }
 }
 
 #[tokio::test]

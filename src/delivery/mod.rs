@@ -683,14 +683,18 @@ async fn record(shared: &Shared, claim: &Claim, attempt: Attempt, lease_end: i64
         response_body: attempt.response_body,
         deactivate: attempt.gone,
         activation: claim.target.activation,
+        key: rand::random(),
+        tried_before: false,
     };
     store_outcome(shared, outcome, lease_end).await
 }
 
 /// A write can fail for a while (another process holding the database lock, say): keep the
 /// outcome and try again while the lease holds, so the attempt's record is not lost. Past the
-/// lease the work is claimed again anyway: at-least-once holds either way.
-async fn store_outcome(shared: &Shared, outcome: Outcome, lease_end: i64) -> bool {
+/// lease the work is claimed again anyway: at-least-once holds either way. A try that failed
+/// may have committed all the same (its answer lost with the connection): the store makes
+/// sure the next try does not record the attempt twice.
+async fn store_outcome(shared: &Shared, mut outcome: Outcome, lease_end: i64) -> bool {
     let mut pause = Duration::from_millis(50);
     loop {
         let e = match shared
@@ -706,6 +710,7 @@ async fn store_outcome(shared: &Shared, outcome: Outcome, lease_end: i64) -> boo
             return false;
         }
         tracing::warn!(error = %e, "recording an attempt failed; trying again");
+        outcome.tried_before = true;
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     }

@@ -389,7 +389,8 @@ delegate! {
 
     /// Records one attempt for every delivery it carried, and what the webhook learnt; the
     /// attempt is added to its webhook's statistics (`delivery_stats`) in the same transaction.
-    /// Returns whether it turned the webhook off (a 410, or a circuit open too long).
+    /// Returns whether it turned the webhook off (a 410, or a circuit open too long). An
+    /// outcome tried before is recorded once, even if that try committed unanswered.
     fn record_outcome(&self, outcome: Outcome, circuit: CircuitPolicy) -> Result<bool, ApiError>;
     /// Claimed deliveries that were not sent are due again now.
     fn release(&self, ids: Vec<i64>) -> Result<(), ApiError>;

@@ -305,6 +305,8 @@ mod tests {
             response_body: None,
             deactivate: true,
             activation,
+            key: 1,
+            tried_before: false,
         };
         let now = webhook(0, None);
         assert!(speaks_for(&now, &outcome("http://x/", 0)));

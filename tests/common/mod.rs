@@ -3,6 +3,8 @@
 //! client would.
 #![allow(dead_code)]
 
+pub mod commit_cutter;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -100,6 +102,29 @@ impl Database {
         Database {
             arg: format!("{base}/{name}"),
             postgres: Some((admin, name)),
+        }
+    }
+
+    /// On PostgreSQL: the server's address.
+    pub fn server_addr(&self) -> SocketAddr {
+        use std::net::ToSocketAddrs;
+        let url = url::Url::parse(&self.arg).expect("a PostgreSQL url");
+        let host = url.host_str().expect("a host, not a socket directory");
+        let mut found = (host, url.port().unwrap_or(5432))
+            .to_socket_addrs()
+            .expect("the host's address");
+        found.next().expect("an address")
+    }
+
+    /// The same PostgreSQL database reached through `addr` (a proxy); dropping it leaves the
+    /// database alone.
+    pub fn via(&self, addr: SocketAddr) -> Database {
+        let mut url = url::Url::parse(&self.arg).expect("a PostgreSQL url");
+        url.set_ip_host(addr.ip()).expect("an IP host");
+        url.set_port(Some(addr.port())).expect("a port");
+        Database {
+            arg: url.to_string(),
+            postgres: None,
         }
     }
 

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/postgres/0005_activation_count.sql"),
     include_str!("../../../schema/migrations/postgres/0006_no_link_foreign_keys.sql"),
     include_str!("../../../schema/migrations/postgres/0007_stats_log_counts.sql"),
+    include_str!("../../../schema/migrations/postgres/0008_attempt_request_key.sql"),
 ];
 
 /// The advisory lock's key: "hookrpc" in ASCII.

@@ -30,9 +30,17 @@ async fn record(
     // If the webhook was moved to another url while the request was out, the answer speaks
     // for the old url only (see SQLite's `record` for the whole reasoning).
     // Sent together (pipelined): answered in about one round trip instead of two.
-    let lock = o.error.is_some();
+    // A record tried again locks the row too, as it goes on to lock the deliveries (below).
+    let lock = o.error.is_some() || o.tried_before;
     let one = [o];
     let mut was = webhook_now(c, o.webhook_id, lock).await?;
+    if o.tried_before && recorded_before(c, o).await? {
+        let deactivated = !was.is_active; // what that record may have told: at worst a re-read
+        return Ok(Recorded {
+            queued: false,
+            deactivated,
+        });
+    }
     if !lock && was.circuit_open {
         was = webhook_now(c, o.webhook_id, true).await?; // a success that may close it
     }
@@ -74,6 +82,33 @@ async fn record(
     exec(c, "SET LOCAL synchronous_commit = on", &[]).await?;
     let queued = super::events::publish(c, was.account_id, &told).await? || closed;
     Ok(Recorded::of(after.as_ref(), queued))
+}
+
+/// Whether `o`, whose record failed before, was recorded by that try all the same: its commit
+/// went through, and its answer was lost with the connection. The deliveries it carried are
+/// locked first (in the order of their ids, after the webhook's row, as every writer does), so
+/// that a try still committing is waited for; then the attempt is looked for by its key among
+/// theirs. Deliveries that are gone were finished ones that retention removed: recorded.
+async fn recorded_before(c: &impl GenericClient, o: &Outcome) -> Result<bool, ApiError> {
+    let ids: Vec<i64> = o.next.iter().map(|(id, _)| *id).collect();
+    let carried = rows(
+        c,
+        "SELECT id FROM deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        &[&ids],
+    )
+    .await?;
+    if carried.is_empty() {
+        return Ok(true);
+    }
+    // A statement of its own: its snapshot is taken after the locks were waited for.
+    let found = rows(
+        c,
+        "SELECT 1 FROM delivery_attempts l JOIN attempts a ON a.id = l.attempt_id
+         WHERE l.delivery_id = ANY($1) AND a.request_key = $2 LIMIT 1",
+        &[&ids, &o.key],
+    )
+    .await?;
+    Ok(!found.is_empty())
 }
 
 /// The statement that reads a webhook as an outcome finds it, ending with `$condition`.
@@ -165,8 +200,9 @@ struct Moves<'a> {
 }
 
 /// Records what each outcome's request came to, in one statement whatever their number: one
-/// attempt per outcome, the deliveries it carried moved on as [`Settled`] says, and a link
-/// from each of those deliveries to its attempt. The attempt counts for every delivery it
+/// attempt per outcome (with the outcome's key, see [`recorded_before`]), the deliveries it
+/// carried moved on as [`Settled`] says, and a link from each of those deliveries to its
+/// attempt. The attempt counts for every delivery it
 /// carried, but only a pending one moves on, and one cancelled while it was in flight (its
 /// webhook deleted, deactivated or gone) only to `succeeded`, when the receiver took it (as on
 /// SQLite: see its `record`). A delivery that becomes final notes when (retention counts from
@@ -201,6 +237,7 @@ async fn record_attempts(
         .iter()
         .map(|(o, _)| o.response_body.as_deref())
         .collect();
+    let keys = column(|o| o.key);
     // Per delivery: what becomes of it, and its attempt, named by the outcome's place
     // (1-based, as WITH ORDINALITY counts) with what the delivery shows of it. In the order of
     // their ids, the order in which the update locks them, as `cancel_pending` does: two
@@ -226,12 +263,14 @@ async fn record_attempts(
         c,
         "WITH given AS (
            SELECT nextval('attempts_id_seq') AS id, g.* FROM unnest($1::bigint[],
-             $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) WITH ORDINALITY
-             AS g(webhook_id, time, duration_ms, status_code, error, response_body, place)),
+             $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $14::bigint[])
+             WITH ORDINALITY AS g(webhook_id, time, duration_ms, status_code, error,
+             response_body, request_key, place)),
          inserted AS (
            INSERT INTO attempts (id, webhook_id, time, duration_ms, status_code, error,
-             response_body)
-           SELECT id, webhook_id, time, duration_ms, status_code, error, response_body
+             response_body, request_key)
+           SELECT id, webhook_id, time, duration_ms, status_code, error, response_body,
+             request_key
            FROM given),
          moved AS (
            UPDATE deliveries d SET
@@ -266,6 +305,7 @@ async fn record_attempts(
             &d.times,
             &d.codes,
             &d.errors,
+            &keys,
         ],
     )
     .await?;
@@ -394,7 +434,8 @@ async fn record_failure(
 }
 
 /// What [`record`] does for a success from a webhook whose circuit is closed and whose url is
-/// still the one the request went to, for many such successes at once (each with its
+/// still the one the request went to, recorded for the first time, for many such successes at
+/// once (each with its
 /// webhook's account): such a success locks nothing up front and tells the account nothing,
 /// so many can share one transaction of four statements.
 async fn record_plain_successes(
@@ -472,7 +513,9 @@ impl Postgres {
             .map(|o| o.webhook_id)
             .collect();
         let account_of_plain = |o: &Outcome| match now.get(&o.webhook_id) {
-            Some(w) if o.error.is_none() && w.url == o.url && !w.circuit_open => {
+            Some(w)
+                if o.error.is_none() && !o.tried_before && w.url == o.url && !w.circuit_open =>
+            {
                 (!failing.contains(&o.webhook_id)).then_some(w.account_id)
             }
             _ => None,

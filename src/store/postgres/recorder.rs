@@ -2,8 +2,9 @@
 //! being written wait, and go in together: the plain ones (a success from a webhook whose
 //! circuit is closed, sent to the url it still has: nearly every outcome of a healthy
 //! webhook) in one transaction for all of them, whatever their number; each other one (a
-//! failure, a success that closes a circuit, an answer from an old url) in a transaction of its
-//! own, since it may lock its webhook and tell its account of a change (`record.rs`). One
+//! failure, a success that closes a circuit, an answer from an old url, an outcome whose
+//! record is tried again) in a transaction of its own, since it may lock its webhook and tell
+//! its account of a change (`record.rs`). One
 //! transaction per outcome cost PostgreSQL about as much CPU as the rest of a delivery
 //! together (BENCHMARKS.md, issue 10); see `gather.rs`.
 
