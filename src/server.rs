@@ -154,9 +154,15 @@ where
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    // A client that waits for `100 Continue` sends nothing until the body is read: it reads
+    // the 413 at once, and need not send a body only to have it thrown away.
+    let waits_to_send = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (mut parts, mut body) = req.into_parts();
     if declared.is_some_and(|len| len > front.max_body as u64) {
-        if declared.is_some_and(|len| len <= DISCARD_LIMIT) {
+        if declared.is_some_and(|len| len <= DISCARD_LIMIT) && !waits_to_send {
             discard(&mut body).await;
         }
         return Ok(too_large(front.max_body));
@@ -211,18 +217,27 @@ where
 /// Most of an oversized body read (and thrown away) before the 413 is sent. Most clients send
 /// their whole body before they read a reply; were the server to close the connection with the
 /// body unread, the kernel would reset it and such a client would see a broken pipe instead of
-/// the 413. Past this much the connection is closed under the client after all.
+/// the 413. Past this much, or [`DISCARD_TIME`], the connection is closed under the client
+/// after all.
 const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// Reads what is left of `body`, up to [`DISCARD_LIMIT`] bytes, keeping none of it.
+/// Longest an oversized body is read for: a client sending slowly holds its connection no
+/// longer (64 MiB at 6.4 MiB/s).
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads what is left of `body`, up to [`DISCARD_LIMIT`] bytes and for [`DISCARD_TIME`] at
+/// most, keeping none of it.
 async fn discard(body: &mut HttpBody) {
-    let mut read = 0u64;
-    while read <= DISCARD_LIMIT {
-        match body.frame().await {
-            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len() as u64),
-            _ => return,
+    let read_to_the_end = async {
+        let mut read = 0u64;
+        while read <= DISCARD_LIMIT {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len() as u64),
+                _ => return,
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, read_to_the_end).await;
 }
 
 /// 200 while the database answers and takes writes; 503 with the reason otherwise (for an

@@ -347,6 +347,14 @@ async fn bodies_over_the_limit_are_413() {
     )
     .await;
     assert_eq!(status, 413);
+    // A client that waits for `100 Continue` before it sends its body gets the 413 instead.
+    let status = raw_http(
+        &server,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\nExpect: 100-continue\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 413);
     // A declared length past what is worth reading is answered at once, body or not.
     let status = raw_http(
         &server,
