@@ -494,7 +494,7 @@ pub struct Outcome {
     /// request claimed before its webhook was turned on again says nothing about the webhook as
     /// it is now.
     pub activation: i64,
-    /// Drawn at random for each request, and kept with its deliveries by the record: a record
+    /// Drawn at random for each request, and kept with its attempt by the record: a record
     /// tried again finds by it whether the try that failed had committed after all.
     pub key: i64,
     /// Whether a try to record this outcome failed before. On PostgreSQL, a commit whose

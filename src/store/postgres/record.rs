@@ -202,11 +202,10 @@ struct Moves<'a> {
 /// Records what each outcome's request came to, in one statement whatever their number: one
 /// attempt per outcome (with the outcome's key, see [`recorded_before`]), the deliveries it
 /// carried moved on as [`Settled`] says, and a link from each of those deliveries to its
-/// attempt. The attempt counts for every delivery it
-/// carried, but only a pending one moves on, and one cancelled while it was in flight (its
-/// webhook deleted, deactivated or gone) only to `succeeded`, when the receiver took it (as on
-/// SQLite: see its `record`). A delivery that becomes final notes when (retention counts from
-/// then).
+/// attempt. The attempt counts for every delivery it carried, but only a pending one moves
+/// on, and one cancelled while it was in flight (its webhook deleted, deactivated or gone)
+/// only to `succeeded`, when the receiver took it (as on SQLite: see its `record`). A delivery
+/// that becomes final notes when (retention counts from then).
 ///
 /// The links are made for the deliveries the update wrote, which it holds to the commit (a
 /// delivery carried by two of the outcomes, sent again after its lease ran out, is written
@@ -435,9 +434,8 @@ async fn record_failure(
 
 /// What [`record`] does for a success from a webhook whose circuit is closed and whose url is
 /// still the one the request went to, recorded for the first time, for many such successes at
-/// once (each with its
-/// webhook's account): such a success locks nothing up front and tells the account nothing,
-/// so many can share one transaction of four statements.
+/// once (each with its webhook's account): such a success locks nothing up front and tells the
+/// account nothing, so many can share one transaction of four statements.
 async fn record_plain_successes(
     c: &impl GenericClient,
     plain: &[(&Outcome, i64)],

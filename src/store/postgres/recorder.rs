@@ -4,9 +4,8 @@
 //! webhook) in one transaction for all of them, whatever their number; each other one (a
 //! failure, a success that closes a circuit, an answer from an old url, an outcome whose
 //! record is tried again) in a transaction of its own, since it may lock its webhook and tell
-//! its account of a change (`record.rs`). One
-//! transaction per outcome cost PostgreSQL about as much CPU as the rest of a delivery
-//! together (BENCHMARKS.md, issue 10); see `gather.rs`.
+//! its account of a change (`record.rs`). One transaction per outcome cost PostgreSQL about as
+//! much CPU as the rest of a delivery together (BENCHMARKS.md, issue 10); see `gather.rs`.
 
 use super::gather::{self, Inbox, Limits};
 use super::Postgres;
