@@ -18,6 +18,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// A duration that must pass: a timeout, lease or interval of zero would fail or repeat every
+/// time.
+fn parse_period(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be longer than 0")),
+        d => Ok(d),
+    }
+}
+
 /// How long finished history is kept: `None` keeps it for ever (`--retention 0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention(pub Option<Duration>);
@@ -116,16 +125,20 @@ pub struct Config {
     #[arg(long, env = "HOOKRPC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: u32,
 
+    /// Longest a request body may take to arrive once its headers have (HTTP 408 past it).
+    #[arg(long, env = "HOOKRPC_BODY_TIMEOUT", default_value = "30s", value_parser = parse_period)]
+    pub body_timeout: Duration,
+
     /// Delays before each retry of a failed delivery, then `failed` (±10 % jitter).
     #[arg(long, env = "HOOKRPC_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h", value_parser = parse_schedule)]
     pub retry_schedule: Schedule,
 
     /// Total time one delivery attempt may take.
-    #[arg(long, env = "HOOKRPC_ATTEMPT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "HOOKRPC_ATTEMPT_TIMEOUT", default_value = "10s", value_parser = parse_period)]
     pub attempt_timeout: Duration,
 
     /// Time to establish a connection to a receiver.
-    #[arg(long, env = "HOOKRPC_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "HOOKRPC_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_period)]
     pub connect_timeout: Duration,
 
     /// Consecutive failed attempts that open a webhook's circuit.
@@ -133,7 +146,7 @@ pub struct Config {
     pub circuit_threshold: i64,
 
     /// While a circuit is open, one probe request this often.
-    #[arg(long, env = "HOOKRPC_CIRCUIT_PROBE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "HOOKRPC_CIRCUIT_PROBE_INTERVAL", default_value = "60s", value_parser = parse_period)]
     pub circuit_probe_interval: Duration,
 
     /// A webhook whose circuit stays open this long is deactivated (at its next failed probe),
@@ -162,7 +175,7 @@ pub struct Config {
     pub webhook_concurrency: usize,
 
     /// How long claimed work stays reserved before another claim may take it (after a crash).
-    #[arg(long, env = "HOOKRPC_LEASE", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "HOOKRPC_LEASE", default_value = "60s", value_parser = parse_period)]
     pub lease: Duration,
 
     /// On SIGINT/SIGTERM, how long in-flight deliveries may take to finish.

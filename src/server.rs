@@ -1,5 +1,5 @@
 //! Builds the jsonrpsee server and the HTTP layer in front of it: `/health`, `/metrics`, the
-//! dashboard under `/ui/`, the body limit (413), the Vision6 dialect rewrite, and transport the
+//! dashboard under `/ui/`, the body's limit (413) and deadline (408), the Vision6 dialect rewrite, and transport the
 //! way PHP servers do it: any POST (but to the dashboard) is a call whatever its Content-Type,
 //! every reply is `application/json; charset=utf-8`, and transport faults (405, 413) say why in
 //! JSON.
@@ -38,6 +38,7 @@ pub async fn start(app: Arc<App>) -> Result<(ServerHandle, SocketAddr), ApiError
     let front = Front {
         store: app.store.clone(),
         max_body: config.max_body_bytes as usize,
+        body_timeout: config.body_timeout,
     };
     let server_config = ServerConfig::builder()
         // The rewrite can grow a body a little; our own limit above is the one clients meet.
@@ -66,6 +67,7 @@ pub async fn start(app: Arc<App>) -> Result<(ServerHandle, SocketAddr), ApiError
 struct Front {
     store: Store,
     max_body: usize,
+    body_timeout: std::time::Duration,
 }
 
 impl<S> Layer<S> for Front {
@@ -167,12 +169,15 @@ where
         }
         return Ok(too_large(front.max_body));
     }
-    let bytes = match Limited::new(&mut body, front.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+    let collect = Limited::new(&mut body, front.max_body).collect();
+    // A body that stops arriving would hold its connection for ever.
+    let bytes = match tokio::time::timeout(front.body_timeout, collect).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
             discard(&mut body).await;
             return Ok(too_large(front.max_body));
         }
+        Err(_) => return Ok(too_slow(front.body_timeout)),
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     // jsonrpsee answers anything but a few spellings of application/json with 415.
@@ -291,6 +296,22 @@ fn too_large(limit: usize) -> HttpResponse {
             "the request body is larger than {limit} bytes, this server's limit (--max-body-bytes)"
         ),
     )
+}
+
+/// 408: the body did not arrive in time. The connection is closed, since the rest of the body
+/// may still come and would be read as the next request.
+fn too_slow(limit: std::time::Duration) -> HttpResponse {
+    let mut response = transport_fault(
+        StatusCode::REQUEST_TIMEOUT,
+        &format!(
+            "the request body did not arrive within {}, this server's limit (--body-timeout)",
+            humantime::format_duration(limit)
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// 405, saying `why` and which verbs the path takes.

@@ -5,6 +5,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Every method that takes a key, with otherwise plausible params.
@@ -379,6 +380,85 @@ async fn the_default_body_limit_is_one_mib() {
         .post_raw("/", add_request_of_size(&server.key, 1024 * 1024 + 1))
         .await;
     assert_eq!(status, 413);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_408() {
+    let server = Server::start(&["--body-timeout", "1s"]);
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "addWebhook",
+                      "params": [server.key, {"object": "list", "event": "created",
+                                              "url": "https://example.com/slow"}]})
+    .to_string();
+    // The headers promise the whole call; half of it comes, then nothing.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        call.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+        .write_all(&call.as_bytes()[..call.len() / 2])
+        .await
+        .unwrap();
+    // The server answers and closes the connection: read_to_end returns. (Without a timeout it
+    // would wait for the rest for ever; this test's own limit is far past the server's.)
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut reply))
+        .await
+        .expect("the server answers a stalled body and closes the connection")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a whole reply");
+    assert!(head.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    assert_transport_fault(408, JSON_UTF8, body, 408);
+    assert!(body.contains("--body-timeout"), "{body}");
+    // The call never ran; the same call sent whole, in pieces, is served.
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 0);
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        call.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in call.as_bytes().chunks(call.len() / 3 + 1) {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
+}
+
+#[test]
+fn a_timeout_lease_or_interval_of_zero_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookrpc.db");
+    for flag in [
+        "--body-timeout",
+        "--attempt-timeout",
+        "--connect-timeout",
+        "--circuit-probe-interval",
+        "--lease",
+    ] {
+        // `timeout` stops a server that started after all (exit 124).
+        let out = Command::new("timeout")
+            .args(["20", binary().to_str().unwrap(), "serve", flag, "0s"])
+            .args(["--listen", "127.0.0.1:0", "--db", db.to_str().unwrap()])
+            .output()
+            .expect("run hookrpc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} 0s: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("must be longer than 0"),
+            "{stderr}"
+        );
+    }
+    assert!(!db.exists(), "nothing was created");
 }
 
 /// Sends `request` as is over a new connection; returns the status of the reply.
