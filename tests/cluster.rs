@@ -201,6 +201,88 @@ async fn nodes_carry_on_when_postgresql_cuts_every_connection() {
     woken_by_the_other_node(&api_only, &receiver).await;
 }
 
+/// While it lives, this machine drops every packet to and from `port`, as when a database
+/// host vanishes in a failover or the network between fails: nothing answers, not even with a
+/// refusal.
+struct BlackHole(u16);
+
+impl BlackHole {
+    const RULES: [&str; 2] = ["--dport", "--sport"];
+
+    /// Why not, where the firewall cannot be changed (iptables missing, not root, or a
+    /// container without the right to).
+    fn start(port: u16) -> Result<BlackHole, String> {
+        let hole = BlackHole(port);
+        for side in Self::RULES {
+            hole.iptables("-I", side)?;
+        }
+        Ok(hole)
+    }
+
+    fn iptables(&self, action: &str, side: &str) -> Result<(), String> {
+        let port = self.0.to_string();
+        let out = std::process::Command::new("iptables")
+            .args([action, "INPUT", "-p", "tcp", side, &port, "-j", "DROP"])
+            .output()
+            .map_err(|e| format!("iptables: {e}"))?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        for side in Self::RULES {
+            let _ = self.iptables("-D", side);
+        }
+    }
+}
+
+/// A database that stops answering at the network's level (its host gone in a failover, every
+/// packet dropped) must not hold calls for the kernel's own limits (two minutes to connect,
+/// a quarter of an hour for data sent and never acknowledged): calls answer 100 and `/health`
+/// 503 while it lasts, and work again, on new connections, once it ends.
+#[tokio::test]
+async fn calls_answer_100_while_the_database_is_unreachable() {
+    if skipped("calls_answer_100_while_the_database_is_unreachable") {
+        return;
+    }
+    // The node reaches PostgreSQL through a proxy, whose port alone is black-holed: other tests
+    // share the server.
+    let first = Server::start(&[]);
+    let proxy = CommitCutter::start(first.database.server_addr(), "never cut");
+    let node = Server::start_on(Arc::new(first.database.via(proxy.addr)), &first.key, &[]);
+    let publish = |n| node.rpc("addEvent", json!([node.key, contact_event(n)]));
+    assert!(publish(1).await["result"].is_i64());
+    let hole = match BlackHole::start(proxy.addr.port()) {
+        Ok(hole) => hole,
+        Err(why) => {
+            eprintln!("calls_answer_100_while_the_database_is_unreachable: skipped: needs iptables, as root: {why}");
+            return;
+        }
+    };
+    // The pool's connection is taken and written to, and nothing comes back. (A deadline far
+    // past the server's own, so that the old code fails rather than hangs.)
+    let reply = tokio::time::timeout(WAIT, publish(2))
+        .await
+        .expect("a call answers while the database is unreachable");
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    // New connections are tried, and given up.
+    let reply = tokio::time::timeout(WAIT, publish(3))
+        .await
+        .expect("a call answers while the database is unreachable");
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    let health = reqwest::get(format!("http://{}/health", node.addr)).await;
+    assert_eq!(health.unwrap().status(), 503);
+    drop(hole);
+    eventually("calls answered again", WAIT, || async {
+        publish(4).await["result"].as_i64()
+    })
+    .await;
+}
+
 /// Publishes `event` on `api_only`, with the connection of the next record of `delivering`
 /// (which reaches PostgreSQL through `cutter`) cut at its commit, `when`, and waits for its
 /// delivery to end as `end`. Then stops `delivering`, which it does only after its records,

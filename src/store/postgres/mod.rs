@@ -34,7 +34,9 @@ mod webhooks;
 
 use super::{Changed, Waker};
 use crate::error::ApiError;
-use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +69,16 @@ const ENGINE_POOL_SIZE: usize = 8;
 /// through the same indexes.
 const ENGINE_SETTINGS: &str =
     "-c synchronous_commit=off -c enable_seqscan=off -c plan_cache_mode=force_generic_plan";
+/// How long the database may leave a node unanswered at the network's level before the
+/// connection is given up: connecting (the handshake too, for pooled connections), or data
+/// sent and never acknowledged. A host gone in a failover, or a network that drops everything,
+/// answers nothing, not even a refusal; left to the kernel, a call would wait two minutes for
+/// a connection, or a quarter of an hour on a connection opened before.
+const UNANSWERED: Duration = Duration::from_secs(10);
+/// How long a connection may be idle before the kernel checks that the database's end is
+/// still there: a pooled or listening connection cut unseen is then dropped before it is
+/// used, rather than failing the call that takes it.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// How long `/health` waits for its probe write.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
 /// After the listening connection is lost, how long before connecting again.
@@ -102,8 +114,25 @@ fn pool_of(config: Config, size: usize) -> Result<Pool, ApiError> {
     );
     Pool::builder(manager)
         .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .create_timeout(Some(UNANSWERED))
         .build()
         .map_err(|e| ApiError::Internal(format!("postgres: pool: {e}")))
+}
+
+/// Sets what the url leaves to the kernel's (or tokio-postgres's) defaults: see
+/// [`UNANSWERED`] and [`KEEPALIVE_IDLE`].
+fn give_up_when_unanswered(config: &mut Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(UNANSWERED);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(UNANSWERED);
+    }
+    // tokio-postgres's default, two hours, when the url gives none.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
 }
 
 /// Bound parameters as tokio-postgres takes them.
@@ -119,6 +148,7 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("hookrpc");
         }
+        give_up_when_unanswered(&mut config);
         // Whatever the server's default: a reply means the commit is on the server's disk; the
         // engine's bookkeeping does not wait for it (see ENGINE_SETTINGS).
         let given = config.get_options().unwrap_or("").to_owned();
