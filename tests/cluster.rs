@@ -242,8 +242,9 @@ impl Drop for BlackHole {
 
 /// A database that stops answering at the network's level (its host gone in a failover, every
 /// packet dropped) must not hold calls for the kernel's own limits (two minutes to connect,
-/// a quarter of an hour for data sent and never acknowledged): calls answer 100 and `/health`
-/// 503 while it lasts, and work again, on new connections, once it ends.
+/// a quarter of an hour for data sent and never acknowledged, two hours of silence before a
+/// connection whose data was acknowledged is checked): calls answer 100 and `/health` 503
+/// while it lasts, and work again, on new connections, once it ends.
 #[tokio::test]
 async fn calls_answer_100_while_the_database_is_unreachable() {
     if skipped("calls_answer_100_while_the_database_is_unreachable") {
@@ -256,29 +257,52 @@ async fn calls_answer_100_while_the_database_is_unreachable() {
     let node = Server::start_on(Arc::new(first.database.via(proxy.addr)), &first.key, &[]);
     let publish = |n| node.rpc("addEvent", json!([node.key, contact_event(n)]));
     assert!(publish(1).await["result"].is_i64());
-    let hole = match BlackHole::start(proxy.addr.port()) {
-        Ok(hole) => hole,
-        Err(why) => {
-            eprintln!("calls_answer_100_while_the_database_is_unreachable: skipped: needs iptables, as root: {why}");
-            return;
-        }
+    // Whether the firewall can be changed here (the hole made to find out closes at once).
+    if let Err(why) = BlackHole::start(proxy.addr.port()) {
+        eprintln!("calls_answer_100_while_the_database_is_unreachable: skipped: needs iptables, as root: {why}");
+        return;
+    }
+    // A call whose statement the database has (its packets acknowledged), and waits on a lock
+    // when the network fails: its answer never comes. (Deadlines far past the server's own,
+    // so that old code fails rather than hangs.)
+    let (locker, connection) = tokio_postgres::connect(first.db(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let cut_while_waiting = async {
+        eventually("the call waits on the lock", WAIT, || async {
+            let waiting = psql(
+                first.db(),
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            );
+            (waiting != "0").then_some(())
+        })
+        .await;
+        let hole = BlackHole::start(proxy.addr.port()).expect("the firewall changed just now");
+        locker.batch_execute("ROLLBACK").await.unwrap();
+        hole
     };
-    // The pool's connection is taken and written to, and nothing comes back. (A deadline far
-    // past the server's own, so that the old code fails rather than hangs.)
-    let reply = tokio::time::timeout(WAIT, publish(2))
-        .await
-        .expect("a call answers while the database is unreachable");
+    let (reply, hole) = tokio::join!(tokio::time::timeout(WAIT, publish(2)), cut_while_waiting);
+    let reply = reply.expect("a call in flight answers while the database is unreachable");
     assert_eq!(reply["error"]["code"], 100, "{reply}");
-    // New connections are tried, and given up.
-    let reply = tokio::time::timeout(WAIT, publish(3))
-        .await
-        .expect("a call answers while the database is unreachable");
-    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    // Pooled connections are taken and written to, and nothing comes back; new ones are tried
+    // and given up.
+    for n in [3, 4] {
+        let reply = tokio::time::timeout(WAIT, publish(n))
+            .await
+            .expect("a call answers while the database is unreachable");
+        assert_eq!(reply["error"]["code"], 100, "{reply}");
+    }
     let health = reqwest::get(format!("http://{}/health", node.addr)).await;
     assert_eq!(health.unwrap().status(), 503);
     drop(hole);
     eventually("calls answered again", WAIT, || async {
-        publish(4).await["result"].as_i64()
+        publish(5).await["result"].as_i64()
     })
     .await;
 }

@@ -75,10 +75,15 @@ const ENGINE_SETTINGS: &str =
 /// answers nothing, not even a refusal; left to the kernel, a call would wait two minutes for
 /// a connection, or a quarter of an hour on a connection opened before.
 const UNANSWERED: Duration = Duration::from_secs(10);
-/// How long a connection may be idle before the kernel checks that the database's end is
-/// still there: a pooled or listening connection cut unseen is then dropped before it is
-/// used, rather than failing the call that takes it.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// How long a connection may be silent before the kernel checks that the database's end is
+/// still there, and how often it checks again: with nothing unacknowledged, this is the only
+/// way to find a connection cut unseen. One waiting for an answer (its statement acknowledged,
+/// then the network gone) is given up [`UNANSWERED`] after the first check that goes
+/// unanswered, about 15 s after the cut instead of two minutes; an idle pooled or listening
+/// one is dropped before a call takes it. A connection that is alive answers the checks at the
+/// kernel's level, however long its statement runs.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long `/health` waits for its probe write.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
 /// After the listening connection is lost, how long before connecting again.
@@ -132,6 +137,9 @@ fn give_up_when_unanswered(config: &mut Config) {
     // tokio-postgres's default, two hours, when the url gives none.
     if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
         config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
     }
 }
 
