@@ -163,18 +163,20 @@ where
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (mut parts, mut body) = req.into_parts();
+    // The whole body, kept or thrown away, arrives by then: a body that stops arriving would
+    // hold its connection for ever.
+    let deadline = tokio::time::Instant::now() + front.body_timeout;
     if declared.is_some_and(|len| len > front.max_body as u64) {
         if declared.is_some_and(|len| len <= DISCARD_LIMIT) && !waits_to_send {
-            discard(&mut body).await;
+            discard(&mut body, deadline).await;
         }
         return Ok(too_large(front.max_body));
     }
     let collect = Limited::new(&mut body, front.max_body).collect();
-    // A body that stops arriving would hold its connection for ever.
-    let bytes = match tokio::time::timeout(front.body_timeout, collect).await {
+    let bytes = match tokio::time::timeout_at(deadline, collect).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(_)) => {
-            discard(&mut body).await;
+            discard(&mut body, deadline).await;
             return Ok(too_large(front.max_body));
         }
         Err(_) => return Ok(too_slow(front.body_timeout)),
@@ -222,17 +224,13 @@ where
 /// Most of an oversized body read (and thrown away) before the 413 is sent. Most clients send
 /// their whole body before they read a reply; were the server to close the connection with the
 /// body unread, the kernel would reset it and such a client would see a broken pipe instead of
-/// the 413. Past this much, or [`DISCARD_TIME`], the connection is closed under the client
-/// after all.
+/// the 413. Past this much, or the body's deadline (`--body-timeout`), the connection is closed
+/// under the client after all.
 const DISCARD_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// Longest an oversized body is read for: a client sending slowly holds its connection no
-/// longer (64 MiB at 6.4 MiB/s).
-const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Reads what is left of `body`, up to [`DISCARD_LIMIT`] bytes and for [`DISCARD_TIME`] at
-/// most, keeping none of it.
-async fn discard(body: &mut HttpBody) {
+/// Reads what is left of `body`, up to [`DISCARD_LIMIT`] bytes and until `deadline` at most,
+/// keeping none of it.
+async fn discard(body: &mut HttpBody, deadline: tokio::time::Instant) {
     let read_to_the_end = async {
         let mut read = 0u64;
         while read <= DISCARD_LIMIT {
@@ -242,7 +240,7 @@ async fn discard(body: &mut HttpBody) {
             }
         }
     };
-    let _ = tokio::time::timeout(DISCARD_TIME, read_to_the_end).await;
+    let _ = tokio::time::timeout_at(deadline, read_to_the_end).await;
 }
 
 /// 200 while the database answers and takes writes; 503 with the reason otherwise (for an
