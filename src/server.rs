@@ -1,8 +1,8 @@
 //! Builds the jsonrpsee server and the HTTP layer in front of it: `/health`, `/metrics`, the
-//! dashboard under `/ui/`, the body's limit (413) and deadline (408), the Vision6 dialect rewrite, and transport the
-//! way PHP servers do it: any POST (but to the dashboard) is a call whatever its Content-Type,
-//! every reply is `application/json; charset=utf-8`, and transport faults (405, 413) say why in
-//! JSON.
+//! dashboard under `/ui/`, the body's limit (413) and deadline (408), the Vision6 dialect
+//! rewrite, and transport the way PHP servers do it: any POST (but to the dashboard) is a call
+//! whatever its Content-Type, every reply is `application/json; charset=utf-8`, and transport
+//! faults (405, 408, 413) say why in JSON.
 
 use crate::api::{self, App};
 use crate::dialect::{self, Prepared};
