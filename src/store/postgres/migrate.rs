@@ -35,12 +35,20 @@ pub(super) async fn apply(client: &mut Object) -> Result<(), ApiError> {
 }
 
 async fn apply_locked(client: &mut Object) -> Result<(), ApiError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-               version BIGINT PRIMARY KEY, applied_time BIGINT NOT NULL)",
-        )
-        .await?;
+    // Asked first, rather than `CREATE TABLE IF NOT EXISTS`, whose notice that the table
+    // exists would be logged at every start and by every `key` command.
+    let created: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    if !created {
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (
+                   version BIGINT PRIMARY KEY, applied_time BIGINT NOT NULL)",
+            )
+            .await?;
+    }
     let current: i64 = client
         .query_one(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
