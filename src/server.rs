@@ -1,8 +1,8 @@
 //! Builds the jsonrpsee server and the HTTP layer in front of it: `/health`, `/metrics`, the
-//! dashboard under `/ui/`, the body's limit (413) and deadline (408), the Vision6 dialect
-//! rewrite, and transport the way PHP servers do it: any POST (but to the dashboard) is a call
-//! whatever its Content-Type, every reply is `application/json; charset=utf-8`, and transport
-//! faults (405, 408, 413) say why in JSON.
+//! dashboard under `/ui/`, the body's limit (413), deadline (408) and memory (503), the Vision6
+//! dialect rewrite, and transport the way PHP servers do it: any POST (but to the dashboard) is
+//! a call whatever its Content-Type, every reply is `application/json; charset=utf-8`, and
+//! transport faults (405, 408, 413, 503) say why in JSON.
 
 use crate::api::{self, App};
 use crate::dialect::{self, Prepared};
@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -39,6 +40,9 @@ pub async fn start(app: Arc<App>) -> Result<(ServerHandle, SocketAddr), ApiError
         store: app.store.clone(),
         max_body: config.max_body_bytes as usize,
         body_timeout: config.body_timeout,
+        body_memory: Arc::new(Semaphore::new(
+            config.max_body_memory.min(Semaphore::MAX_PERMITS as u64) as usize,
+        )),
     };
     let server_config = ServerConfig::builder()
         // The rewrite can grow a body a little; our own limit above is the one clients meet.
@@ -68,6 +72,10 @@ struct Front {
     store: Store,
     max_body: usize,
     body_timeout: std::time::Duration,
+    /// One permit per byte of --max-body-memory: without a bound, clients that send the
+    /// headers and most of a large body, then stall, hold a body's worth of memory each until
+    /// the deadline, and enough of them exhaust the machine without any key.
+    body_memory: Arc<Semaphore>,
 }
 
 impl<S> Layer<S> for Front {
@@ -172,6 +180,13 @@ where
         }
         return Ok(too_large(front.max_body));
     }
+    // Held until the call is answered: its body, and what is made of it, are in memory.
+    let room = declared.unwrap_or(front.max_body as u64) as u32;
+    let Ok(_room) = front.body_memory.clone().try_acquire_many_owned(room) else {
+        // Answered at once and closed, the body unread: reading it, even to throw it away,
+        // would keep the connection's buffers in memory, which is what the bound is for.
+        return Ok(too_busy());
+    };
     let collect = Limited::new(&mut body, front.max_body).collect();
     let bytes = match tokio::time::timeout_at(deadline, collect).await {
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -294,6 +309,19 @@ fn too_large(limit: usize) -> HttpResponse {
             "the request body is larger than {limit} bytes, this server's limit (--max-body-bytes)"
         ),
     )
+}
+
+/// 503: the bodies being read and served already hold --max-body-memory. The connection is
+/// closed: the body may not have been read.
+fn too_busy() -> HttpResponse {
+    let mut response = transport_fault(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server holds as many request bodies as it may at once (--max-body-memory); try again shortly",
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// 408: the body did not arrive in time. The connection is closed, since the rest of the body

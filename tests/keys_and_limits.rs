@@ -383,6 +383,84 @@ async fn the_default_body_limit_is_one_mib() {
 }
 
 #[tokio::test]
+async fn bodies_past_the_memory_budget_are_503_until_one_is_answered() {
+    let server = Server::start(&["--max-body-bytes", "2000", "--max-body-memory", "3999"]);
+    // Two calls whose bodies stop half way hold 2000 + 1999 bytes: the whole budget. Each
+    // asks to be told to go on, which the server does once it has taken the body's room.
+    let mut stalled = Vec::new();
+    for size in [2000, 1999] {
+        let call = add_request_of_size(&server.key, size);
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\
+             Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut go_on = [0; 25];
+        stream.read_exact(&mut go_on).await.unwrap();
+        assert_eq!(&go_on, b"HTTP/1.1 100 Continue\r\n\r\n");
+        stream
+            .write_all(&call.as_bytes()[..size / 2])
+            .await
+            .unwrap();
+        stalled.push((stream, call));
+    }
+    let whole = |call: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{call}",
+            call.len()
+        )
+    };
+    // No other body fits, however small.
+    let count = whole(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "countWebhooks",
+                              "params": [server.key]})
+        .to_string(),
+    );
+    let reply = raw_reply(&server, &count).await;
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a whole reply");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("retry-after: 1") && head.contains("connection: close"),
+        "{reply}"
+    );
+    assert_transport_fault(503, JSON_UTF8, body, 503);
+    assert!(body.contains("--max-body-memory"), "{body}");
+    // A refused call changes nothing.
+    let add = whole(&add_request_of_size(&server.key, 500));
+    assert!(raw_reply(&server, &add).await.starts_with("HTTP/1.1 503"));
+    // The rest of one body arrives: that call is served, and its room is free again.
+    let (mut stream, call) = stalled.pop().unwrap();
+    stream
+        .write_all(&call.as_bytes()[call.len() / 2..])
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
+}
+
+#[test]
+fn a_body_memory_below_the_body_limit_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hookrpc.db");
+    let out = Command::new("timeout")
+        .args(["20", binary().to_str().unwrap(), "serve"])
+        .args(["--max-body-bytes", "2000", "--max-body-memory", "1999"])
+        .args(["--listen", "127.0.0.1:0", "--db", db.to_str().unwrap()])
+        .output()
+        .expect("run hookrpc");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-body-memory (1999) must be at least --max-body-bytes (2000)"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "nothing was created");
+}
+
+#[tokio::test]
 async fn a_body_that_stops_arriving_is_408() {
     let server = Server::start(&["--body-timeout", "1s"]);
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "addWebhook",
