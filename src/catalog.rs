@@ -189,8 +189,35 @@ impl Catalog {
         });
         for schema in ["WebhookDetailsNew", "WebhookDetailsEdit"] {
             schemas[schema]["allOf"] = webhook_rules.clone();
+            self.describe_events(&mut schemas[schema]["description"]);
         }
         schemas["EventDetails"]["allOf"] = self.rules(|events| json!({"event": {"enum": events}}));
+    }
+
+    /// Rewrites the sentence of `description` that lists each object's events ("… must apply
+    /// to the object: list has created, …; contact has …."), the default catalog's in the
+    /// committed document, with this catalog's (hookrpc's own objects aside, as there).
+    fn describe_events(&self, description: &mut Value) {
+        const LEAD: &str = "must apply to the object: ";
+        let Some(text) = description.as_str() else {
+            return;
+        };
+        let Some(start) = text.find(LEAD).map(|at| at + LEAD.len()) else {
+            return;
+        };
+        let end = start + text[start..].find('.').unwrap_or(0);
+        let listed: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|(object, _)| !is_reserved(object))
+            .map(|(object, events)| format!("{object} has {}", events.join(", ")))
+            .collect();
+        *description = json!(format!(
+            "{}{}{}",
+            &text[..start],
+            listed.join("; "),
+            &text[end..]
+        ));
     }
 
     /// One JSON Schema rule per object: `if` the object is this one, `then` the `properties`

@@ -77,6 +77,17 @@ async fn a_deployment_publishes_its_own_events() {
         rules[1]["then"]["properties"]["event"]["enum"],
         json!(["create", "update"])
     );
+    // The prose says the same as the rules: this catalog's events, not Vision6's.
+    for schema in ["WebhookDetailsNew", "WebhookDetailsEdit"] {
+        let description = doc["components"]["schemas"][schema]["description"].to_string();
+        assert!(
+            description.contains(
+                "must apply to the object: orders has place, cancel, fulfill; customers has create, update."
+            ),
+            "{description}"
+        );
+        assert!(!description.contains("contact"), "{description}");
+    }
 }
 
 #[test]
