@@ -76,6 +76,22 @@ async fn rpc_discover_serves_the_document_verbatim() {
     assert_eq!(status, 200);
     let v1: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v1["result"], document());
+    assert_eq!(server.ok("rpc.discover", json!({})).await, document());
+}
+
+#[tokio::test]
+async fn rpc_discover_takes_no_params_and_names_those_given() {
+    let server = Server::start(&[]);
+    let (code, data) = server.err("rpc.discover", json!({"api_key": "x"})).await;
+    assert_eq!(code, 310);
+    assert!(data.to_string().contains("api_key"), "{data}");
+    let (code, data) = server.err("rpc.discover", json!(["x", 1])).await;
+    assert_eq!(code, 310);
+    assert!(
+        data.to_string()
+            .contains("expected at most 0 parameters, got 2"),
+        "{data}"
+    );
 }
 
 fn substitute_key(v: &Value, key: &str) -> Value {

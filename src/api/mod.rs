@@ -178,7 +178,9 @@ pub fn module(app: Arc<App>) -> Result<RpcModule<App>, ApiError> {
             .map_err(register_error)?;
     }
     module
-        .register_method("rpc.discover", move |_, _, _| {
+        .register_method("rpc.discover", move |params, _, _| {
+            no_params(params.as_str())
+                .map_err(|e| e.into_error_object(RequestId(rand::random())))?;
             Ok::<_, ErrorObjectOwned>(discover.clone())
         })
         .map_err(register_error)?;
@@ -238,6 +240,17 @@ async fn run(
         });
     }
     (method.handler)(app.clone(), caller, args, check).await
+}
+
+/// `rpc.discover` takes no params: any given are 310, named as any method names them.
+fn no_params(text: Option<&str>) -> Result<(), ApiError> {
+    let value = text
+        .map(serde_json::from_str::<Value>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("params", format!("cannot be read: {e}")))?;
+    let mut check = Checker::default();
+    bind(value, &[], 0, &mut check)?;
+    check.finish()
 }
 
 /// The optional params of search* and count*: criteria, paging and sort, checked together.
