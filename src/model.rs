@@ -2,6 +2,7 @@
 //! returns. Rows are turned into JSON here so every method shows an object the same way.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -138,7 +139,7 @@ pub struct WebhookSettings {
     pub secret: String,
     pub is_active: bool,
     pub batch_size: i64,
-    pub metadata: Map<String, Value>,
+    pub metadata: JsonObject,
 }
 
 /// The keys of `webhook_details` that were given; `None` leaves a field as it is.
@@ -156,7 +157,7 @@ pub struct WebhookPatch {
     pub secret: Option<String>,
     pub is_active: Option<bool>,
     pub batch_size: Option<i64>,
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<JsonObject>,
 }
 
 impl WebhookPatch {
@@ -220,8 +221,72 @@ pub struct NewEvent {
     pub event: String,
     pub list_id: i64,
     pub contact_id: Option<i64>,
-    pub data: Map<String, Value>,
+    pub data: JsonObject,
     pub idempotency_key: Option<String>,
+}
+
+/// A JSON object kept as the client wrote it, but for the whitespace between tokens: an
+/// event's `data`, a webhook's `metadata`. serde_json's `Value` would round integers beyond 64
+/// bits and long decimals to the nearest double, and rewrite `1e2` as `100.0`; the receiver
+/// must get the numbers it was sent.
+#[derive(Debug, Clone)]
+pub struct JsonObject(Box<RawValue>);
+
+impl JsonObject {
+    /// `raw`, which must be an object, without its insignificant whitespace.
+    pub fn compact(raw: &RawValue) -> JsonObject {
+        let text = raw.get();
+        let mut kept = String::with_capacity(text.len());
+        let (mut in_string, mut escaped) = (false, false);
+        for c in text.chars() {
+            if in_string {
+                (in_string, escaped) = match c {
+                    _ if escaped => (true, false),
+                    '\\' => (true, true),
+                    '"' => (false, false),
+                    _ => (true, false),
+                };
+            } else if c.is_ascii_whitespace() {
+                continue;
+            } else if c == '"' {
+                in_string = true;
+            }
+            kept.push(c);
+        }
+        JsonObject::stored(kept)
+    }
+
+    /// An object hookrpc built itself.
+    pub fn of(map: &Map<String, Value>) -> JsonObject {
+        JsonObject::stored(serde_json::to_string(map).unwrap_or_default())
+    }
+
+    /// Text read back from the database (`{}` were a row ever damaged).
+    pub fn stored(text: String) -> JsonObject {
+        JsonObject(RawValue::from_string(text).unwrap_or_else(|_| JsonObject::default().0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl Default for JsonObject {
+    fn default() -> Self {
+        JsonObject(RawValue::from_string("{}".to_owned()).expect("an empty object"))
+    }
+}
+
+impl PartialEq for JsonObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for JsonObject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// Time as the API shows it: Unix epoch seconds.
@@ -310,7 +375,7 @@ pub struct WebhookView<'a> {
     auth: Option<MaskedAuth<'a>>,
     is_active: bool,
     batch_size: i64,
-    metadata: &'a Map<String, Value>,
+    metadata: &'a JsonObject,
     circuit_state: &'a str,
     consecutive_failures: i64,
     last_error: Option<LastError<'a>>,

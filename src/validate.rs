@@ -10,10 +10,12 @@
 use crate::catalog;
 use crate::error::{ApiError, Problem};
 use crate::model::{
-    BasicAuth, Events, Header, NewEvent, WebhookPatch, WebhookSettings, EVERY_EVENT,
+    BasicAuth, Events, Header, JsonObject, NewEvent, WebhookPatch, WebhookSettings, EVERY_EVENT,
 };
 use base64::Engine;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// Header names a webhook may not set: we own them (framing, identity and signing).
 const RESERVED_HEADERS: &[&str] = &[
@@ -79,9 +81,21 @@ fn as_boolean(v: &Value) -> Option<bool> {
 pub struct Args {
     names: &'static [&'static str],
     values: Vec<Option<Value>>,
+    /// The params as the client wrote them, for what is kept exactly (see [`JsonObject`]).
+    text: Option<String>,
 }
 
 impl Args {
+    /// The param `name` as the client wrote it.
+    pub fn raw(&self, name: &str) -> Option<&RawValue> {
+        let index = self.names.iter().position(|n| *n == name)?;
+        let params: &RawValue = serde_json::from_str(self.text.as_deref()?).ok()?;
+        match params.get().starts_with('[') {
+            true => raw_items(Some(params)).get(index).copied(),
+            false => raw_member(Some(params), name),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         let index = self.names.iter().position(|n| *n == name)?;
         self.values[index].as_ref().filter(|v| !v.is_null())
@@ -100,6 +114,7 @@ impl Args {
 /// that the name is wrong, not that its key is (300).
 pub fn bind(
     raw: Option<Value>,
+    text: Option<String>,
     names: &'static [&'static str],
     required: usize,
     check: &mut Checker,
@@ -152,7 +167,11 @@ pub fn bind(
     if unknown_names {
         return Err(ApiError::InvalidParams(std::mem::take(&mut check.problems)));
     }
-    Ok(Args { names, values })
+    Ok(Args {
+        names,
+        values,
+        text,
+    })
 }
 
 /// Collects problems while typed values are read. Values returned while a problem is pending
@@ -254,22 +273,32 @@ impl Checker {
         b
     }
 
-    fn object(&mut self, field: &str, v: &Value, max_bytes: usize) -> Option<Map<String, Value>> {
+    /// An object kept as written (`raw`, when it is that object's text); its size is that of
+    /// the text kept.
+    fn object(
+        &mut self,
+        field: &str,
+        v: &Value,
+        raw: Option<&RawValue>,
+        max_bytes: usize,
+    ) -> Option<JsonObject> {
         let Some(map) = as_object(v) else {
             self.problem(field, "must be an object");
             return None;
         };
-        let size = serde_json::to_vec(map)
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX);
-        if size > max_bytes {
+        // PHP writes an empty object as `[]`: that one is kept as `{}`.
+        let kept = match raw {
+            Some(raw) if raw.get().starts_with('{') => JsonObject::compact(raw),
+            _ => JsonObject::of(map),
+        };
+        if kept.as_str().len() > max_bytes {
             self.problem(
                 field,
                 format!("must be at most {max_bytes} bytes serialized"),
             );
             return None;
         }
-        Some(map.clone())
+        Some(kept)
     }
 
     /// `details` must be an object whose keys are all in `allowed`; unknown keys are named
@@ -447,7 +476,12 @@ impl Checker {
     }
 
     /// `webhook_details` of addWebhook (`new`: object, event and url required) or editWebhook.
-    pub fn webhook_details(&mut self, v: Option<&Value>, new: bool) -> WebhookPatch {
+    pub fn webhook_details(
+        &mut self,
+        v: Option<&Value>,
+        raw: Option<&RawValue>,
+        new: bool,
+    ) -> WebhookPatch {
         const KEYS: &[&str] = &[
             "object",
             "event",
@@ -482,7 +516,10 @@ impl Checker {
                 "secret" => patch.secret = self.secret(v),
                 "is_active" => patch.is_active = self.boolean(key, v),
                 "batch_size" => patch.batch_size = self.int_in(key, v, 1, 1000),
-                "metadata" => patch.metadata = self.object(key, v, MAX_METADATA_BYTES),
+                "metadata" => {
+                    let raw = raw_member(raw, key);
+                    patch.metadata = self.object(key, v, raw, MAX_METADATA_BYTES)
+                }
                 _ => {}
             }
         }
@@ -678,7 +715,12 @@ impl Checker {
     }
 
     /// One `event_details`; `prefix` names its place in an `events` array.
-    pub fn event_details(&mut self, prefix: &str, v: Option<&Value>) -> NewEvent {
+    pub fn event_details(
+        &mut self,
+        prefix: &str,
+        v: Option<&Value>,
+        raw: Option<&RawValue>,
+    ) -> NewEvent {
         const KEYS: &[&str] = &[
             "object",
             "event",
@@ -692,7 +734,7 @@ impl Checker {
             event: String::new(),
             list_id: 0,
             contact_id: None,
-            data: Map::new(),
+            data: JsonObject::default(),
             idempotency_key: None,
         };
         let name = match prefix.strip_suffix('.') {
@@ -713,8 +755,9 @@ impl Checker {
                     event.contact_id = self.int_in(&field(key), v, 0, i64::MAX)
                 }
                 "data" => {
+                    let raw = raw_member(raw, key);
                     event.data = self
-                        .object(&field(key), v, MAX_EVENT_DATA_BYTES)
+                        .object(&field(key), v, raw, MAX_EVENT_DATA_BYTES)
                         .unwrap_or_default()
                 }
                 "idempotency_key" => event.idempotency_key = self.string(&field(key), v, 1, 255),
@@ -725,14 +768,20 @@ impl Checker {
     }
 
     /// `events` of addEvents: 1 to 1000 event_details.
-    pub fn events(&mut self, v: Option<&Value>) -> Vec<NewEvent> {
+    pub fn events(&mut self, v: Option<&Value>, raw: Option<&RawValue>) -> Vec<NewEvent> {
         match v {
             None => Vec::new(),
-            Some(Value::Array(items)) if (1..=MAX_EVENTS_PER_CALL).contains(&items.len()) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| self.event_details(&format!("events[{i}]."), Some(item)))
-                .collect(),
+            Some(Value::Array(items)) if (1..=MAX_EVENTS_PER_CALL).contains(&items.len()) => {
+                let raw = raw_items(raw);
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let prefix = format!("events[{i}].");
+                        self.event_details(&prefix, Some(item), raw.get(i).copied())
+                    })
+                    .collect()
+            }
             Some(_) => {
                 self.problem(
                     "events",
@@ -770,4 +819,17 @@ fn is_token_byte(b: u8) -> bool {
 /// Characters that take no room when shown: zero-width spaces and joiners, word joiner, BOM.
 fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// The member `name` of the object `raw`, as written (the last one of that name, as `Value`
+/// keeps it).
+fn raw_member<'a>(raw: Option<&'a RawValue>, name: &str) -> Option<&'a RawValue> {
+    let members: HashMap<String, &'a RawValue> = serde_json::from_str(raw?.get()).ok()?;
+    members.get(name).copied()
+}
+
+/// The items of the array `raw`, as written (none if it is no array).
+fn raw_items(raw: Option<&RawValue>) -> Vec<&RawValue> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
 }

@@ -209,6 +209,68 @@ async fn the_request_is_the_wire_format_of_the_contract_signed_with_headers_and_
 }
 
 #[tokio::test]
+async fn numbers_in_data_and_metadata_arrive_exactly_as_written() {
+    let receiver = Receiver::start().await;
+    let server = Server::start(FAST);
+    // What a double cannot hold (beyond 64 bits, more digits than it keeps) and what it would
+    // write otherwise (1e2 as 100.0, 1.50 as 1.5): written by hand, since a `Value` would round.
+    let numbers = r#"{"big": 12345678901234567890123, "below": -9223372036854775809,
+                       "long": 0.1000000000000000055511151231257827, "e": 1e2, "price": 1.50,
+                       "nested": [18446744073709551616, {"s": "a \" }"}]}"#;
+    // Kept as written but for the whitespace between tokens.
+    let written = r#"{"big":12345678901234567890123,"below":-9223372036854775809,"long":0.1000000000000000055511151231257827,"e":1e2,"price":1.50,"nested":[18446744073709551616,{"s":"a \" }"}]}"#;
+    let call = |method: &str, params: String| {
+        format!(r#"{{"jsonrpc": "2.0", "id": 1, "method": "{method}", "params": {params}}}"#)
+    };
+    let details = format!(
+        r#"{{"object": "contact", "event": "unsubscribed", "url": "{}", "metadata": {numbers}}}"#,
+        receiver.url("/n")
+    );
+    let (_, reply) = server
+        .post_raw(
+            "/",
+            call("addWebhook", format!(r#"["{}", {details}]"#, server.key)),
+        )
+        .await;
+    let id: Value = serde_json::from_str::<Value>(&reply).unwrap()["result"].clone();
+    assert!(id.is_i64(), "{reply}");
+    let event = format!(r#"{{"object": "contact", "event": "unsubscribed", "data": {numbers}}}"#);
+    let (_, reply) = server
+        .post_raw(
+            "/",
+            call("addEvent", format!(r#"["{}", {event}]"#, server.key)),
+        )
+        .await;
+    let event_id: Value = serde_json::from_str::<Value>(&reply).unwrap()["result"].clone();
+    assert!(event_id.is_i64(), "{reply}");
+
+    let kept = format!(r#""data":{written}"#);
+    let got = eventually("the request", WAIT, || async {
+        receiver.received().into_iter().next()
+    })
+    .await;
+    let body = String::from_utf8(got.body.to_vec()).unwrap();
+    assert!(body.contains(&kept), "{body}\nnot containing {kept}");
+    let (_, stored) = server
+        .post_raw(
+            "/",
+            call("getEventById", format!(r#"["{}", {event_id}]"#, server.key)),
+        )
+        .await;
+    assert!(stored.contains(&kept), "{stored}");
+    let (_, webhook) = server
+        .post_raw(
+            "/",
+            call("getWebhookById", format!(r#"["{}", {id}]"#, server.key)),
+        )
+        .await;
+    assert!(
+        webhook.contains(&format!(r#""metadata":{written}"#)),
+        "{webhook}"
+    );
+}
+
+#[tokio::test]
 async fn after_rotation_both_secrets_sign_for_a_while() {
     let receiver = Receiver::start().await;
     let server = Server::start(FAST);

@@ -13,7 +13,7 @@ pub async fn add(
     args: Args,
     mut check: Checker,
 ) -> Result<Json, ApiError> {
-    let event = check.event_details("", args.get("event_details"));
+    let event = check.event_details("", args.get("event_details"), args.raw("event_details"));
     check.finish()?;
     let ids = app.store.add_events(caller.account_id, vec![event]).await?;
     reply(&ids[0])
@@ -25,7 +25,7 @@ pub async fn add_many(
     args: Args,
     mut check: Checker,
 ) -> Result<Json, ApiError> {
-    let events = check.events(args.get("events"));
+    let events = check.events(args.get("events"), args.raw("events"));
     check.finish()?;
     reply(&app.store.add_events(caller.account_id, events).await?)
 }

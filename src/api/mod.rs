@@ -223,11 +223,12 @@ async fn run(
     let mut check = Checker::default();
     // jsonrpsee has checked that params is JSON; what can still fail here is serde_json's
     // nesting limit, and that is the caller's input, not our fault.
-    let raw = raw
-        .map(|s| serde_json::from_str::<Value>(&s))
+    let value = raw
+        .as_deref()
+        .map(serde_json::from_str::<Value>)
         .transpose()
         .map_err(|e| ApiError::invalid("params", format!("cannot be read: {e}")))?;
-    let args = bind(raw, method.params, method.required, &mut check)?;
+    let args = bind(value, raw, method.params, method.required, &mut check)?;
     let key = args
         .get("api_key")
         .and_then(Value::as_str)
@@ -249,7 +250,7 @@ fn no_params(text: Option<&str>) -> Result<(), ApiError> {
         .transpose()
         .map_err(|e| ApiError::invalid("params", format!("cannot be read: {e}")))?;
     let mut check = Checker::default();
-    bind(value, &[], 0, &mut check)?;
+    bind(value, None, &[], 0, &mut check)?;
     check.finish()
 }
 

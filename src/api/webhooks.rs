@@ -14,7 +14,11 @@ pub async fn add(
     args: Args,
     mut check: Checker,
 ) -> Result<Json, ApiError> {
-    let patch = check.webhook_details(args.get("webhook_details"), true);
+    let patch = check.webhook_details(
+        args.get("webhook_details"),
+        args.raw("webhook_details"),
+        true,
+    );
     check.finish()?;
     let settings = patch.into_new(signing::generate_secret());
     let id = app
@@ -31,7 +35,11 @@ pub async fn edit(
     mut check: Checker,
 ) -> Result<Json, ApiError> {
     let id = check.id("webhook_id", args.get("webhook_id"));
-    let patch = check.webhook_details(args.get("webhook_details"), false);
+    let patch = check.webhook_details(
+        args.get("webhook_details"),
+        args.raw("webhook_details"),
+        false,
+    );
     check.finish()?;
     app.store
         .edit_webhook(caller.account_id, id, |current| {

@@ -4,7 +4,7 @@
 //! change they tell of, so an event is published exactly when its change commits; this module
 //! says what each one holds.
 
-use crate::model::{NewEvent, Outcome};
+use crate::model::{JsonObject, NewEvent, Outcome};
 use rules::WebhookNow;
 use serde_json::{json, Value};
 
@@ -20,6 +20,7 @@ fn event(object: &str, event: &str, data: Value) -> NewEvent {
     let Value::Object(data) = data else {
         unreachable!("operational event data is always an object")
     };
+    let data = JsonObject::of(&data);
     NewEvent {
         object: object.into(),
         event: event.into(),

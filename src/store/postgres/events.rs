@@ -79,10 +79,10 @@ async fn fan_out(
     let names: Vec<&str> = events.iter().map(|e| e.1.event.as_str()).collect();
     let lists: Vec<i64> = events.iter().map(|e| e.1.list_id).collect();
     let contacts: Vec<Option<i64>> = events.iter().map(|e| e.1.contact_id).collect();
-    let data = events
+    let data: Vec<String> = events
         .iter()
-        .map(|e| serde_json::to_string(&e.1.data))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|e| e.1.data.as_str().to_owned())
+        .collect();
     let keys: Vec<Option<&str>> = events
         .iter()
         .map(|e| e.1.idempotency_key.as_deref())

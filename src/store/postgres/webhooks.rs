@@ -3,7 +3,7 @@
 
 use super::{announce_change, exec, row, row_opt, rows, Postgres};
 use crate::error::ApiError;
-use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
+use crate::model::{now_secs, BasicAuth, Events, JsonObject, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
 use crate::store::rules;
 use deadpool_postgres::GenericClient;
@@ -38,7 +38,7 @@ fn record(r: &Row) -> Result<WebhookRecord, ApiError> {
             secret: r.try_get(10)?,
             is_active: r.try_get(11)?,
             batch_size: r.try_get(12)?,
-            metadata: serde_json::from_str(r.try_get(13)?).unwrap_or_default(),
+            metadata: JsonObject::stored(r.try_get(13)?),
         },
         circuit_state: r.try_get(14)?,
         consecutive_failures: r.try_get(15)?,
@@ -69,7 +69,7 @@ impl Values {
         Ok(Values {
             events: serde_json::to_string(&s.events)?,
             headers: serde_json::to_string(&s.headers)?,
-            metadata: serde_json::to_string(&s.metadata)?,
+            metadata: s.metadata.as_str().to_owned(),
             username: s.auth.as_ref().map(|a| a.username.clone()),
             password: s.auth.as_ref().map(|a| a.password.clone()),
         })

@@ -57,7 +57,7 @@ fn insert_event(
         e.event,
         e.list_id,
         e.contact_id,
-        serde_json::to_string(&e.data)?,
+        e.data.as_str().to_owned(),
         e.idempotency_key,
         now,
         webhook_ids.len() as i64,
@@ -188,7 +188,7 @@ impl Sqlite {
                 event: PING_EVENT.to_owned(),
                 list_id: webhook.settings.list_id,
                 contact_id: None,
-                data: serde_json::Map::new(),
+                data: crate::model::JsonObject::default(),
                 idempotency_key: None,
             };
             insert_event(conn, account_id, &ping, &[webhook_id], now_ms())?;

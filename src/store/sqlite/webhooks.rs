@@ -2,7 +2,7 @@
 
 use super::Sqlite;
 use crate::error::ApiError;
-use crate::model::{now_secs, BasicAuth, Events, WebhookRecord, WebhookSettings};
+use crate::model::{now_secs, BasicAuth, Events, JsonObject, WebhookRecord, WebhookSettings};
 use crate::search::Criteria;
 use crate::store::rules;
 use rusqlite::types::Value as Sql;
@@ -41,7 +41,7 @@ fn record(r: &Row) -> rusqlite::Result<WebhookRecord> {
             secret: r.get(10)?,
             is_active: r.get(11)?,
             batch_size: r.get(12)?,
-            metadata: serde_json::from_str(&json(13)?).unwrap_or_default(),
+            metadata: JsonObject::stored(json(13)?),
         },
         circuit_state: r.get(14)?,
         consecutive_failures: r.get(15)?,
@@ -77,7 +77,7 @@ fn settings_values(s: &WebhookSettings) -> Result<[Sql; 13], ApiError> {
         text(&s.secret),
         Sql::Integer(i64::from(s.is_active)),
         Sql::Integer(s.batch_size),
-        Sql::Text(serde_json::to_string(&s.metadata)?),
+        Sql::Text(s.metadata.as_str().to_owned()),
     ])
 }
 
