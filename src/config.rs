@@ -206,6 +206,30 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+impl Config {
+    /// The rules between settings, checked at start (each alone is checked as it is read).
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_body_memory < u64::from(self.max_body_bytes) {
+            // Else a body of the largest size allowed could never be taken in.
+            return Err(format!(
+                "--max-body-memory ({}) must be at least --max-body-bytes ({})",
+                self.max_body_memory, self.max_body_bytes
+            ));
+        }
+        if self.lease < self.attempt_timeout * 2 {
+            // A batch is sent only while its whole attempt fits in what is left of its lease,
+            // and may wait its turn for the other half: a request still running when its
+            // lease ends would be sent again by another node.
+            return Err(format!(
+                "--lease ({}) must be at least twice --attempt-timeout ({})",
+                humantime::format_duration(self.lease),
+                humantime::format_duration(self.attempt_timeout)
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -254,13 +254,7 @@ impl From<KeyError> for Stop {
 }
 
 async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
-    if config.max_body_memory < u64::from(config.max_body_bytes) {
-        // Else a body of the largest size allowed could never be taken in.
-        return Err(Stop::Refused(format!(
-            "--max-body-memory ({}) must be at least --max-body-bytes ({})",
-            config.max_body_memory, config.max_body_bytes
-        )));
-    }
+    config.check().map_err(Stop::Refused)?;
     survive_file_size_limit();
     metrics::install();
     let readers = config.readers;

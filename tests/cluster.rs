@@ -90,7 +90,7 @@ async fn every_acknowledged_event_arrives_when_a_node_is_killed_mid_burst() {
     let receiver = Receiver::start().await;
     // Slow enough that every node has requests in flight when one dies.
     receiver.set_reply(Reply::Slow(Duration::from_millis(30)));
-    let args = [FAST, &["--lease", "2s", "--shutdown-grace", "0s"]].concat();
+    let args = [FAST, &["--lease", "4s", "--shutdown-grace", "0s"]].concat();
     let [a, b, mut c] = three_nodes(&args);
     a.ok("addWebhook", json!([a.key, webhook(&receiver.url("/all"))]))
         .await;

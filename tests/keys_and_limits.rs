@@ -442,22 +442,37 @@ async fn bodies_past_the_memory_budget_are_503_until_one_is_answered() {
 }
 
 #[test]
-fn a_body_memory_below_the_body_limit_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("hookrpc.db");
-    let out = Command::new("timeout")
-        .args(["20", binary().to_str().unwrap(), "serve"])
-        .args(["--max-body-bytes", "2000", "--max-body-memory", "1999"])
-        .args(["--listen", "127.0.0.1:0", "--db", db.to_str().unwrap()])
-        .output()
-        .expect("run hookrpc");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--max-body-memory (1999) must be at least --max-body-bytes (2000)"),
-        "{stderr}"
-    );
-    assert!(!db.exists(), "nothing was created");
+fn settings_that_contradict_each_other_are_refused_at_start() {
+    let refused = [
+        // A body of the largest size could never be taken in.
+        (
+            &["--max-body-bytes", "2000", "--max-body-memory", "1999"][..],
+            "--max-body-memory (1999) must be at least --max-body-bytes (2000)",
+        ),
+        // A request could outlive its lease, and another node send the same delivery.
+        (
+            &["--lease", "3s"][..],
+            "--lease (3s) must be at least twice --attempt-timeout (10s)",
+        ),
+        (
+            &["--lease", "60s", "--attempt-timeout", "31s"][..],
+            "--lease (1m) must be at least twice --attempt-timeout (31s)",
+        ),
+    ];
+    for (flags, why) in refused {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hookrpc.db");
+        let out = Command::new("timeout")
+            .args(["20", binary().to_str().unwrap(), "serve"])
+            .args(flags)
+            .args(["--listen", "127.0.0.1:0", "--db", db.to_str().unwrap()])
+            .output()
+            .expect("run hookrpc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(!db.exists(), "nothing was created");
+    }
 }
 
 #[tokio::test]

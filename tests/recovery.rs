@@ -79,6 +79,8 @@ async fn kill_9_during_a_10k_burst_loses_no_acknowledged_event() {
         "--allow-private-targets",
         "--retry-schedule",
         "100ms",
+        "--attempt-timeout",
+        "500ms",
         "--lease",
         "1s",
     ]);

@@ -574,10 +574,9 @@ async fn deliver(shared: Arc<Shared>, claim: Claim, slots: Arc<Semaphore>, read:
             None => None,
         };
         // A batch whose lease would end before its request surely has (it waited long for a
-        // slot) goes back to the queue unsent: past its lease, another claim may take it. (A
-        // lease set shorter than twice the attempt timeout leaves half of it for the wait.)
-        let lease_ms = shared.config.lease.as_millis() as i64;
-        let needed_ms = (shared.config.attempt_timeout.as_millis() as i64).min(lease_ms / 2);
+        // slot) goes back to the queue unsent: past its lease, another claim may take it. (The
+        // lease is at least twice the attempt timeout: half of it at least is for the wait.)
+        let needed_ms = shared.config.attempt_timeout.as_millis() as i64;
         // A batch read before its webhook changed goes back too: turned off or deleted, its
         // deliveries are cancelled and stay unsent; edited, they are claimed again as it is now
         // (its url, its secrets).
