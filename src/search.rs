@@ -129,7 +129,7 @@ fn criterion(fields: &'static [Field], item: &Value) -> Result<Condition, String
         }
     };
     let field = find(fields, name)?;
-    let text = || text_of(value).ok_or("the value must be a string or a number");
+    let text = || text_of(value);
     let op = match op.as_str() {
         "exactly" => Op::Is(scalar(field, value, true)?),
         "not" => Op::IsNot(scalar(field, value, true)?),
@@ -170,11 +170,20 @@ fn in_list(value: &Value) -> Result<Vec<Value>, String> {
     Ok(items)
 }
 
-fn text_of(value: &Value) -> Option<String> {
+fn text_of(value: &Value) -> Result<String, String> {
     match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+        Value::String(s) => searched(s),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err("the value must be a string or a number".into()),
+    }
+}
+
+/// A string searched for: no stored text holds NUL (the validator refuses it), so neither may
+/// a value (PostgreSQL's text cannot hold one, and both backends answer alike).
+fn searched(s: &str) -> Result<String, String> {
+    match s.contains('\0') {
+        true => Err(format!("the value {}", crate::validate::NO_NUL)),
+        false => Ok(s.to_owned()),
     }
 }
 
@@ -196,7 +205,7 @@ fn scalar(field: &Field, value: &Value, null_ok: bool) -> Result<Scalar, String>
         (_, Value::Null) if null_ok => Ok(Scalar::Null),
         (Kind::Int, Value::Number(n)) => n.as_i64().map(Scalar::Int).ok_or_else(bad),
         (Kind::Int, Value::String(s)) => s.trim().parse().map(Scalar::Int).map_err(|_| bad()),
-        (Kind::Text | Kind::Followed, Value::String(s)) => Ok(Scalar::Text(s.clone())),
+        (Kind::Text | Kind::Followed, Value::String(s)) => searched(s).map(Scalar::Text),
         (Kind::Text | Kind::Followed, Value::Number(n)) => Ok(Scalar::Text(n.to_string())),
         (Kind::Bool, Value::Bool(b)) => Ok(Scalar::Bool(*b)),
         (Kind::Bool, v) => match v

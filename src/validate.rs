@@ -17,6 +17,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
+/// The problem with a string holding U+0000, which no stored text may hold.
+pub const NO_NUL: &str = "must not contain the NUL character (\\u0000)";
+
 /// Header names a webhook may not set: we own them (framing, identity and signing).
 const RESERVED_HEADERS: &[&str] = &[
     "host",
@@ -236,6 +239,11 @@ impl Checker {
             self.problem(field, "must be a string");
             return None;
         };
+        if s.contains('\0') {
+            // PostgreSQL's text cannot hold it, and both backends must take the same input.
+            self.problem(field, NO_NUL);
+            return None;
+        }
         let len = s.chars().count();
         if len < min || len > max {
             let rule = if min == 0 {

@@ -321,6 +321,64 @@ async fn extremes_get_clean_errors_and_the_server_keeps_serving() {
 /// Slowloris: connections that dribble a request byte by byte must not stop the server from
 /// answering everyone else.
 #[tokio::test]
+async fn a_nul_character_is_refused_alike_on_both_backends_and_changes_nothing() {
+    // PostgreSQL's text cannot hold U+0000: there it was an internal error (100), while
+    // SQLite stored it, and such a database could not be migrated.
+    let server = Server::start(&[]);
+    let key = &server.key;
+    let nul_key = json!({"object": "contact", "event": "created", "idempotency_key": "a\u{0}b"});
+    let refused = [
+        ("addEvent", json!([key, nul_key]), 310, "idempotency_key"),
+        (
+            "addEvents",
+            json!([key, [{"object": "contact", "event": "created", "idempotency_key": "ok1"},
+                         nul_key]]),
+            310,
+            "events[1].idempotency_key",
+        ),
+        (
+            "addWebhook",
+            json!([key, {"object": "contact", "event": "created",
+                         "url": "https://example.com/h", "description": "x\u{0}y"}]),
+            310,
+            "description",
+        ),
+        (
+            "searchWebhooks",
+            json!([key, [["name", "exactly", "a\u{0}"]]]),
+            311,
+            "NUL",
+        ),
+        (
+            "searchEvents",
+            json!([key, [["idempotency_key", "starts_with", "a\u{0}"]]]),
+            311,
+            "NUL",
+        ),
+        (
+            "retryDeliveries",
+            json!([key, [["last_error", "contains", "\u{0}"]]]),
+            311,
+            "NUL",
+        ),
+    ];
+    for (method, params, code, named) in refused {
+        let (got, data) = server.err(method, params).await;
+        assert_eq!(got, code, "{method}: {data}");
+        assert!(data.to_string().contains(named), "{method}: {data}");
+    }
+    assert_eq!(server.ok("countEvents", json!([key])).await, 0);
+    assert_eq!(server.ok("countWebhooks", json!([key])).await, 0);
+    // The other event's key was not used up by the refused call.
+    let event = json!({"object": "contact", "event": "created", "idempotency_key": "ok1"});
+    server.ok("addEvent", json!([key, event])).await;
+    assert_eq!(server.ok("countEvents", json!([key])).await, 1);
+    // Inside data, a NUL is JSON's escape, kept as such: delivered as given.
+    let data = json!({"object": "contact", "event": "created", "data": {"s": "a\u{0}b"}});
+    server.ok("addEvent", json!([key, data])).await;
+}
+
+#[tokio::test]
 async fn slow_clients_do_not_hold_up_others() {
     let server = Server::start(&[]);
     let mut slow = Vec::new();
