@@ -593,7 +593,11 @@ impl Checker {
                 self.problem("url", "must not contain user info: use auth instead");
                 None
             }
-            Ok(_) => Some(s),
+            // Kept as the URL standard writes it, which is also what is sent: one URL has one
+            // spelling (scheme and host in lower case, no default port, `/` for an empty path,
+            // dot segments resolved), so the duplicate check (351) sees `HTTP://Host:80/a/../b`
+            // and `http://host/b` as the same URL.
+            Ok(u) => Some(u.into()),
             Err(e) => {
                 self.problem(
                     "url",

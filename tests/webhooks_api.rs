@@ -462,6 +462,19 @@ async fn duplicates_are_351_on_add_and_on_edit() {
     renamed["batch_size"] = json!(1);
     let (code, _) = server.err("addWebhook", json!([server.key, renamed])).await;
     assert_eq!(code, 351);
+    // Nor does another spelling of the same URL: it would receive every event twice.
+    for spelling in [
+        "HTTPS://EXAMPLE.com/dup",
+        "https://example.com:443/dup",
+        "https://example.com/x/../dup",
+    ] {
+        let mut respelled = details.clone();
+        respelled["url"] = json!(spelling);
+        let (code, _) = server
+            .err("addWebhook", json!([server.key, respelled]))
+            .await;
+        assert_eq!(code, 351, "{spelling}");
+    }
     assert_eq!(count(&server).await, 1);
 
     // Each part of the identity makes a webhook distinct.
@@ -700,7 +713,20 @@ async fn list_id() {
 #[tokio::test]
 async fn url() {
     let server = Server::start(&[]);
-    accepted(&server, json!({"url": "http://example.com"}), "url").await;
+    accepted(&server, json!({"url": "http://example.com/"}), "url").await;
+    // One URL has one spelling, the URL standard's, which is also what is sent.
+    for (given, kept) in [
+        ("http://example.org", "http://example.org/"),
+        (
+            "HTTPS://Example.ORG:443/A/../b?Q=1",
+            "https://example.org/b?Q=1",
+        ),
+        ("http://example.org:8080/./c", "http://example.org:8080/c"),
+    ] {
+        let id = try_add(&server, json!({ "url": given })).await.unwrap();
+        let w = server.ok("getWebhookById", json!([server.key, id])).await;
+        assert_eq!(w["url"], kept, "{given}");
+    }
     accepted(
         &server,
         json!({"url": "https://example.com:8443/a/b?c=d#e"}),
