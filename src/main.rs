@@ -136,9 +136,13 @@ async fn migrate(from: &Path, to: &str, key: KeyArg) -> Result<(), ApiError> {
         println!("  {:<20} {} rows", table.table, table.to);
     }
     if let Some(origin) = migrated.key_origin {
+        let key = match origin.as_str() {
+            "--encryption-key" => "the value given here".to_owned(),
+            file => format!("the contents of the {file}"),
+        };
         println!(
             "secrets were copied sealed: start every PostgreSQL node with --encryption-key \
-             (or HOOKRPC_ENCRYPTION_KEY) set to the key of {origin}"
+             (or HOOKRPC_ENCRYPTION_KEY) set to {key}"
         );
     }
     Ok(())

@@ -118,7 +118,12 @@ async fn a_sqlite_deployment_moves_to_postgres_with_its_history_and_secrets() {
     }
 
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("--encryption-key"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "--encryption-key (or HOOKRPC_ENCRYPTION_KEY) set to the contents of the key file"
+        ),
+        "{stdout}"
+    );
     // The secrets were copied sealed: a node with another key is refused, clearly.
     let (code, stderr) = serve_to_exit_with(&target.arg, &[]);
     assert_eq!(code, Some(2), "{stderr}");
