@@ -237,22 +237,25 @@ impl JsonObject {
     pub fn compact(raw: &RawValue) -> JsonObject {
         let text = raw.get();
         let mut kept = String::with_capacity(text.len());
-        let (mut in_string, mut escaped) = (false, false);
-        for c in text.chars() {
+        // Runs of kept text between whitespace are copied whole. Every byte looked at is
+        // ASCII, which in UTF-8 never stands inside another character.
+        let (mut run, mut in_string, mut escaped) = (0, false, false);
+        for (at, byte) in text.bytes().enumerate() {
             if in_string {
-                (in_string, escaped) = match c {
+                (in_string, escaped) = match byte {
                     _ if escaped => (true, false),
-                    '\\' => (true, true),
-                    '"' => (false, false),
+                    b'\\' => (true, true),
+                    b'"' => (false, false),
                     _ => (true, false),
                 };
-            } else if c.is_ascii_whitespace() {
-                continue;
-            } else if c == '"' {
+            } else if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+                kept.push_str(&text[run..at]);
+                run = at + 1;
+            } else if byte == b'"' {
                 in_string = true;
             }
-            kept.push(c);
         }
+        kept.push_str(&text[run..]);
         JsonObject::stored(kept)
     }
 
@@ -693,6 +696,17 @@ pub struct StatsBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_is_kept_as_written_but_for_whitespace_between_tokens() {
+        let written =
+            "{ \"a\" :\t[1e2 ,\n 1.50],\r\n \"s\": \"x \\\" \\\\\", \"é\" : \"\\u00e9 y\" }";
+        let raw = RawValue::from_string(written.to_owned()).unwrap();
+        assert_eq!(
+            JsonObject::compact(&raw).as_str(),
+            "{\"a\":[1e2,1.50],\"s\":\"x \\\" \\\\\",\"é\":\"\\u00e9 y\"}"
+        );
+    }
 
     fn listed(names: &[&str]) -> Events {
         Events::Listed(names.iter().map(|n| n.to_string()).collect())

@@ -13,9 +13,9 @@ use crate::model::{
     BasicAuth, Events, Header, JsonObject, NewEvent, WebhookPatch, WebhookSettings, EVERY_EVENT,
 };
 use base64::Engine;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 
 /// The problem with a string holding U+0000, which no stored text may hold.
 pub const NO_NUL: &str = "must not contain the NUL character (\\u0000)";
@@ -834,10 +834,44 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// The member `name` of the object `raw`, as written (the last one of that name, as `Value`
-/// keeps it).
+/// keeps it). Read without a copy of any name or value: it runs for every event published.
 fn raw_member<'a>(raw: Option<&'a RawValue>, name: &str) -> Option<&'a RawValue> {
-    let members: HashMap<String, &'a RawValue> = serde_json::from_str(raw?.get()).ok()?;
-    members.get(name).copied()
+    struct Member<'n>(&'n str);
+    impl<'de> Visitor<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(is_it) = map.next_key_seed(NameIs(self.0))? {
+                match is_it {
+                    true => found = Some(map.next_value::<&RawValue>()?),
+                    false => _ = map.next_value::<IgnoredAny>()?,
+                }
+            }
+            Ok(found)
+        }
+    }
+    /// Whether a member's name is the one sought, escaped or not.
+    struct NameIs<'n>(&'n str);
+    impl<'de> DeserializeSeed<'de> for NameIs<'_> {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl Visitor<'_> for NameIs<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a member name")
+        }
+        fn visit_str<E>(self, name: &str) -> Result<bool, E> {
+            Ok(name == self.0)
+        }
+    }
+    let mut object = serde_json::Deserializer::from_str(raw?.get());
+    object.deserialize_map(Member(name)).ok().flatten()
 }
 
 /// The items of the array `raw`, as written (none if it is no array).
