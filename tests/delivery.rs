@@ -219,30 +219,13 @@ async fn numbers_in_data_and_metadata_arrive_exactly_as_written() {
                        "nested": [18446744073709551616, {"s": "a \" }"}]}"#;
     // Kept as written but for the whitespace between tokens.
     let written = r#"{"big":12345678901234567890123,"below":-9223372036854775809,"long":0.1000000000000000055511151231257827,"e":1e2,"price":1.50,"nested":[18446744073709551616,{"s":"a \" }"}]}"#;
-    let call = |method: &str, params: String| {
-        format!(r#"{{"jsonrpc": "2.0", "id": 1, "method": "{method}", "params": {params}}}"#)
-    };
     let details = format!(
         r#"{{"object": "contact", "event": "unsubscribed", "url": "{}", "metadata": {numbers}}}"#,
         receiver.url("/n")
     );
-    let (_, reply) = server
-        .post_raw(
-            "/",
-            call("addWebhook", format!(r#"["{}", {details}]"#, server.key)),
-        )
-        .await;
-    let id: Value = serde_json::from_str::<Value>(&reply).unwrap()["result"].clone();
-    assert!(id.is_i64(), "{reply}");
+    let id = result_of(&written_call(&server, "addWebhook", &details).await);
     let event = format!(r#"{{"object": "contact", "event": "unsubscribed", "data": {numbers}}}"#);
-    let (_, reply) = server
-        .post_raw(
-            "/",
-            call("addEvent", format!(r#"["{}", {event}]"#, server.key)),
-        )
-        .await;
-    let event_id: Value = serde_json::from_str::<Value>(&reply).unwrap()["result"].clone();
-    assert!(event_id.is_i64(), "{reply}");
+    let event_id = result_of(&written_call(&server, "addEvent", &event).await);
 
     let kept = format!(r#""data":{written}"#);
     let got = eventually("the request", WAIT, || async {
@@ -251,23 +234,31 @@ async fn numbers_in_data_and_metadata_arrive_exactly_as_written() {
     .await;
     let body = String::from_utf8(got.body.to_vec()).unwrap();
     assert!(body.contains(&kept), "{body}\nnot containing {kept}");
-    let (_, stored) = server
-        .post_raw(
-            "/",
-            call("getEventById", format!(r#"["{}", {event_id}]"#, server.key)),
-        )
-        .await;
+    let stored = written_call(&server, "getEventById", &event_id.to_string()).await;
     assert!(stored.contains(&kept), "{stored}");
-    let (_, webhook) = server
-        .post_raw(
-            "/",
-            call("getWebhookById", format!(r#"["{}", {id}]"#, server.key)),
-        )
-        .await;
+    let webhook = written_call(&server, "getWebhookById", &id.to_string()).await;
     assert!(
         webhook.contains(&format!(r#""metadata":{written}"#)),
         "{webhook}"
     );
+}
+
+/// A call with the key and `param` written by hand (a `Value` would round its numbers); the
+/// reply's text.
+async fn written_call(server: &Server, method: &str, param: &str) -> String {
+    let key = &server.key;
+    let call = format!(
+        r#"{{"jsonrpc": "2.0", "id": 1, "method": "{method}", "params": ["{key}", {param}]}}"#
+    );
+    server.post_raw("/", call).await.1
+}
+
+/// The id a call's reply carries as its result.
+fn result_of(reply: &str) -> i64 {
+    let reply: Value = serde_json::from_str(reply).unwrap();
+    reply["result"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{reply}"))
 }
 
 #[tokio::test]
