@@ -125,9 +125,8 @@ pub struct Config {
     #[arg(long, env = "HOOKRPC_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: u32,
 
-    /// Most bytes of request bodies held at once, over all connections: a body takes its
-    /// declared length (or --max-body-bytes, undeclared) from the time it starts to arrive
-    /// until its call is answered (HTTP 503 past it). At least --max-body-bytes.
+    /// Most bytes of request bodies held at once, over all connections: each byte from when
+    /// it arrives until its call is answered (HTTP 503 past it). At least --max-body-bytes.
     #[arg(long, env = "HOOKRPC_MAX_BODY_MEMORY", default_value_t = 256 * 1024 * 1024)]
     pub max_body_memory: u64,
 

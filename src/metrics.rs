@@ -100,8 +100,15 @@ pub fn retention_pass_done(epoch_secs: i64) {
     gauge!("hookrpc_retention_last_pass_timestamp_seconds").set(epoch_secs as f64);
 }
 
-/// The text of `/metrics`, after refreshing the queue gauges.
-pub fn render(pending: i64, oldest_pending_age_secs: i64, open_circuits: i64) -> String {
+/// The text of `/metrics`, after refreshing the queue gauges and the bytes of request bodies
+/// held (of --max-body-memory).
+pub fn render(
+    pending: i64,
+    oldest_pending_age_secs: i64,
+    open_circuits: i64,
+    body_bytes: usize,
+) -> String {
+    gauge!("hookrpc_request_body_bytes").set(body_bytes as f64);
     gauge!("hookrpc_pending_deliveries").set(pending as f64);
     gauge!("hookrpc_oldest_pending_delivery_age_seconds").set(oldest_pending_age_secs as f64);
     gauge!("hookrpc_open_circuits").set(open_circuits as f64);

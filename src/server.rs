@@ -12,7 +12,7 @@ use crate::store::Store;
 use crate::ui;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use jsonrpsee::server::{
     BatchRequestConfig, HttpBody, HttpRequest, HttpResponse, ServerConfig, ServerHandle,
 };
@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,13 +36,13 @@ const JSON_UTF8: &str = "application/json; charset=utf-8";
 /// Starts the server; returns its handle and the address it is bound to.
 pub async fn start(app: Arc<App>) -> Result<(ServerHandle, SocketAddr), ApiError> {
     let config = app.config.clone();
+    let body_memory = config.max_body_memory.min(Semaphore::MAX_PERMITS as u64) as usize;
     let front = Front {
         store: app.store.clone(),
         max_body: config.max_body_bytes as usize,
         body_timeout: config.body_timeout,
-        body_memory: Arc::new(Semaphore::new(
-            config.max_body_memory.min(Semaphore::MAX_PERMITS as u64) as usize,
-        )),
+        body_memory: Arc::new(Semaphore::new(body_memory)),
+        body_memory_total: body_memory,
     };
     let server_config = ServerConfig::builder()
         // The rewrite can grow a body a little; our own limit above is the one clients meet.
@@ -72,10 +72,11 @@ struct Front {
     store: Store,
     max_body: usize,
     body_timeout: std::time::Duration,
-    /// One permit per byte of --max-body-memory: without a bound, clients that send the
-    /// headers and most of a large body, then stall, hold a body's worth of memory each until
-    /// the deadline, and enough of them exhaust the machine without any key.
+    /// One permit per byte of --max-body-memory: without a bound, clients that send most of a
+    /// large body, then stall, hold a body's worth of memory each until the deadline, and
+    /// enough of them exhaust the machine without any key.
     body_memory: Arc<Semaphore>,
+    body_memory_total: usize,
 }
 
 impl<S> Layer<S> for Front {
@@ -131,7 +132,7 @@ where
     match (req.method(), path) {
         // HEAD too (the contract names both): hyper sends a HEAD reply's headers only.
         (&Method::GET | &Method::HEAD, "/health") => return Ok(health(&front.store).await),
-        (&Method::GET, "/metrics") => return Ok(metrics_page(&front.store).await),
+        (&Method::GET, "/metrics") => return Ok(metrics_page(&front).await),
         (&Method::POST, _) => {}
         _ => {
             // WebSocket upgrades are jsonrpsee's; anything else it refuses with a text/plain
@@ -180,21 +181,18 @@ where
         }
         return Ok(too_large(front.max_body));
     }
-    // Held until the call is answered: its body, and what is made of it, are in memory.
-    let room = declared.unwrap_or(front.max_body as u64) as u32;
-    let Ok(_room) = front.body_memory.clone().try_acquire_many_owned(room) else {
-        // Answered at once and closed, the body unread: reading it, even to throw it away,
-        // would keep the connection's buffers in memory, which is what the bound is for.
-        return Ok(too_busy());
-    };
-    let collect = Limited::new(&mut body, front.max_body).collect();
-    let bytes = match tokio::time::timeout_at(deadline, collect).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => {
+    // The room is held until the call is answered: its body, and what is made of it, are in
+    // memory until then.
+    let (bytes, _room) = match take_in(&front, &mut body, deadline).await {
+        Ok(taken) => taken,
+        Err(Untaken::TooLarge) => {
             discard(&mut body, deadline).await;
             return Ok(too_large(front.max_body));
         }
-        Err(_) => return Ok(too_slow(front.body_timeout)),
+        // Answered at once and closed, the rest unread: reading it, even to throw it away,
+        // would keep the connection's buffers in memory, which is what the bound is for.
+        Err(Untaken::NoRoom) => return Ok(too_busy()),
+        Err(Untaken::TooSlow) => return Ok(too_slow(front.body_timeout)),
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     // jsonrpsee answers anything but a few spellings of application/json with 415.
@@ -236,6 +234,50 @@ where
     }
 }
 
+/// Why a body was not taken in.
+enum Untaken {
+    /// Over --max-body-bytes (or cut off).
+    TooLarge,
+    /// The bodies being read and served hold --max-body-memory.
+    NoRoom,
+    /// Not all there by the deadline.
+    TooSlow,
+}
+
+/// Reads `body` whole by `deadline`, taking room from --max-body-memory for each byte as it
+/// arrives (not as the headers announce it: a client that sends headers and nothing more holds
+/// nothing). Returns the body and its room.
+async fn take_in(
+    front: &Front,
+    body: &mut HttpBody,
+    deadline: tokio::time::Instant,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Untaken> {
+    let read = async {
+        let mut kept = Vec::new();
+        let mut room: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| Untaken::TooLarge)?.into_data() else {
+                continue; // trailers
+            };
+            if kept.len() + data.len() > front.max_body {
+                return Err(Untaken::TooLarge);
+            }
+            let more = Arc::clone(&front.body_memory)
+                .try_acquire_many_owned(data.len() as u32)
+                .map_err(|_| Untaken::NoRoom)?;
+            match &mut room {
+                Some(room) => room.merge(more),
+                None => room = Some(more),
+            }
+            kept.extend_from_slice(&data);
+        }
+        Ok((Bytes::from(kept), room))
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .unwrap_or(Err(Untaken::TooSlow))
+}
+
 /// Most of an oversized body read (and thrown away) before the 413 is sent. Most clients send
 /// their whole body before they read a reply; were the server to close the connection with the
 /// body unread, the kernel would reset it and such a client would see a broken pipe instead of
@@ -272,9 +314,11 @@ async fn health(store: &Store) -> HttpResponse {
     }
 }
 
-async fn metrics_page(store: &Store) -> HttpResponse {
-    let (pending, oldest, open) = store.queue_stats().await.unwrap_or((0, 0, 0));
-    let mut response = Response::new(HttpBody::from(metrics::render(pending, oldest, open)));
+async fn metrics_page(front: &Front) -> HttpResponse {
+    let (pending, oldest, open) = front.store.queue_stats().await.unwrap_or((0, 0, 0));
+    let bodies = front.body_memory_total - front.body_memory.available_permits();
+    let text = metrics::render(pending, oldest, open, bodies);
+    let mut response = Response::new(HttpBody::from(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

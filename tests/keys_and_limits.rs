@@ -384,40 +384,38 @@ async fn the_default_body_limit_is_one_mib() {
 
 #[tokio::test]
 async fn bodies_past_the_memory_budget_are_503_until_one_is_answered() {
-    let server = Server::start(&["--max-body-bytes", "2000", "--max-body-memory", "3999"]);
-    // Two calls whose bodies stop half way hold 2000 + 1999 bytes: the whole budget. Each
-    // asks to be told to go on, which the server does once it has taken the body's room.
-    let mut stalled = Vec::new();
-    for size in [2000, 1999] {
-        let call = add_request_of_size(&server.key, size);
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let head = format!(
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\
-             Expect: 100-continue\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let mut go_on = [0; 25];
-        stream.read_exact(&mut go_on).await.unwrap();
-        assert_eq!(&go_on, b"HTTP/1.1 100 Continue\r\n\r\n");
-        stream
-            .write_all(&call.as_bytes()[..size / 2])
+    let server = Server::start(&["--max-body-bytes", "2000", "--max-body-memory", "2000"]);
+    // Headers alone hold nothing: the room is taken as the bytes arrive.
+    let mut announced = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n";
+    announced.write_all(head.as_bytes()).await.unwrap();
+    // A call whose body stops one byte short holds 1999 bytes: the budget but one.
+    let call = add_request_of_size(&server.key, 2000);
+    let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&call.as_bytes()[..1999]).await.unwrap();
+    eventually("the stalled body's room taken", WAIT, || async {
+        let metrics = reqwest::get(format!("http://{}/metrics", server.addr))
             .await
-            .unwrap();
-        stalled.push((stream, call));
-    }
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .contains("hookrpc_request_body_bytes 1999\n")
+            .then_some(())
+    })
+    .await;
     let whole = |call: &str| {
         format!(
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{call}",
             call.len()
         )
     };
-    // No other body fits, however small.
-    let count = whole(
-        &json!({"jsonrpc": "2.0", "id": 1, "method": "countWebhooks",
-                              "params": [server.key]})
-        .to_string(),
-    );
-    let reply = raw_reply(&server, &count).await;
+    // No other body fits.
+    let count = json!({"jsonrpc": "2.0", "id": 1, "method": "countWebhooks",
+                       "params": [server.key]});
+    let reply = raw_reply(&server, &whole(&count.to_string())).await;
     let (head, body) = reply.split_once("\r\n\r\n").expect("a whole reply");
     let head = head.to_ascii_lowercase();
     assert!(
@@ -429,16 +427,13 @@ async fn bodies_past_the_memory_budget_are_503_until_one_is_answered() {
     // A refused call changes nothing.
     let add = whole(&add_request_of_size(&server.key, 500));
     assert!(raw_reply(&server, &add).await.starts_with("HTTP/1.1 503"));
-    // The rest of one body arrives: that call is served, and its room is free again.
-    let (mut stream, call) = stalled.pop().unwrap();
-    stream
-        .write_all(&call.as_bytes()[call.len() / 2..])
-        .await
-        .unwrap();
+    // The last byte arrives: that call is served, and its room is free again.
+    stalled.write_all(&call.as_bytes()[1999..]).await.unwrap();
     let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.unwrap();
+    stalled.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert_eq!(server.ok("countWebhooks", json!([server.key])).await, 1);
+    drop(announced);
 }
 
 #[test]
@@ -588,6 +583,9 @@ async fn raw_http(server: &Server, request: &str) -> u16 {
 }
 
 /// What every reply to a POST carries, whatever the dialect, the id or the outcome.
+/// Longest a test waits for what must happen.
+const WAIT: Duration = Duration::from_secs(60);
+
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 
 /// A transport fault: its status, a JSON body saying why, and the JSON content type.
