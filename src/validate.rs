@@ -281,8 +281,10 @@ impl Checker {
         b
     }
 
-    /// An object kept as written (`raw`, when it is that object's text); its size is that of
-    /// the text kept.
+    /// An object kept as written (`raw`, when it is that object's text). Its size is counted
+    /// as UTF-8 with only the escapes JSON requires, whatever escapes the client chose (PHP
+    /// writes é as `\u00e9`, six bytes for two): the same object is the same size from any
+    /// client.
     fn object(
         &mut self,
         field: &str,
@@ -299,7 +301,7 @@ impl Checker {
             Some(raw) if raw.get().starts_with('{') => JsonObject::compact(raw),
             _ => JsonObject::of(map),
         };
-        if kept.as_str().len() > max_bytes {
+        if serialized_len(map) > max_bytes {
             self.problem(
                 field,
                 format!("must be at most {max_bytes} bytes serialized"),
@@ -831,6 +833,25 @@ fn is_token_byte(b: u8) -> bool {
 /// Characters that take no room when shown: zero-width spaces and joiners, word joiner, BOM.
 fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// How many bytes `map` takes serialized, counted without keeping them.
+fn serialized_len(map: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, map) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The member `name` of the object `raw`, as written (the last one of that name, as `Value`

@@ -1089,6 +1089,20 @@ async fn metadata() {
     .await;
     refused(&server, json!({"metadata": [1, 2]}), "metadata").await;
     refused(&server, json!({"metadata": "{}"}), "metadata").await;
+    // The limit counts the object as UTF-8, whatever escapes the client wrote: PHP writes é as
+    // \u00e9, six bytes for two. 2044 of them make 4096 bytes; one more is too many.
+    for (n, code) in [(2044, None), (2045, Some(310))] {
+        let escaped = "\\u00e9".repeat(n);
+        let call = format!(
+            r#"{{"jsonrpc": "2.0", "id": 1, "method": "addWebhook", "params": ["{}",
+                {{"object": "contact", "event": "created", "url": "https://example.com/e{n}",
+                  "metadata": {{"k": "{escaped}"}}}}]}}"#,
+            server.key
+        );
+        let (_, reply) = server.post_raw("/", call).await;
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply["error"]["code"].as_i64(), code, "{n}: {reply}");
+    }
 }
 
 /// What PHP's `json_encode` writes for a PHP value: `[]` for an empty array (PHP cannot tell
