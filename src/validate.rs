@@ -598,7 +598,15 @@ impl Checker {
             // Kept as the URL standard writes it, which is also what is sent: one URL has one
             // spelling (scheme and host in lower case, no default port, `/` for an empty path,
             // dot segments resolved), so the duplicate check (351) sees `HTTP://Host:80/a/../b`
-            // and `http://host/b` as the same URL.
+            // and `http://host/b` as the same URL. That spelling percent-encodes what is not
+            // ASCII (and writes hosts in punycode): the limit holds for it too.
+            Ok(u) if u.as_str().chars().count() > MAX_URL => {
+                self.problem(
+                    "url",
+                    format!("must be at most {MAX_URL} characters as the URL standard writes it (non-ASCII characters percent-encoded)"),
+                );
+                None
+            }
             Ok(u) => Some(u.into()),
             Err(e) => {
                 self.problem(

@@ -727,6 +727,23 @@ async fn url() {
         let w = server.ok("getWebhookById", json!([server.key, id])).await;
         assert_eq!(w["url"], kept, "{given}");
     }
+    // That spelling percent-encodes what is not ASCII (é is %C3%A9), and the limit holds for
+    // it: 20 + 6 × 338 = 2048 characters, then one é more.
+    let prefix = "https://example.com/";
+    let id = try_add(
+        &server,
+        json!({ "url": format!("{prefix}{}", "é".repeat(338)) }),
+    )
+    .await
+    .unwrap();
+    let w = server.ok("getWebhookById", json!([server.key, id])).await;
+    assert_eq!(w["url"], format!("{prefix}{}", "%C3%A9".repeat(338)));
+    refused(
+        &server,
+        json!({ "url": format!("{prefix}{}", "é".repeat(339)) }),
+        "url",
+    )
+    .await;
     accepted(
         &server,
         json!({"url": "https://example.com:8443/a/b?c=d#e"}),
