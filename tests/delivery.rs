@@ -241,6 +241,35 @@ async fn numbers_in_data_and_metadata_arrive_exactly_as_written() {
         webhook.contains(&format!(r#""metadata":{written}"#)),
         "{webhook}"
     );
+
+    // The same by name, in a batch of events, in an edit, and in the Vision6 dialect.
+    let key = &server.key;
+    let by_name = [
+        format!(
+            r#"{{"jsonrpc": "2.0", "id": 1, "method": "addEvents", "params": {{"api_key": "{key}",
+                "events": [{{"object": "list", "event": "created"}}, {event}]}}}}"#
+        ),
+        format!(r#"{{"id": 1, "method": "addEvent", "params": ["{key}", {event}]}}"#),
+    ];
+    for call in by_name {
+        let (_, reply) = server.post_raw("/", call).await;
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        let event_id = reply["result"]
+            .as_array()
+            .map_or(&reply["result"], |ids| &ids[1]);
+        let stored = written_call(&server, "getEventById", &event_id.to_string()).await;
+        assert!(stored.contains(&kept), "{stored}");
+    }
+    let edit = format!(
+        r#"{{"jsonrpc": "2.0", "id": 1, "method": "editWebhook", "params": {{"api_key": "{key}",
+            "webhook_id": {id}, "webhook_details": {{"metadata": {{"edited": {numbers}}}}}}}}}"#
+    );
+    server.post_raw("/", edit).await;
+    let webhook = written_call(&server, "getWebhookById", &id.to_string()).await;
+    assert!(
+        webhook.contains(&format!(r#""metadata":{{"edited":{written}}}"#)),
+        "{webhook}"
+    );
 }
 
 /// A call with the key and `param` written by hand (a `Value` would round its numbers); the
