@@ -205,7 +205,7 @@ impl Catalog {
         let Some(start) = text.find(LEAD).map(|at| at + LEAD.len()) else {
             return;
         };
-        let end = start + text[start..].find('.').unwrap_or(0);
+        let end = start + text[start..].find('.').unwrap_or(text.len() - start);
         let listed: Vec<String> = self
             .objects
             .iter()

@@ -215,7 +215,7 @@ impl Config {
                 self.max_body_memory, self.max_body_bytes
             ));
         }
-        if self.lease < self.attempt_timeout * 2 {
+        if self.lease / 2 < self.attempt_timeout {
             // A batch is sent only while its whole attempt fits in what is left of its lease,
             // and may wait its turn for the other half: a request still running when its
             // lease ends would be sent again by another node.

@@ -137,7 +137,7 @@ async fn migrate(from: &Path, to: &str, key: KeyArg) -> Result<(), ApiError> {
     }
     if let Some(origin) = migrated.key_origin {
         let key = match origin.as_str() {
-            "--encryption-key" => "the value given here".to_owned(),
+            store::GIVEN_KEY => "the value given here".to_owned(),
             file => format!("the contents of the {file}"),
         };
         println!(

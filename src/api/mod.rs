@@ -221,13 +221,7 @@ async fn run(
     raw: Option<String>,
 ) -> Result<Json, ApiError> {
     let mut check = Checker::default();
-    // jsonrpsee has checked that params is JSON; what can still fail here is serde_json's
-    // nesting limit, and that is the caller's input, not our fault.
-    let value = raw
-        .as_deref()
-        .map(serde_json::from_str::<Value>)
-        .transpose()
-        .map_err(|e| ApiError::invalid("params", format!("cannot be read: {e}")))?;
+    let value = read_params(raw.as_deref())?;
     let args = bind(value, raw, method.params, method.required, &mut check)?;
     let key = args
         .get("api_key")
@@ -243,14 +237,18 @@ async fn run(
     (method.handler)(app.clone(), caller, args, check).await
 }
 
+/// The params of a call. jsonrpsee has checked that they are JSON; what can still fail here
+/// is serde_json's nesting limit, and that is the caller's input, not our fault.
+fn read_params(text: Option<&str>) -> Result<Option<Value>, ApiError> {
+    text.map(serde_json::from_str::<Value>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("params", format!("cannot be read: {e}")))
+}
+
 /// `rpc.discover` takes no params: any given are 310, named as any method names them.
 fn no_params(text: Option<&str>) -> Result<(), ApiError> {
-    let value = text
-        .map(serde_json::from_str::<Value>)
-        .transpose()
-        .map_err(|e| ApiError::invalid("params", format!("cannot be read: {e}")))?;
     let mut check = Checker::default();
-    bind(value, None, &[], 0, &mut check)?;
+    bind(read_params(text)?, None, &[], 0, &mut check)?;
     check.finish()
 }
 

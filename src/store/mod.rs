@@ -23,7 +23,7 @@ mod secrets;
 mod sqlite;
 
 pub use fields::{DELIVERY_FIELDS, EVENT_FIELDS, WEBHOOK_FIELDS};
-pub use secrets::KeyError;
+pub use secrets::{KeyError, GIVEN_KEY};
 
 use crate::error::ApiError;
 use crate::model::{

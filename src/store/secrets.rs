@@ -170,6 +170,9 @@ impl From<KeyError> for ApiError {
     }
 }
 
+/// Where a key given on the command line (or in the environment) is said to come from.
+pub const GIVEN_KEY: &str = "--encryption-key";
+
 /// The deployment's key and where it came from (said in errors): the key given, or on SQLite
 /// the key file beside the database, created only while the database has sealed nothing (a
 /// lost key file must be restored, not quietly replaced by a new key).
@@ -180,7 +183,7 @@ pub(crate) fn deployment_key(
 ) -> Result<(SecretKey, String), KeyError> {
     if let Some(given) = given {
         let key = SecretKey::from_base64(&given.0).map_err(KeyError::Refused)?;
-        return Ok((key, "--encryption-key".to_owned()));
+        return Ok((key, GIVEN_KEY.to_owned()));
     }
     if is_postgres_url(db) {
         return Err(KeyError::Refused(
