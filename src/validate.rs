@@ -92,10 +92,17 @@ impl Args {
     /// The param `name` as the client wrote it.
     pub fn raw(&self, name: &str) -> Option<&RawValue> {
         let index = self.names.iter().position(|n| *n == name)?;
-        let params: &RawValue = serde_json::from_str(self.text.as_deref()?).ok()?;
-        match params.get().starts_with('[') {
-            true => raw_items(Some(params)).get(index).copied(),
-            false => raw_member(Some(params), name),
+        let text = self.text.as_deref()?;
+        // One pass over the params: by position or by name, as their first character says.
+        match text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('[')
+        {
+            true => serde_json::from_str::<Vec<&RawValue>>(text)
+                .ok()?
+                .get(index)
+                .copied(),
+            false => raw_member(Some(text), name),
         }
     }
 
@@ -527,7 +534,7 @@ impl Checker {
                 "is_active" => patch.is_active = self.boolean(key, v),
                 "batch_size" => patch.batch_size = self.int_in(key, v, 1, 1000),
                 "metadata" => {
-                    let raw = raw_member(raw, key);
+                    let raw = raw_member(raw.map(RawValue::get), key);
                     patch.metadata = self.object(key, v, raw, MAX_METADATA_BYTES)
                 }
                 _ => {}
@@ -777,7 +784,7 @@ impl Checker {
                     event.contact_id = self.int_in(&field(key), v, 0, i64::MAX)
                 }
                 "data" => {
-                    let raw = raw_member(raw, key);
+                    let raw = raw_member(raw.map(RawValue::get), key);
                     event.data = self
                         .object(&field(key), v, raw, MAX_EVENT_DATA_BYTES)
                         .unwrap_or_default()
@@ -862,9 +869,9 @@ fn serialized_len(map: &Map<String, Value>) -> usize {
     }
 }
 
-/// The member `name` of the object `raw`, as written (the last one of that name, as `Value`
-/// keeps it). Read without a copy of any name or value: it runs for every event published.
-fn raw_member<'a>(raw: Option<&'a RawValue>, name: &str) -> Option<&'a RawValue> {
+/// The member `name` of the JSON object `object`, as written (the last one of that name, as
+/// `Value` keeps it). Read without a copy of any name or value: it runs for every event published.
+fn raw_member<'a>(object: Option<&'a str>, name: &str) -> Option<&'a RawValue> {
     struct Member<'n>(&'n str);
     impl<'de> Visitor<'de> for Member<'_> {
         type Value = Option<&'de RawValue>;
@@ -899,7 +906,7 @@ fn raw_member<'a>(raw: Option<&'a RawValue>, name: &str) -> Option<&'a RawValue>
             Ok(name == self.0)
         }
     }
-    let mut object = serde_json::Deserializer::from_str(raw?.get());
+    let mut object = serde_json::Deserializer::from_str(object?);
     object.deserialize_map(Member(name)).ok().flatten()
 }
 
