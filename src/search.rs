@@ -178,6 +178,16 @@ fn text_of(value: &Value) -> Result<String, String> {
     }
 }
 
+/// A url compared whole (`exactly`, `not`, `in`) in the spelling webhooks keep it in (the URL
+/// standard's, see validate.rs), so that `http://Host` finds the webhook kept as
+/// `http://host/`. Anything else, and text that is no URL, is compared as given.
+fn kept_spelling(field: &Field, text: String) -> String {
+    match field.name {
+        "url" => url::Url::parse(&text).map(String::from).unwrap_or(text),
+        _ => text,
+    }
+}
+
 /// A string searched for: no stored text holds NUL (the validator refuses it), so neither may
 /// a value (PostgreSQL's text cannot hold one, and both backends answer alike).
 fn searched(s: &str) -> Result<String, String> {
@@ -205,7 +215,9 @@ fn scalar(field: &Field, value: &Value, null_ok: bool) -> Result<Scalar, String>
         (_, Value::Null) if null_ok => Ok(Scalar::Null),
         (Kind::Int, Value::Number(n)) => n.as_i64().map(Scalar::Int).ok_or_else(bad),
         (Kind::Int, Value::String(s)) => s.trim().parse().map(Scalar::Int).map_err(|_| bad()),
-        (Kind::Text | Kind::Followed, Value::String(s)) => searched(s).map(Scalar::Text),
+        (Kind::Text | Kind::Followed, Value::String(s)) => {
+            searched(s).map(|s| Scalar::Text(kept_spelling(field, s)))
+        }
         (Kind::Text | Kind::Followed, Value::Number(n)) => Ok(Scalar::Text(n.to_string())),
         (Kind::Bool, Value::Bool(b)) => Ok(Scalar::Bool(*b)),
         (Kind::Bool, v) => match v

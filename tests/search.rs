@@ -113,6 +113,27 @@ async fn all_eight_operators() {
         find(&server, json!([["url", "contains", "h3.example"]])).await,
         pick(&w, &[3])
     );
+    // A url compared whole is compared in the spelling kept, whatever spelling is searched.
+    assert_eq!(
+        find(
+            &server,
+            json!([["url", "exactly", "HTTPS://H3.Example.com:443/x/../in"]])
+        )
+        .await,
+        pick(&w, &[3])
+    );
+    assert_eq!(
+        find(
+            &server,
+            json!([[
+                "url",
+                "in",
+                ["https://h1.example.com/in", "HTTPS://H2.EXAMPLE.COM/in"]
+            ]])
+        )
+        .await,
+        pick(&w, &[1, 2])
+    );
 }
 
 #[tokio::test]
