@@ -178,12 +178,11 @@ fn text_of(value: &Value) -> Result<String, String> {
     }
 }
 
-/// A url compared whole (`exactly`, `not`, `in`) in the spelling webhooks keep it in (the URL
-/// standard's, see validate.rs), so that `http://Host` finds the webhook kept as
-/// `http://host/`. Anything else, and text that is no URL, is compared as given.
+/// A url compared whole (`exactly`, `not`, `in`) in the spelling webhooks keep it in, so that
+/// `http://Host` finds the webhook kept as `http://host/`. Anything else is compared as given.
 fn kept_spelling(field: &Field, text: String) -> String {
     match field.name {
-        "url" => url::Url::parse(&text).map(String::from).unwrap_or(text),
+        "url" => crate::validate::as_kept_url(text),
         _ => text,
     }
 }

@@ -303,11 +303,6 @@ impl Checker {
             self.problem(field, "must be an object");
             return None;
         };
-        // PHP writes an empty object as `[]`: that one is kept as `{}`.
-        let kept = match raw {
-            Some(raw) if raw.get().starts_with('{') => JsonObject::compact(raw),
-            _ => JsonObject::of(map),
-        };
         if serialized_len(map) > max_bytes {
             self.problem(
                 field,
@@ -315,7 +310,11 @@ impl Checker {
             );
             return None;
         }
-        Some(kept)
+        // PHP writes an empty object as `[]`: that one is kept as `{}`.
+        Some(match raw {
+            Some(raw) if raw.get().starts_with('{') => JsonObject::compact(raw),
+            _ => JsonObject::of(map),
+        })
     }
 
     /// `details` must be an object whose keys are all in `allowed`; unknown keys are named
@@ -614,7 +613,7 @@ impl Checker {
                 );
                 None
             }
-            Ok(u) => Some(u.into()),
+            Ok(u) => Some(kept_url(u)),
             Err(e) => {
                 self.problem(
                     "url",
@@ -848,6 +847,17 @@ fn is_token_byte(b: u8) -> bool {
 /// Characters that take no room when shown: zero-width spaces and joiners, word joiner, BOM.
 fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// A url in the spelling webhooks keep it in (the URL standard's), which is also what is sent.
+fn kept_url(url: url::Url) -> String {
+    url.into()
+}
+
+/// `text` in the spelling a webhook's url is kept in, if it is a URL: a search compares urls
+/// whole in that spelling.
+pub fn as_kept_url(text: String) -> String {
+    url::Url::parse(&text).map(kept_url).unwrap_or(text)
 }
 
 /// How many bytes `map` takes serialized, counted without keeping them.
