@@ -25,7 +25,9 @@ export function healthChart(webhookId, heading) {
     PERIODS.map(([label], i) => [i, label]), 1);
   const load = async () => {
     const [, back, interval] = PERIODS[Number(picker.value)];
-    const until = Math.floor(Date.now() / 1000);
+    // The end of the current second: a period ends before its until, and an attempt
+    // recorded in this second is stamped with it.
+    const until = Math.floor(Date.now() / 1000) + 1;
     const buckets = await call("getDeliveryStats",
       { webhook_id: webhookId, since: until - back, until, interval });
     holder.replaceChildren(...drawStats(buckets, interval));
