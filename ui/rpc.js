@@ -54,10 +54,21 @@ async function send(method, params) {
     credentials: "omit",
     cache: "no-store",
   });
-  const reply = await response.json().catch(() => null);
+  const reply = await response.text().then(parseJson).catch(() => null);
   if (!reply) throw new RpcError({ code: response.status, message: `HTTP ${response.status}` });
   if (reply.error) throw new RpcError(reply.error);
   return reply.result;
+}
+
+// JSON.parse, but a number a JS number cannot hold as written (12345678901234567890123, 1.50,
+// 1e2: event data and webhook metadata are kept exactly as their client wrote them) stays as
+// written: shown so, and sent back so by JSON.stringify, where the browser can (JSON.rawJSON).
+export function parseJson(text) {
+  if (!JSON.rawJSON) return JSON.parse(text);
+  return JSON.parse(text, (_, value, context) =>
+    typeof value === "number" && context && String(value) !== context.source
+      ? JSON.rawJSON(context.source)
+      : value);
 }
 
 // What the app learnt about the signed-in key and the server.

@@ -2,7 +2,7 @@
 // its 310 problems are shown beside the fields they name, in the API's own words, so the
 // rules live in one place (the server's validator).
 
-import { call, RpcError, session } from "./rpc.js";
+import { call, parseJson, RpcError, session } from "./rpc.js";
 import { field, flash, h, select } from "./dom.js";
 import { showSecretOnce } from "./webhooks.js";
 
@@ -131,7 +131,7 @@ function headersOf(textValue, problems) {
 function metadataOf(textValue, problems) {
   if (!textValue.trim()) return {};
   try {
-    return JSON.parse(textValue);
+    return parseJson(textValue);
   } catch (e) {
     problems.push({ field: "metadata", message: `is not JSON: ${e.message}` });
     return undefined;

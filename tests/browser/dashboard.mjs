@@ -291,6 +291,7 @@ async function fullKeySession(browser, server, receiver) {
   // (The fragment of /ui/#key=… is the browser's: it is not part of what is sent.)
   await page.setViewport({ width: 1280, height: 900 });
   await manageWebhook(page, ok);
+  await metadataKeptAsWritten(page, server);
   await go(page, `#/webhooks/${flaky.id}`);
   await page.click("button.delete");
   await confirmDialog(page);
@@ -322,6 +323,27 @@ async function manageWebhook(page, webhook) {
   check(rotated.startsWith("whsec_") && rotated !== webhook.secret, "a rotated secret is shown once, and new");
   await page.click("#dialog-ok");
   check(!(await mainText(page)).includes(rotated), "the page does not show the rotated secret");
+}
+
+/// Numbers in metadata that a JS number cannot hold as written are shown as written, and an
+/// edit of the metadata sends them back so (the page once rounded them all).
+async function metadataKeptAsWritten(page, server) {
+  const written = '{"big":12345678901234567890123,"price":1.50,"note":"old"}';
+  const body = `{"jsonrpc":"2.0","id":1,"method":"addWebhook","params":["${server.key}",
+    {"object":"list","event":"created","url":"http://127.0.0.1:9/metadata","metadata":${written}}]}`;
+  const post = (text) => fetch(`${server.base}/`, { method: "POST", body: text,
+    headers: { "content-type": "application/json" } }).then((r) => r.text());
+  const id = JSON.parse(await post(body)).result;
+  await go(page, `#/webhooks/${id}`);
+  const shown = await mainText(page);
+  check(shown.includes("12345678901234567890123") && shown.includes("1.50"), "metadata numbers are shown as written");
+  await go(page, `#/webhooks/${id}/edit`);
+  await page.$eval('form.webhook-form [name="metadata"]', (e) => { e.value = e.value.replace('"old"', '"new"'); });
+  await page.click("form.webhook-form button.primary");
+  await waitText(page, "#notice", "Saved");
+  const kept = await post(`{"jsonrpc":"2.0","id":1,"method":"getWebhookById","params":["${server.key}",${id}]}`);
+  check(kept.includes('"metadata":{"big":12345678901234567890123,"price":1.50,"note":"new"}'),
+    "an edit of the metadata keeps its other numbers as written");
 }
 
 async function standardKeySession(browser, server, hooks) {
