@@ -1,5 +1,6 @@
 //! Every tunable in one struct, from flags and `HOOKRPC_*` environment variables.
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -161,11 +162,11 @@ pub struct Config {
 
     /// At start, delete live webhooks whose object or event the catalog no longer has (without
     /// it, such webhooks stop the server from starting, named).
-    #[arg(long, env = "HOOKRPC_CATALOG_PRUNE")]
+    #[arg(long, env = "HOOKRPC_CATALOG_PRUNE", value_parser = BoolishValueParser::new())]
     pub catalog_prune: bool,
 
     /// Allow deliveries to loopback, private and other non-public addresses (local testing).
-    #[arg(long, env = "HOOKRPC_ALLOW_PRIVATE_TARGETS")]
+    #[arg(long, env = "HOOKRPC_ALLOW_PRIVATE_TARGETS", value_parser = BoolishValueParser::new())]
     pub allow_private_targets: bool,
 
     /// Most delivery requests in flight at once, over all webhooks. 0: this node delivers

@@ -470,6 +470,33 @@ fn settings_that_contradict_each_other_are_refused_at_start() {
     }
 }
 
+/// A switch set in the environment takes the words deployments write (`1`, `yes`, `on`, …), not
+/// only `true` and `false`: `HOOKRPC_ALLOW_PRIVATE_TARGETS=1` stopped the server from starting.
+#[test]
+fn switches_in_the_environment_take_yes_no_1_0_on_off() {
+    let start = |env: &str, value: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hookrpc.db");
+        // Settings that contradict each other: once the switches are read, start is refused
+        // for them, before anything is created.
+        let out = Command::new("timeout")
+            .args(["20", binary().to_str().unwrap(), "serve", "--lease", "3s"])
+            .args(["--listen", "127.0.0.1:0", "--db", db.to_str().unwrap()])
+            .env(env, value)
+            .output()
+            .expect("run hookrpc");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for env in ["HOOKRPC_ALLOW_PRIVATE_TARGETS", "HOOKRPC_CATALOG_PRUNE"] {
+        for value in ["1", "yes", "on", "true", "0", "no", "off", "false"] {
+            let stderr = start(env, value);
+            assert!(stderr.contains("--lease (3s)"), "{env}={value}: {stderr}");
+        }
+        let stderr = start(env, "maybe");
+        assert!(stderr.contains("invalid value 'maybe'"), "{stderr}");
+    }
+}
+
 #[tokio::test]
 async fn a_body_that_stops_arriving_is_408() {
     let server = Server::start(&["--body-timeout", "1s"]);
