@@ -642,47 +642,47 @@ impl Checker {
         (self.problems.len() == before).then_some(headers)
     }
 
+    /// One header, every problem of its name and of its value reported.
     fn header(&mut self, field: &str, item: &Value) -> Option<Header> {
         let map = self.details(field, &format!("{field}."), Some(item), &["name", "value"])?;
-        let name = match map.get("name") {
-            Some(v) => self.name(&format!("{field}.name"), v, 128),
-            None => {
-                self.problem(format!("{field}.name"), "name is required");
-                None
-            }
+        let name = self.header_name(&format!("{field}.name"), map.get("name"));
+        let value = self.header_value(&format!("{field}.value"), map.get("value"));
+        Some(Header {
+            name: name?,
+            value: value?,
+        })
+    }
+
+    fn header_name(&mut self, field: &str, v: Option<&Value>) -> Option<String> {
+        let Some(v) = v else {
+            self.problem(field, "name is required");
+            return None;
         };
-        let value = match map.get("value") {
-            Some(v) => self.string(&format!("{field}.value"), v, 1, 1024),
-            None => {
-                self.problem(format!("{field}.value"), "value is required");
-                None
-            }
-        };
-        let (name, value) = (name?, value?);
+        let name = self.name(field, v, 128)?;
         let lower = name.to_ascii_lowercase();
         if !name.bytes().all(is_token_byte) {
-            self.problem(
-                format!("{field}.name"),
-                "must contain only HTTP token characters",
-            );
+            self.problem(field, "must contain only HTTP token characters");
             return None;
         }
         if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
-            self.problem(
-                format!("{field}.name"),
-                format!("{name} is reserved and set by hookrpc"),
-            );
+            self.problem(field, format!("{name} is reserved and set by hookrpc"));
             return None;
         }
+        Some(name)
+    }
+
+    fn header_value(&mut self, field: &str, v: Option<&Value>) -> Option<String> {
+        let Some(v) = v else {
+            self.problem(field, "value is required");
+            return None;
+        };
+        let value = self.string(field, v, 1, 1024)?;
         // Tab is the one control character a header value may hold (RFC 9110).
         if value.chars().any(|c| c.is_control() && c != '\t') {
-            self.problem(
-                format!("{field}.value"),
-                "must not contain CR, LF or other control characters",
-            );
+            self.problem(field, "must not contain CR, LF or other control characters");
             return None;
         }
-        Some(Header { name, value })
+        Some(value)
     }
 
     fn auth(&mut self, v: &Value) -> Option<Option<BasicAuth>> {

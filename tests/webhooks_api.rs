@@ -898,6 +898,30 @@ async fn headers() {
         "headers[0].name",
     )
     .await;
+    // Everything wrong with one item is said at once: its name's problem did not hide its value's.
+    for (name, value, name_says, value_says) in [
+        (
+            "Host",
+            "",
+            "Host is reserved and set by hookrpc",
+            "must be 1 to 1024 characters",
+        ),
+        (
+            "x y",
+            "a\nb",
+            "must contain only HTTP token characters",
+            "must not contain CR, LF or other control characters",
+        ),
+    ] {
+        let with_extra = json!({"headers": [{"name": name, "value": value, "extra": 1}]});
+        let data = try_add(&server, with_extra).await.unwrap_err();
+        assert_eq!(message_for(&data, "headers[0].name"), name_says, "{data}");
+        assert_eq!(message_for(&data, "headers[0].value"), value_says, "{data}");
+        assert_eq!(
+            message_for(&data, "headers[0].extra"),
+            "Unknown argument extra"
+        );
+    }
     refused(
         &server,
         json!({"headers": [{"name": "X-A", "value": "v", "extra": 1}]}),
