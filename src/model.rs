@@ -142,6 +142,15 @@ pub struct WebhookSettings {
     pub metadata: JsonObject,
 }
 
+impl WebhookSettings {
+    /// The url as its receiver is reached: without its fragment (`#…`), which a request never
+    /// carries. Two webhooks whose urls differ only there send to the same receiver, so the
+    /// duplicate rule (351) compares this.
+    pub fn receiver_url(&self) -> &str {
+        self.url.split('#').next().unwrap_or_default()
+    }
+}
+
 /// The keys of `webhook_details` that were given; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookPatch {

@@ -467,6 +467,8 @@ async fn duplicates_are_351_on_add_and_on_edit() {
         "HTTPS://EXAMPLE.com/dup",
         "https://example.com:443/dup",
         "https://example.com/x/../dup",
+        // A fragment is never sent: the same receiver.
+        "https://example.com/dup#a",
     ] {
         let mut respelled = details.clone();
         respelled["url"] = json!(spelling);
@@ -476,6 +478,18 @@ async fn duplicates_are_351_on_add_and_on_edit() {
         assert_eq!(code, 351, "{spelling}");
     }
     assert_eq!(count(&server).await, 1);
+    // Kept with its fragment, a url is still compared without it.
+    let with_fragment =
+        json!({"object": "list", "event": "created", "url": "https://example.com/f#one"});
+    let kept = server
+        .ok("addWebhook", json!([server.key, with_fragment]))
+        .await;
+    for url in ["https://example.com/f", "https://example.com/f#two"] {
+        let d = json!({"object": "list", "event": "created", "url": url});
+        let (code, _) = server.err("addWebhook", json!([server.key, d])).await;
+        assert_eq!(code, 351, "{url}");
+    }
+    server.ok("deleteWebhook", json!([server.key, kept])).await;
 
     // Each part of the identity makes a webhook distinct.
     for change in [

@@ -98,8 +98,9 @@ impl Values {
     }
 }
 
-/// 351 when another live webhook of the account has the same object, list_id and url and
-/// shares an event with `s` (the rule is [`Events::overlaps`]); `except` is the webhook being
+/// 351 when another live webhook of the account has the same object, list_id and url (but for
+/// a fragment: [`WebhookSettings::receiver_url`]) and shares an event with `s` (the rule is
+/// [`Events::overlaps`]); `except` is the webhook being
 /// edited. The caller holds the account's row lock, so two nodes cannot both pass the check.
 async fn refuse_overlap(
     c: &impl GenericClient,
@@ -110,8 +111,14 @@ async fn refuse_overlap(
     let others = rows(
         c,
         "SELECT events FROM webhooks WHERE account_id = $1 AND object = $2 AND list_id = $3
-           AND url = $4 AND deleted_time IS NULL AND id <> $5",
-        &[&account_id, &s.object, &s.list_id, &s.url, &except],
+           AND split_part(url, '#', 1) = $4 AND deleted_time IS NULL AND id <> $5",
+        &[
+            &account_id,
+            &s.object,
+            &s.list_id,
+            &s.receiver_url(),
+            &except,
+        ],
     )
     .await?;
     for other in others {

@@ -81,8 +81,9 @@ fn settings_values(s: &WebhookSettings) -> Result<[Sql; 13], ApiError> {
     ])
 }
 
-/// 351 when another live webhook of the account has the same object, list_id and url and
-/// shares an event with `s` (the rule itself is [`Events::overlaps`]). `except` is the webhook
+/// 351 when another live webhook of the account has the same object, list_id and url (but for
+/// a fragment: [`WebhookSettings::receiver_url`]) and shares an event with `s` (the rule itself
+/// is [`Events::overlaps`]). `except` is the webhook
 /// being edited. Called inside the write transaction, before the write: the single writer
 /// thread makes the check and the write one step. (A backend with concurrent writers must
 /// serialise this per account, e.g. PostgreSQL by locking the account's row first.)
@@ -94,9 +95,11 @@ fn refuse_overlap(
 ) -> Result<(), ApiError> {
     let mut stmt = conn.prepare_cached(
         "SELECT events FROM webhooks WHERE account_id = ?1 AND object = ?2 AND list_id = ?3
-           AND url = ?4 AND deleted_time IS NULL AND id <> ?5",
+           AND substr(url, 1, instr(url || '#', '#') - 1) = ?4 AND deleted_time IS NULL
+           AND id <> ?5",
     )?;
-    let mut rows = stmt.query(params![account_id, s.object, s.list_id, s.url, except])?;
+    let receiver = s.receiver_url();
+    let mut rows = stmt.query(params![account_id, s.object, s.list_id, receiver, except])?;
     while let Some(row) = rows.next()? {
         if s.events.overlaps(&events_of(row.get_ref(0)?.as_str()?)) {
             return Err(ApiError::DuplicateWebhook);
