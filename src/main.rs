@@ -75,8 +75,10 @@ enum Command {
 enum KeyAction {
     /// Create a key and print it (once: only its hash is stored).
     Add {
+        /// The account the key opens, by name (created with its first key).
         #[arg(long)]
         account: String,
+        /// What the key may do: full (every method) or standard (reads, publishing, testWebhook).
         #[arg(long, value_enum, default_value = "full")]
         access: AccessArg,
     },

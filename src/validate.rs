@@ -735,7 +735,7 @@ impl Checker {
             _ => {
                 self.problem(
                     "secret",
-                    "must be whsec_ followed by the base64 of 24 to 64 bytes",
+                    "must be whsec_ followed by the standard base64 of 24 to 64 bytes, with its = padding",
                 );
                 None
             }
