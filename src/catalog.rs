@@ -192,6 +192,29 @@ impl Catalog {
             self.describe_events(&mut schemas[schema]["description"]);
         }
         schemas["EventDetails"]["allOf"] = self.rules(|events| json!({"event": {"enum": events}}));
+        for method in openrpc["methods"].as_array_mut().into_iter().flatten() {
+            if let Some(examples) = method["examples"].as_array_mut() {
+                examples.retain(|example| !self.names_another_object(example));
+            }
+        }
+    }
+
+    /// Whether `v` names an object this catalog does not have, as a member `"object"` or in a
+    /// search criterion `["object", operator, value]`: an example written for Vision6's
+    /// objects, which a client of another catalog would be refused for (310) if it copied it.
+    fn names_another_object(&self, v: &Value) -> bool {
+        let other = |name: &Value| name.as_str().is_some_and(|o| !self.has_object(o));
+        match v {
+            Value::Object(map) => {
+                map.get("object").is_some_and(other)
+                    || map.values().any(|v| self.names_another_object(v))
+            }
+            Value::Array(items) => match items.as_slice() {
+                [field, _, value] if field == "object" && other(value) => true,
+                _ => items.iter().any(|v| self.names_another_object(v)),
+            },
+            _ => false,
+        }
     }
 
     /// Rewrites the sentence of `description` that lists each object's events ("… must apply
