@@ -274,7 +274,7 @@ async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
     }
     let engine = delivery::start(store.clone(), config.clone())
         .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
-    let retention = maintenance::start(store.clone(), config.retention);
+    let retention = maintenance::start(store.clone(), config.retention, config.lease);
     let app = Arc::new(App {
         store,
         gate: Gate::new(config.max_concurrent_calls),
