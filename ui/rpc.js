@@ -54,7 +54,7 @@ async function send(method, params) {
     credentials: "omit",
     cache: "no-store",
   });
-  const reply = await response.text().then(parseJson).catch(() => null);
+  const reply = await response.text().then((text) => numbersOutsideData(parseJson(text))).catch(() => null);
   if (!reply) throw new RpcError({ code: response.status, message: `HTTP ${response.status}` });
   if (reply.error) throw new RpcError(reply.error);
   return reply.result;
@@ -69,6 +69,21 @@ export function parseJson(text) {
     typeof value === "number" && context && String(value) !== context.source
       ? JSON.rawJSON(context.source)
       : value);
+}
+
+// Members whose numbers are the client's, kept as written; every other number is the app's own
+// (an id, a count, a time), which the page does arithmetic and text with: back to a Number.
+const WRITTEN_BY_CLIENTS = new Set(["data", "metadata"]);
+
+function numbersOutsideData(value) {
+  if (JSON.isRawJSON?.(value)) return Number(value.rawJSON);
+  if (Array.isArray(value)) return value.map(numbersOutsideData);
+  if (value && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) {
+      if (!WRITTEN_BY_CLIENTS.has(k)) value[k] = numbersOutsideData(v);
+    }
+  }
+  return value;
 }
 
 // What the app learnt about the signed-in key and the server.

@@ -326,11 +326,13 @@ async function manageWebhook(page, webhook) {
 }
 
 /// Numbers in metadata that a JS number cannot hold as written are shown as written, and an
-/// edit of the metadata sends them back so (the page once rounded them all).
+/// edit of the metadata sends them back so (the page once rounded them all). The app's own
+/// numbers stay numbers, even one past 2^53 (a list id): kept raw, it broke the page.
 async function metadataKeptAsWritten(page, server) {
   const written = '{"big":12345678901234567890123,"price":1.50,"note":"old"}';
   const body = `{"jsonrpc":"2.0","id":1,"method":"addWebhook","params":["${server.key}",
-    {"object":"list","event":"created","url":"http://127.0.0.1:9/metadata","metadata":${written}}]}`;
+    {"object":"list","event":"created","url":"http://127.0.0.1:9/metadata","metadata":${written},
+    "list_id":9007199254740993}]}`;
   const post = (text) => fetch(`${server.base}/`, { method: "POST", body: text,
     headers: { "content-type": "application/json" } }).then((r) => r.text());
   const id = JSON.parse(await post(body)).result;
