@@ -88,21 +88,10 @@ async fn a_deployment_publishes_its_own_events() {
         );
         assert!(!description.contains("contact"), "{description}");
     }
-    // Examples written for Vision6's objects would be refused here: they are left out, the
-    // others kept.
+    // The examples are a session with Vision6's catalog (webhook 1, delivery 2, …): most would
+    // be refused here, and the rest name what was never made. None is served.
     let methods = doc["methods"].as_array().unwrap();
-    let examples: Vec<String> = methods
-        .iter()
-        .flat_map(|m| m["examples"].as_array().cloned().unwrap_or_default())
-        .map(|e| e.to_string())
-        .collect();
-    assert!(examples.len() >= 5, "{examples:?}");
-    for example in &examples {
-        assert!(
-            !example.contains(r#""contact""#) && !example.contains(r#""list""#),
-            "{example}"
-        );
-    }
+    assert!(methods.iter().all(|m| m.get("examples").is_none()), "{doc}");
 }
 
 #[test]
