@@ -147,7 +147,15 @@ impl WebhookSettings {
     /// carries. Two webhooks whose urls differ only there send to the same receiver, so the
     /// duplicate rule (351) compares this.
     pub fn receiver_url(&self) -> &str {
-        self.url.split('#').next().unwrap_or_default()
+        self.url.split_once('#').map_or(&self.url, |(url, _)| url)
+    }
+
+    /// Whether `other` has what the duplicate rule (351) compares: object, events, list_id and
+    /// url. An edit that keeps them cannot make a duplicate, so it is not checked again (two
+    /// webhooks whose urls differ only by a fragment were no duplicates before that rule).
+    pub fn same_identity(&self, other: &WebhookSettings) -> bool {
+        (&self.object, &self.events, self.list_id, &self.url)
+            == (&other.object, &other.events, other.list_id, &other.url)
     }
 }
 

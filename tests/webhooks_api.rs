@@ -489,6 +489,16 @@ async fn duplicates_are_351_on_add_and_on_edit() {
         let (code, _) = server.err("addWebhook", json!([server.key, d])).await;
         assert_eq!(code, 351, "{url}");
     }
+    // Two webhooks stored before fragments were compared (made so behind the server's back)
+    // still take an edit that leaves what 351 compares alone.
+    let twin = json!({"object": "list", "event": "created", "url": "https://example.com/f2"});
+    let twin = server.ok("addWebhook", json!([server.key, twin])).await;
+    server.sql_execute(&format!(
+        "UPDATE webhooks SET url = 'https://example.com/f#two' WHERE id = {twin}"
+    ));
+    let rename = json!([server.key, twin, {"name": "renamed", "is_active": false}]);
+    assert_eq!(server.ok("editWebhook", rename).await, true);
+    server.ok("deleteWebhook", json!([server.key, twin])).await;
     server.ok("deleteWebhook", json!([server.key, kept])).await;
 
     // Each part of the identity makes a webhook distinct.

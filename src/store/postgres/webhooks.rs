@@ -300,7 +300,9 @@ impl Postgres {
         let s = merge(old.clone())?;
         // The webhook's row first, then the account's: the order a delete takes them in.
         lock_account(&tx, account_id).await?;
-        refuse_overlap(&tx, account_id, id, &s).await?;
+        if !s.same_identity(&old) {
+            refuse_overlap(&tx, account_id, id, &s).await?;
+        }
         let values = Values::of(&s)?;
         let now = now_secs();
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&id, &account_id];

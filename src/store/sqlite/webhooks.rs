@@ -233,7 +233,9 @@ impl Sqlite {
             let old = load(conn, account_id, id)?.settings;
             let reactivated = !old.is_active;
             let s = merge(old.clone())?;
-            refuse_overlap(conn, account_id, id, &s)?;
+            if !s.same_identity(&old) {
+                refuse_overlap(conn, account_id, id, &s)?;
+            }
             conn.prepare_cached(
                 "UPDATE webhooks SET name = ?3, description = ?4, object = ?5, events = ?6, list_id = ?7,
                    url = ?8, headers = ?9, auth_username = ?10, auth_password = ?11, secret = ?12,
