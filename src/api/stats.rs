@@ -79,8 +79,9 @@ fn stats_query(args: &Args, mut check: Checker) -> Result<(StatsQuery, i64), Api
 }
 
 /// The period `since..until` asked for, with the contract's defaults at `now`: until now, and
-/// since a day before that. Times are whole seconds and a period ends before its `until`, so
-/// "now" is the end of the current second: what was recorded in it is counted.
+/// since a day before that. The store counts the minutes (or hours) that start before `until`,
+/// and an attempt is stamped with its whole second: "now" is the end of the current second, so
+/// that an attempt recorded in it counts even when that second starts a minute.
 fn period(since: Option<i64>, until: Option<i64>, now: i64) -> (i64, i64) {
     let until = until.unwrap_or(now + 1);
     (since.unwrap_or((until - DAY).max(0)), until)
