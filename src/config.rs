@@ -228,6 +228,24 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Settings that work but may surprise, said at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(keep) = self.retention.0.filter(|keep| *keep < self.attempt_timeout) {
+            // A request may be out for up to its attempt timeout. Cancelled meanwhile (its
+            // webhook deactivated or deleted), its delivery is final, and may be removed before
+            // the answer comes back to make it `succeeded`. Short retentions are for trying
+            // retention out, so this is said rather than refused.
+            warnings.push(format!(
+                "--retention ({}) is shorter than --attempt-timeout ({}): a delivery cancelled \
+                 while its request is out may be removed before the receiver's answer is recorded",
+                humantime::format_duration(keep),
+                humantime::format_duration(self.attempt_timeout)
+            ));
+        }
+        warnings
+    }
 }
 
 #[cfg(test)]

@@ -261,6 +261,9 @@ impl From<KeyError> for Stop {
 
 async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
     config.check().map_err(Stop::Refused)?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     survive_file_size_limit();
     metrics::install();
     let readers = config.readers;
@@ -274,7 +277,7 @@ async fn serve(db: String, config: Arc<Config>) -> Result<(), Stop> {
     }
     let engine = delivery::start(store.clone(), config.clone())
         .map_err(|e| ApiError::Internal(format!("http client: {e}")))?;
-    let retention = maintenance::start(store.clone(), config.retention, config.lease);
+    let retention = maintenance::start(store.clone(), config.retention);
     let app = Arc::new(App {
         store,
         gate: Gate::new(config.max_concurrent_calls),

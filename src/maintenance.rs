@@ -21,20 +21,8 @@ const MIN_PAUSE: Duration = Duration::from_millis(10);
 const MOST_BETWEEN_PASSES: Duration = Duration::from_secs(60);
 
 /// Starts removing what `retention` no longer keeps; nothing for `--retention 0`.
-pub fn start(store: Store, retention: Retention, lease: Duration) -> Option<JoinHandle<()>> {
+pub fn start(store: Store, retention: Retention) -> Option<JoinHandle<()>> {
     let keep = retention.0?;
-    if keep < lease {
-        // A request may be out for up to a lease. Cancelled meanwhile (its webhook deactivated
-        // or deleted), its delivery is final, and may be removed before the answer comes back
-        // to make it `succeeded`. Short retentions are for trying retention out, so this is
-        // said rather than refused.
-        tracing::warn!(
-            retention = %humantime::format_duration(keep),
-            lease = %humantime::format_duration(lease),
-            "--retention is shorter than --lease: a delivery cancelled while its request is out \
-             may be removed before the receiver's answer is recorded"
-        );
-    }
     Some(tokio::spawn(run(store, keep)))
 }
 

@@ -264,7 +264,7 @@ impl Checker {
             _ => {
                 self.problem(
                     "secret",
-                    "must be whsec_ followed by the standard base64 of 24 to 64 bytes, with its = padding",
+                    "must be whsec_ followed by the standard base64 of 24 to 64 bytes (with = padding, where the length needs it)",
                 );
                 None
             }
