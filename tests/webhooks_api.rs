@@ -489,6 +489,13 @@ async fn duplicates_are_351_on_add_and_on_edit() {
         let (code, _) = server.err("addWebhook", json!([server.key, d])).await;
         assert_eq!(code, 351, "{url}");
     }
+    // An escaped `#` is part of the path, sent as such: another receiver.
+    let escaped =
+        json!({"object": "list", "event": "created", "url": "https://example.com/f%23two"});
+    let escaped = server.ok("addWebhook", json!([server.key, escaped])).await;
+    server
+        .ok("deleteWebhook", json!([server.key, escaped]))
+        .await;
     // Two webhooks stored before fragments were compared (made so behind the server's back)
     // still take an edit that leaves what 351 compares alone.
     let twin = json!({"object": "list", "event": "created", "url": "https://example.com/f2"});
