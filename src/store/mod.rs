@@ -221,14 +221,6 @@ impl KeyPrefix {
                 "give at least 4 hex characters of the key",
             ));
         }
-        // Only the first 8 are stored beside the hash: a longer start could not be checked
-        // past them, and would name another key that shares them.
-        if given.len() > 8 && given.len() != 64 {
-            return Err(ApiError::invalid(
-                "prefix",
-                "give at most the 8 characters `key list` shows, or the whole key",
-            ));
-        }
         Ok(if given.len() == 64 {
             KeyPrefix {
                 hash: hash_key(&given),
