@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Reproduces BENCHMARKS.md:  bench/run.sh [rpc|delivery|latency|single|connections|memory|unscraped|stats|soak|all] [DB]
+# Reproduces BENCHMARKS.md:  bench/run.sh [rpc|delivery|latency|single|connections|memory|unscraped|stats|soak|svix|svix-latency|all] [DB]
 # DB: a PostgreSQL server's url (postgres://…/postgres, e.g. from scripts/postgres start) to
 # run on PostgreSQL, each server on a fresh database there; BENCH_NODES=2 runs two nodes on it
 # (calls go to the first, both deliver). Without DB: SQLite.
 # Needs Debian's wrk for the rpc part (apt-get install wrk). Prints markdown tables on stdout,
 # progress on stderr. BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS tune the wrk runs.
+# svix, svix-latency: the same as single and latency against Svix's server (SVIX_BIN, and DB);
+# bench/svix.sh runs them beside hookrpc round by round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-all}" in rpc|all)

@@ -18,6 +18,8 @@
 //!   with removal running beside the same without it.
 //!
 //! - `stats`: getDeliveryStats on an account with 1M deliveries (`bench/stats.rs`).
+//! - `svix`, `svix-latency`: `single` and `latency` against Svix's server, side by side
+//!   (`bench/svix.rs`; needs `SVIX_BIN` and `BENCH_DB`, not part of `all`).
 //!
 //! Tunables (environment): `BENCH_SECONDS` per wrk run and for the latency run (10),
 //! `BENCH_ROUNDS` (3), `BENCH_CONNECTIONS` (32), `BENCH_WEBHOOKS` for the delivery runs
@@ -41,6 +43,8 @@ use tokio::sync::Semaphore;
 
 #[path = "bench/stats.rs"]
 mod stats;
+#[path = "bench/svix.rs"]
+mod svix;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -57,6 +61,8 @@ async fn main() {
         "connections" => connections().await,
         "single" => single(settings.seconds).await,
         "stats" => stats::stats().await,
+        "svix" => svix::single(settings.seconds).await,
+        "svix-latency" => svix::latency(settings.seconds).await,
         "soak" => soak().await,
         "all" => {
             rpc(&settings).await;
@@ -68,7 +74,7 @@ async fn main() {
             stats::stats().await;
         }
         other => {
-            eprintln!("usage: bench [rpc|delivery|latency|memory|unscraped|connections|single|stats|soak|all] (not {other:?})");
+            eprintln!("usage: bench [rpc|delivery|latency|memory|unscraped|connections|single|stats|soak|svix|svix-latency|all] (not {other:?})");
             std::process::exit(2);
         }
     }
@@ -637,7 +643,12 @@ impl Receiver {
         if verifier.verify(&body, &parts.headers).is_err() {
             self.forged.fetch_add(1, Ordering::Relaxed);
         }
-        let items: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
+        // hookrpc sends a list of items; Svix (`svix` mode) one message, counted as one item.
+        let items = match serde_json::from_slice(&body) {
+            Ok(Value::Array(items)) => items,
+            Ok(item @ Value::Object(_)) => vec![item],
+            _ => Vec::new(),
+        };
         let stamped: Vec<u64> = items
             .iter()
             .filter_map(|item| item["data"]["sent_us"].as_u64())
@@ -741,17 +752,35 @@ async fn throughput(webhooks: usize, events: usize) {
 /// One webhook, one `addEvent` every millisecond; each event carries the time it was sent.
 async fn latency(seconds: u64) {
     let (server, receiver) = delivery_server(1).await;
+    println!("\n### Publish→receive latency: 1 webhook, addEvent at 1000 events/s for {seconds} s");
+    steady_latency(seconds, &receiver, move |event| {
+        let server = server.clone();
+        async move {
+            server.call("addEvent", json!([server.key, event])).await;
+        }
+    })
+    .await;
+}
+
+/// Publishes one event every millisecond for `seconds` after a second of warm-up (`publish`
+/// sends the event it is given, which carries the time it was sent), waits until `receiver`
+/// has them all, and prints the latency table.
+async fn steady_latency<F, Call>(seconds: u64, receiver: &Receiver, publish: F)
+where
+    F: Fn(Value) -> Call + Clone + Send + 'static,
+    Call: std::future::Future<Output = ()> + Send,
+{
     let warmup = 1000u64;
     let total = warmup + seconds * 1000;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut calls = Vec::with_capacity(total as usize);
     for _ in 0..total {
         tick.tick().await;
-        let server = server.clone();
+        let publish = publish.clone();
         calls.push(tokio::spawn(async move {
             let event = json!({"object": "contact", "event": "subscribed",
                                "data": {"sent_us": now_us()}});
-            server.call("addEvent", json!([server.key, event])).await;
+            publish(event).await;
         }));
     }
     for call in calls {
@@ -763,10 +792,7 @@ async fn latency(seconds: u64) {
     let mut ms: Vec<f64> = measured.iter().map(|&us| us as f64 / 1000.0).collect();
     ms.sort_by(f64::total_cmp);
     let at = |p: f64| ms[((ms.len() - 1) as f64 * p) as usize];
-    println!(
-        "\n### Publish→receive latency: 1 webhook, addEvent at 1000 events/s for {seconds} s \
-         (after {warmup} warm-up events)\n"
-    );
+    println!("(after {warmup} warm-up events)\n");
     println!("| events | p50 ms | p90 ms | p99 ms | max ms | requests |");
     println!("|---:|---:|---:|---:|---:|---:|");
     println!(
@@ -934,16 +960,35 @@ async fn connections() {
 
 async fn single(seconds: u64) {
     let (server, receiver) = delivery_server_with(1, json!({"batch_size": 1})).await;
+    println!(
+        "\n### One at a time: addEvent from 32 callers for {seconds} s, 1 webhook, batch_size 1\n"
+    );
+    one_at_a_time(seconds, &receiver, move || {
+        let server = server.clone();
+        async move {
+            let event = json!({"object": "contact", "event": "subscribed"});
+            server.call("addEvent", json!([server.key, event])).await;
+        }
+    })
+    .await;
+}
+
+/// Publishes one event per call from 32 callers for `seconds` (`publish` makes one call), waits
+/// until `receiver` has them all, and prints the row of the `single` table.
+async fn one_at_a_time<F, Call>(seconds: u64, receiver: &Receiver, publish: F)
+where
+    F: Fn() -> Call + Clone + Send + 'static,
+    Call: std::future::Future<Output = ()> + Send,
+{
     let published = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let callers: Vec<_> = (0..32)
         .map(|_| {
-            let (server, published) = (server.clone(), published.clone());
+            let (publish, published) = (publish.clone(), published.clone());
             tokio::spawn(async move {
-                let event = json!({"object": "contact", "event": "subscribed"});
                 while Instant::now() < deadline {
-                    server.call("addEvent", json!([server.key, event])).await;
+                    publish().await;
                     published.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -956,16 +1001,14 @@ async fn single(seconds: u64) {
     let intake = started.elapsed().as_secs_f64();
     receiver.wait_for(published, Duration::from_secs(600)).await;
     let all = started.elapsed().as_secs_f64();
+    println!("| events | events/s published | all received (s) | deliveries/s | most in flight at the receiver | forged |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     println!(
-        "\n### One at a time: addEvent from 32 callers for {seconds} s, 1 webhook, batch_size 1\n"
-    );
-    println!("| events | events/s published | all received (s) | deliveries/s | most in flight at the receiver |");
-    println!("|---:|---:|---:|---:|---:|");
-    println!(
-        "| {published} | {:.0} | {all:.2} | {:.0} | {} |",
+        "| {published} | {:.0} | {all:.2} | {:.0} | {} | {} |",
         published as f64 / intake,
         published as f64 / all,
-        receiver.most_in_flight.load(Ordering::Relaxed)
+        receiver.most_in_flight.load(Ordering::Relaxed),
+        receiver.forged.load(Ordering::Relaxed)
     );
 }
 
